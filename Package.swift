@@ -1,0 +1,43 @@
+// swift-tools-version:6.0
+import PackageDescription
+
+let package = Package(
+    name: "cairn",
+    platforms: [.macOS(.v14)],
+    products: [
+        .executable(name: "cairn", targets: ["cairn"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
+        .package(url: "https://github.com/apple/swift-log", from: "1.6.0"),
+    ],
+    targets: [
+        // C libraries from Debian, each wrapped once (design.md §4.1).
+        .systemLibrary(name: "CCurl", pkgConfig: "libcurl", providers: [.apt(["libcurl4-openssl-dev"])]),
+        .systemLibrary(name: "CZstd", pkgConfig: "libzstd", providers: [.apt(["libzstd-dev"])]),
+        .systemLibrary(name: "CLibPQ", pkgConfig: "libpq", providers: [.apt(["libpq-dev"])]),
+        .systemLibrary(name: "COpenSSL", pkgConfig: "libcrypto", providers: [.apt(["libssl-dev"])]),
+
+        // Shared bottom layer: error model, blocking-thread executor, bounded byte channels.
+        .target(name: "Core", dependencies: [.product(name: "Logging", package: "swift-log")]),
+        .target(name: "Crypto", dependencies: ["Core", "COpenSSL"]),
+        .target(name: "HTTP", dependencies: ["Core", "CCurl", .product(name: "Logging", package: "swift-log")]),
+        .target(name: "ObjectStore", dependencies: ["Core", "HTTP", "Crypto", .product(name: "Logging", package: "swift-log")]),
+        .target(name: "Pipeline", dependencies: ["Core", "Crypto", "CZstd", .product(name: "Logging", package: "swift-log")]),
+        .target(name: "Postgres", dependencies: ["Core", "CLibPQ", .product(name: "Logging", package: "swift-log")]),
+        .executableTarget(name: "cairn", dependencies: [
+            "Core", "HTTP", "Crypto", "ObjectStore", "Pipeline", "Postgres",
+            .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            .product(name: "Logging", package: "swift-log"),
+        ]),
+
+        .testTarget(name: "CoreTests", dependencies: ["Core"]),
+        .testTarget(name: "HTTPTests", dependencies: ["HTTP", "Core"]),
+        .testTarget(name: "CryptoTests", dependencies: ["Crypto", "Core"]),
+        .testTarget(name: "ObjectStoreTests", dependencies: ["ObjectStore", "HTTP", "Crypto", "Core"], resources: [.copy("Fixtures")]),
+        .testTarget(name: "PipelineTests", dependencies: ["Pipeline", "Crypto", "Core"]),
+        .testTarget(name: "PostgresTests", dependencies: ["Postgres", "Core"]),
+        .testTarget(name: "IntegrationTests", dependencies: ["ObjectStore", "HTTP", "Crypto", "Core", "Pipeline", "Postgres"]),
+    ],
+    swiftLanguageModes: [.v6]
+)

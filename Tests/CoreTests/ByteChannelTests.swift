@@ -1,0 +1,69 @@
+import Testing
+import Foundation
+@testable import Core
+
+@Suite struct ByteChannelTests {
+    @Test func deliversChunksInOrderThenEOF() async throws {
+        let ch = ByteChannel(capacity: 10)
+        let producer = Task {
+            for i in 0..<100 { try await ch.send(Data([UInt8(i)])) }
+            ch.finish()
+        }
+        var got: [UInt8] = []
+        for try await d in ch { got.append(contentsOf: d) }
+        try await producer.value
+        #expect(got == (0..<100).map(UInt8.init))
+    }
+
+    @Test func boundsBufferedBytes() async throws {
+        let ch = ByteChannel(capacity: 8)
+        let sent = ManagedAtomicCounter()
+        let producer = Task {
+            for _ in 0..<10 { try await ch.send(Data(count: 4)); sent.increment() }
+            ch.finish()
+        }
+        try await Task.sleep(for: .milliseconds(100))
+        #expect(ch.bufferedBytes <= 8)
+        #expect(sent.value == 2)
+        var total = 0
+        for try await d in ch { total += d.count }
+        try await producer.value
+        #expect(total == 40)
+    }
+
+    @Test func blockingProducerAndAsyncConsumer() async throws {
+        let ch = ByteChannel(capacity: 1024)
+        BlockingPool.shared.submit {
+            for _ in 0..<1000 { try? ch.sendBlocking(Data(count: 100)) }
+            ch.finish()
+        }
+        var total = 0
+        for try await d in ch { total += d.count }
+        #expect(total == 100_000)
+    }
+
+    @Test func producerErrorReachesConsumerAfterData() async throws {
+        let ch = ByteChannel(capacity: 100)
+        try await ch.send(Data([1, 2, 3]))
+        ch.finish(throwing: CairnError(.io, "boom"))
+        let first = try await ch.receive()
+        #expect(first == Data([1, 2, 3]))
+        await #expect(throws: CairnError.self) { _ = try await ch.receive() }
+    }
+
+    @Test func consumerCancelFailsBlockedProducer() async throws {
+        let ch = ByteChannel(capacity: 4)
+        try await ch.send(Data(count: 4))
+        let producer = Task { try await ch.send(Data(count: 4)) }
+        try await Task.sleep(for: .milliseconds(50))
+        ch.cancel(CairnError(.cancelled, "reader gone"))
+        await #expect(throws: CairnError.self) { try await producer.value }
+    }
+}
+
+final class ManagedAtomicCounter: @unchecked Sendable {
+    private let lock = NSLock()
+    private var v = 0
+    func increment() { lock.lock(); v += 1; lock.unlock() }
+    var value: Int { lock.lock(); defer { lock.unlock() }; return v }
+}
