@@ -34,6 +34,7 @@ public enum ErrorCode: String, Sendable, CaseIterable {
     case io               // local file system error
     case network          // connection refused, DNS, TLS, dropped connection
     case timeout          // an operation ran past its deadline
+    case tls              // certificate verification or TLS set-up failed
     case storage          // object store answered with an error
     case storageAuth      // credentials rejected or missing permission
     case notFound         // bucket, key, backup or job does not exist
@@ -52,7 +53,7 @@ public enum ErrorCode: String, Sendable, CaseIterable {
         case .usage: return 2
         case .config: return 3
         case .io: return 4
-        case .network, .timeout: return 5
+        case .network, .timeout, .tls: return 5
         case .storage: return 6
         case .storageAuth: return 7
         case .notFound: return 8
