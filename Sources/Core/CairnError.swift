@@ -11,11 +11,15 @@ public struct CairnError: Error, CustomStringConvertible, Sendable {
     public var message: String
     /// The underlying cause, if any (kept for logs; its description is appended).
     public var cause: (any Error & Sendable)?
+    /// A transient failure that the same request may not hit again (an
+    /// overloaded server, a dropped connection): worth retrying.
+    public var isTransient: Bool
 
-    public init(_ code: ErrorCode, _ message: String, cause: (any Error & Sendable)? = nil) {
+    public init(_ code: ErrorCode, _ message: String, cause: (any Error & Sendable)? = nil, transient: Bool? = nil) {
         self.code = code
         self.message = message
         self.cause = cause
+        self.isTransient = transient ?? (code == .network || code == .timeout)
     }
 
     public var description: String {

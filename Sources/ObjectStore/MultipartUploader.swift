@@ -1,0 +1,117 @@
+import Core
+import Foundation
+import Logging
+
+/// Uploads a byte stream of unknown length as one object: equal-size parts
+/// (the last may be shorter; Cloudflare R2 rejects anything else), uploaded
+/// concurrently while the stream is still being produced. Memory is bounded
+/// by `(concurrency + 1) × partSize`. Any failure aborts the multipart upload.
+public struct MultipartUploader: Sendable {
+    public static let minPartSize = 5 << 20
+    public static let maxParts = 10_000
+
+    public var store: any ObjectStore
+    public var partSize: Int
+    public var concurrency: Int
+    public var options: PutOptions
+    public var logger: Logger
+
+    public init(store: any ObjectStore, partSize: Int = 8 << 20, concurrency: Int = 4,
+                options: PutOptions = PutOptions(), logger: Logger = .cairn("upload")) {
+        self.store = store
+        self.partSize = max(Self.minPartSize, partSize)
+        self.concurrency = max(1, concurrency)
+        self.options = options
+        self.logger = logger
+    }
+
+    /// The part size to use for a stream of at most `upperBound` bytes, so that
+    /// 10,000 parts always suffice: at least `preferred`, never below 5 MiB,
+    /// rounded up to a whole MiB.
+    public static func partSize(forUpperBound upperBound: Int64, preferred: Int = 8 << 20) -> Int {
+        let mib: Int64 = 1 << 20
+        let needed = (upperBound + Int64(maxParts) - 1) / Int64(maxParts)
+        let rounded = (needed + mib - 1) / mib * mib
+        return Int(max(Int64(max(preferred, minPartSize)), rounded))
+    }
+
+    public struct Result: Sendable {
+        public var info: ObjectInfo
+        public var size: Int64
+        public var partCount: Int
+        public var partSize: Int
+    }
+
+    /// Reads `input` to its end and stores it under `key`. A stream that ends
+    /// before the first part is full is stored with a single PUT.
+    /// `onPart` is called after each part is stored (for progress).
+    public func upload(key: String, from input: ByteChannel,
+                       onPart: @escaping @Sendable (_ partNumber: Int, _ bytes: Int64) -> Void = { _, _ in }) async throws -> Result {
+        var carry = Data()
+        let first = try await input.read(exactly: partSize, carry: &carry)
+        if first.count < partSize {
+            // whole stream fits into one part: a plain PUT
+            let info = try await store.put(key: key, body: .data(first), options: options)
+            onPart(1, Int64(first.count))
+            return Result(info: info, size: Int64(first.count), partCount: 1, partSize: partSize)
+        }
+        let uploadId = try await store.createMultipartUpload(key: key, options: options)
+        logger.debug("multipart upload started", metadata: ["key": "\(key)", "upload": "\(uploadId)"])
+        do {
+            let parts = try await uploadParts(key: key, uploadId: uploadId, first: first, carry: carry, input: input, onPart: onPart)
+            if parts.count > Self.maxParts {
+                throw CairnError(.storage, "\(store.displayName)\(key): stream needed \(parts.count) parts, more than 10,000 (part size \(partSize) too small)")
+            }
+            let info = try await store.completeMultipartUpload(key: key, uploadId: uploadId, parts: parts)
+            let size = parts.reduce(Int64(0)) { $0 + $1.size }
+            return Result(info: info, size: size, partCount: parts.count, partSize: partSize)
+        } catch {
+            input.cancel(error)
+            await abort(key: key, uploadId: uploadId)
+            throw error
+        }
+    }
+
+    /// Aborts an upload, even from a cancelled task (the abort must still go out).
+    func abort(key: String, uploadId: String) async {
+        let store = self.store
+        let logger = self.logger
+        await Task.detached {
+            do {
+                try await store.abortMultipartUpload(key: key, uploadId: uploadId)
+                logger.info("multipart upload aborted", metadata: ["key": "\(key)", "upload": "\(uploadId)"])
+            } catch {
+                logger.error("could not abort multipart upload; retention will clean it up", metadata: ["key": "\(key)", "upload": "\(uploadId)", "error": "\(error)"])
+            }
+        }.value
+    }
+
+    private func uploadParts(key: String, uploadId: String, first: Data, carry initialCarry: Data, input: ByteChannel,
+                             onPart: @escaping @Sendable (Int, Int64) -> Void) async throws -> [CompletedPart] {
+        try await withThrowingTaskGroup(of: CompletedPart.self) { group in
+            var parts: [CompletedPart] = []
+            var carry = initialCarry
+            var next: Data? = first
+            var number = 0
+            var inFlight = 0
+            while let data = next {
+                number += 1
+                let n = number
+                let store = self.store
+                group.addTask {
+                    let p = try await store.uploadPart(key: key, uploadId: uploadId, partNumber: n, body: .data(data))
+                    onPart(n, Int64(data.count))
+                    return p
+                }
+                inFlight += 1
+                if inFlight >= concurrency {
+                    if let p = try await group.next() { parts.append(p); inFlight -= 1 }
+                }
+                let d = try await input.read(exactly: partSize, carry: &carry)
+                next = d.isEmpty ? nil : d   // a short read is the last part
+            }
+            for try await p in group { parts.append(p) }
+            return parts.sorted { $0.partNumber < $1.partNumber }
+        }
+    }
+}

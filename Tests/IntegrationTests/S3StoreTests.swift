@@ -1,0 +1,222 @@
+import Foundation
+import Testing
+import Core
+import Crypto
+import HTTP
+@testable import ObjectStore
+
+@Suite struct S3StoreTests {
+    @Test func multipartUploadOfThreePartsHasDashThreeETag() async throws {
+        let store = try TestEnv.s3()
+        let proxy = try ProxyControl()
+        let a = testData(5 << 20, seed: 1), b = testData(5 << 20, seed: 2), c = testData(123_457, seed: 3)
+        let id = try await store.createMultipartUpload(key: "big.bin", options: PutOptions(contentType: "application/x-test"))
+        let p1 = try await store.uploadPart(key: "big.bin", uploadId: id, partNumber: 1, body: .data(a))
+        let p2 = try await store.uploadPart(key: "big.bin", uploadId: id, partNumber: 2, body: .data(b))
+        let p3 = try await store.uploadPart(key: "big.bin", uploadId: id, partNumber: 3, body: .data(c))
+        let listed = try await store.listParts(key: "big.bin", uploadId: id)
+        #expect(listed.map(\.partNumber) == [1, 2, 3])
+        let info = try await store.completeMultipartUpload(key: "big.bin", uploadId: id, parts: [p3, p1, p2])
+        let etag = try #require(info.etag)
+        #expect(etag.replacingOccurrences(of: "\"", with: "").hasSuffix("-3"))
+        let back = try await store.getData(key: "big.bin", limit: 20 << 20)
+        #expect(back == a + b + c)
+        let head = try #require(try await store.head(key: "big.bin"))
+        #expect(head.size == Int64(a.count + b.count + c.count))
+        #expect(try await proxy.violations(containing: store.config.prefix).isEmpty)
+        let parts = try await proxy.log(pathContaining: store.config.prefix).filter { $0.part_number != nil }
+        #expect(parts.count == 3)
+        try await store.delete(keys: ["big.bin"])
+    }
+
+    @Test func streamingUploaderUsesEqualPartsAndBoundedConcurrency() async throws {
+        let store = try TestEnv.s3()
+        let proxy = try ProxyControl()
+        let total = 23 << 20 + 4321
+        let data = testData(total, seed: 7)
+        let input = ByteChannel(capacity: 1 << 20)
+        let producer = Task {
+            var off = 0
+            while off < total { let n = min(100_003, total - off); try await input.send(data.subdata(in: off..<off + n)); off += n }
+            input.finish()
+        }
+        let up = MultipartUploader(store: store, partSize: 5 << 20, concurrency: 3)
+        let result = try await up.upload(key: "stream.bin", from: input)
+        try await producer.value
+        #expect(result.partCount == 5)
+        #expect(result.size == Int64(total))
+        #expect(try await store.getData(key: "stream.bin", limit: 30 << 20) == data)
+        let sizes = try await proxy.log(pathContaining: store.config.prefix).filter { $0.part_number != nil && $0.method == "PUT" }
+            .sorted { $0.part_number! < $1.part_number! }.map { $0.body_bytes ?? -1 }
+        #expect(sizes.dropLast().allSatisfy { $0 == 5 << 20 })
+        #expect(try await proxy.violations(containing: store.config.prefix).isEmpty)
+    }
+
+    @Test func smallStreamIsASinglePut() async throws {
+        let store = try TestEnv.s3()
+        let input = ByteChannel(capacity: 1 << 20)
+        try await input.send(Data("hello".utf8))
+        input.finish()
+        let r = try await MultipartUploader(store: store, partSize: 5 << 20).upload(key: "small", from: input)
+        #expect(r.partCount == 1)
+        #expect(try await store.getData(key: "small") == Data("hello".utf8))
+    }
+
+    @Test func uploaderAbortsWhenTheInputFails() async throws {
+        let store = try TestEnv.s3()
+        let input = ByteChannel(capacity: 1 << 20)
+        let producer = Task {
+            try await input.send(testData(12 << 20))
+            input.finish(throwing: CairnError(.process, "pg_dump exited with status 1"))
+        }
+        await #expect(throws: CairnError.self) {
+            _ = try await MultipartUploader(store: store, partSize: 5 << 20).upload(key: "failing", from: input)
+        }
+        _ = try? await producer.value
+        #expect(try await store.listMultipartUploads(prefix: "").isEmpty)
+        #expect(try await store.head(key: "failing") == nil)
+    }
+
+    @Test func abortRemovesTheUpload() async throws {
+        let store = try TestEnv.s3()
+        let id = try await store.createMultipartUpload(key: "aborted", options: PutOptions())
+        _ = try await store.uploadPart(key: "aborted", uploadId: id, partNumber: 1, body: .data(testData(1000)))
+        #expect(try await store.listMultipartUploads(prefix: "").map(\.uploadId) == [id])
+        try await store.abortMultipartUpload(key: "aborted", uploadId: id)
+        #expect(try await store.listMultipartUploads(prefix: "").isEmpty)
+        await #expect(throws: CairnError.self) { _ = try await store.listParts(key: "aborted", uploadId: id) }
+    }
+
+    @Test func wrongSecretFailsWithSignatureDoesNotMatch() async throws {
+        let secret = "wrong-secret-\(UUID().uuidString)"
+        let store = try TestEnv.s3(viaProxy: false, secret: secret)
+        do {
+            _ = try await store.put(key: "x", data: Data("x".utf8))
+            Issue.record("expected SignatureDoesNotMatch")
+        } catch let e as CairnError {
+            #expect(e.code == .storageAuth)
+            #expect(e.message.contains("SignatureDoesNotMatch"))
+            #expect(e.message.contains(try TestEnv.bucket))
+            #expect(!e.description.contains(secret))
+            #expect(!e.message.contains("\n"))
+        }
+    }
+
+    @Test func missingBucketIsNotFound() async throws {
+        let cfg = S3Configuration(bucket: "no-such-bucket-\(UUID().uuidString.prefix(6).lowercased())", endpoint: try TestEnv.motoEndpoint)
+        let store = S3Store(config: cfg, credentials: StaticCredentialsProvider(try TestEnv.credentials()))
+        do {
+            _ = try await store.list(prefix: "")
+            Issue.record("expected NoSuchBucket")
+        } catch let e as CairnError {
+            #expect(e.code == .notFound)
+            #expect(e.message.contains("NoSuchBucket"))
+            #expect(e.message.contains(cfg.bucket))
+        }
+    }
+
+    @Test func injected503sAreRetried() async throws {
+        let store = try TestEnv.s3()
+        let proxy = try ProxyControl()
+        try await proxy.inject(.init(method: "PUT", path_contains: store.config.prefix, action: "status", status: 503, code: "SlowDown", count: 2))
+        _ = try await store.put(key: "retried", data: Data("payload".utf8))
+        #expect(try await store.getData(key: "retried") == Data("payload".utf8))
+        let puts = try await proxy.log(pathContaining: store.config.prefix + "retried").filter { $0.method == "PUT" }
+        #expect(puts.map { $0.status ?? 0 } == [503, 503, 200])
+    }
+
+    @Test func droppedConnectionIsRetried() async throws {
+        let store = try TestEnv.s3()
+        let proxy = try ProxyControl()
+        try await proxy.inject(.init(method: "PUT", path_contains: store.config.prefix, action: "drop", count: 1))
+        let data = testData(300_000)
+        _ = try await store.put(key: "dropped", data: data)
+        #expect(try await store.getData(key: "dropped") == data)
+        let puts = try await proxy.log(pathContaining: store.config.prefix + "dropped").filter { $0.method == "PUT" }
+        #expect(puts.count == 2)
+    }
+
+    @Test func downloadResumesAfterDroppedConnection() async throws {
+        let store = try TestEnv.s3()
+        let proxy = try ProxyControl()
+        let data = testData(6 << 20, seed: 9)
+        _ = try await store.put(key: "resume.bin", data: data)
+        try await proxy.inject(.init(method: "GET", path_contains: store.config.prefix + "resume.bin", action: "drop_mid_response", count: 1))
+        let back = try await store.getData(key: "resume.bin", limit: 8 << 20)
+        #expect(back.count == data.count)
+        #expect(back == data)
+        let gets = try await proxy.log(pathContaining: store.config.prefix + "resume.bin").filter { $0.method == "GET" }
+        #expect(gets.count == 2)
+    }
+
+    @Test func failurePastTheRetryBudgetIsAClearError() async throws {
+        let store = try TestEnv.s3(retry: RetryPolicy(maxAttempts: 3, baseDelay: 0.01, maxDelay: 0.05))
+        let proxy = try ProxyControl()
+        try await proxy.inject(.init(method: "PUT", path_contains: store.config.prefix, action: "status", status: 503, code: "ServiceUnavailable", count: 10))
+        do {
+            _ = try await store.put(key: "doomed", data: Data("x".utf8))
+            Issue.record("expected failure")
+        } catch let e as CairnError {
+            #expect(e.code == .storage)
+            #expect(e.message.contains("ServiceUnavailable"))
+            #expect(e.message.contains("doomed"))
+            #expect(e.message.contains("3 attempts"))
+        }
+        let puts = try await proxy.log(pathContaining: store.config.prefix + "doomed")
+        #expect(puts.count == 3)
+    }
+
+    @Test func fourHundredsAreNotRetried() async throws {
+        let store = try TestEnv.s3()
+        let proxy = try ProxyControl()
+        try await proxy.inject(.init(method: "PUT", path_contains: store.config.prefix, action: "status", status: 403, code: "AccessDenied", count: 5))
+        do {
+            _ = try await store.put(key: "denied", data: Data("x".utf8))
+            Issue.record("expected failure")
+        } catch let e as CairnError {
+            #expect(e.code == .storageAuth)
+            #expect(e.message.contains("PutObject"))
+        }
+        #expect(try await proxy.log(pathContaining: store.config.prefix + "denied").count == 1)
+    }
+
+    @Test func completeAnswering200WithAnErrorBodyIsAnError() async throws {
+        let store = try TestEnv.s3(retry: RetryPolicy(maxAttempts: 1))
+        let proxy = try ProxyControl()
+        let id = try await store.createMultipartUpload(key: "complete-err", options: PutOptions())
+        let p = try await store.uploadPart(key: "complete-err", uploadId: id, partNumber: 1, body: .data(testData(1000)))
+        try await proxy.inject(.init(method: "POST", path_contains: store.config.prefix + "complete-err", query_contains: "uploadId", action: "status", status: 200, code: "InternalError", count: 1))
+        await #expect(throws: CairnError.self) {
+            _ = try await store.completeMultipartUpload(key: "complete-err", uploadId: id, parts: [p])
+        }
+        #expect(try await store.head(key: "complete-err") == nil)
+        try await store.abortMultipartUpload(key: "complete-err", uploadId: id)
+    }
+
+    @Test func presignedGetURLWorksWithoutCredentials() async throws {
+        let store = try TestEnv.s3(viaProxy: false)
+        _ = try await store.put(key: "shared file+1.txt", data: Data("presigned".utf8))
+        let url = try await store.presignedURL(key: "shared file+1.txt", expires: 300)
+        #expect(url.contains("X-Amz-Signature="))
+        let r = try await HTTPClient().send(HTTPRequest(method: "GET", url: url))
+        #expect(r.status == 200)
+        #expect(r.body == Data("presigned".utf8))
+        var tampered = url
+        tampered.replace("X-Amz-Expires=300", with: "X-Amz-Expires=301")
+        let bad = try await HTTPClient().send(HTTPRequest(method: "GET", url: tampered))
+        #expect(bad.status == 403)
+    }
+
+    @Test func objectLockAndMetadataHeadersAreSent() async throws {
+        let store = try TestEnv.s3()
+        let h = store.headers(for: PutOptions(contentType: "image/jpeg", cacheControl: "max-age=60", metadata: ["Sha256": "abc"],
+                                              objectLock: ObjectLock(mode: .compliance, retainUntil: Date(timeIntervalSince1970: 1_800_000_000))))
+        #expect(h["x-amz-object-lock-mode"] == "COMPLIANCE")
+        #expect(h["x-amz-object-lock-retain-until-date"] == "2027-01-15T08:00:00Z")
+        #expect(h["x-amz-meta-sha256"] == "abc")
+        _ = try await store.put(key: "meta.jpg", data: Data("jpeg".utf8), options: PutOptions(contentType: "image/jpeg", metadata: ["sha256": "abc"]))
+        let info = try #require(try await store.head(key: "meta.jpg"))
+        #expect(info.contentType == "image/jpeg")
+        #expect(info.metadata["sha256"] == "abc")
+    }
+}
