@@ -58,7 +58,7 @@ public final class DirectoryStore: ObjectStore {
     /// against the current directory). It must exist when the store is used.
     public init(root: String, minimumPartSize: Int64 = 5 << 20) {
         var r = root
-        if !r.hasPrefix("/") {
+        if !Bytes.hasPrefix(r, "/") {
             r = FileManager.default.currentDirectoryPath + "/" + r
         }
         r = (r as NSString).standardizingPath
@@ -98,7 +98,7 @@ public final class DirectoryStore: ObjectStore {
     private func uploadDir(_ id: String) -> String { join(multipartRoot, id) }
 
     static func isTempName(_ name: String) -> Bool {
-        name.hasPrefix(".") && name.contains(".tmp-")
+        Bytes.hasPrefix(name, ".") && Bytes.contains(name, ".tmp-")
     }
 
     /// Refuses keys that cannot map safely to a path under the root.
@@ -109,15 +109,17 @@ public final class DirectoryStore: ObjectStore {
         if key.isEmpty { throw bad("empty key") }
         if key.utf8.count > Self.maxKeyBytes { throw bad("longer than \(Self.maxKeyBytes) bytes") }
         if key.utf8.contains(0) { throw bad("contains a NUL byte") }
-        if key.hasPrefix("/") { throw bad("starts with /") }
-        let segments = key.split(separator: "/", omittingEmptySubsequences: false)
+        // Byte-wise throughout: a combining mark after "/" joins it into one Swift
+        // Character, so Character-based splitting would miss a "../" before it.
+        if Bytes.hasPrefix(key, "/") { throw bad("starts with /") }
+        let segments = Bytes.components(key)
         for (i, seg) in segments.enumerated() {
             if seg.isEmpty { throw bad(i == segments.count - 1 ? "ends with /" : "has an empty path segment (//)") }
-            if seg == "." || seg == ".." { throw bad("has a \(seg) path segment") }
+            if seg.utf8.elementsEqual(".".utf8) || seg.utf8.elementsEqual("..".utf8) { throw bad("has a \(seg) path segment") }
             if seg.utf8.count > Self.maxSegmentBytes { throw bad("a path segment is longer than \(Self.maxSegmentBytes) bytes") }
-            if Self.isTempName(String(seg)) { throw bad("a path segment looks like a temporary file (.NAME.tmp-…)") }
+            if Self.isTempName(seg) { throw bad("a path segment looks like a temporary file (.NAME.tmp-…)") }
         }
-        if segments[0].hasPrefix(".cairn-") { throw bad("names beginning with .cairn- are reserved for the store") }
+        if Bytes.hasPrefix(segments[0], ".cairn-") { throw bad("names beginning with .cairn- are reserved for the store") }
     }
 
     private static let uploadIdChars = Set("0123456789abcdef".utf8)
@@ -206,12 +208,10 @@ public final class DirectoryStore: ObjectStore {
     /// Creates the directories of `path` below `base` (which must exist),
     /// fsyncing each parent whose entries changed.
     private func makeParents(of path: String, below base: String, key: String) throws {
-        let dir = (path as NSString).deletingLastPathComponent
-        guard dir != base, dir.hasPrefix(base) else { return }
-        let rel = String(dir.dropFirst(base == "/" ? 1 : base.count + 1))
+        guard let rel = Bytes.relative(path, to: base) else { return }
         var current = base
-        for comp in rel.split(separator: "/") {
-            let next = join(current, String(comp))
+        for comp in Bytes.components(rel).dropLast() where !comp.isEmpty {
+            let next = join(current, comp)
             if mkdir(next, 0o755) == 0 {
                 try? FS.fsyncDirectory(current)
             } else {
@@ -228,15 +228,15 @@ public final class DirectoryStore: ObjectStore {
             try? FS.fsyncDirectory(root)
         } else {
             let e = errno
-            if e != EEXIST { throw ioError("create \((base as NSString).lastPathComponent) for", key, e) }
+            if e != EEXIST { throw ioError("create \(Bytes.lastComponent(base)) for", key, e) }
         }
     }
 
     /// A temporary file next to `finalPath`, created exclusively; retries the
     /// parent creation if a concurrent delete removed an empty directory.
     private func createTemp(for finalPath: String, below base: String, key: String) throws -> (fd: Int32, path: String) {
-        let dir = (finalPath as NSString).deletingLastPathComponent
-        var name = (finalPath as NSString).lastPathComponent
+        let dir = Bytes.parent(finalPath)
+        var name = Bytes.lastComponent(finalPath)
         while name.utf8.count > 200 { name.removeLast() }
         for attempt in 0..<8 {
             try makeParents(of: finalPath, below: base, key: key)
@@ -359,8 +359,8 @@ public final class DirectoryStore: ObjectStore {
             throw failure
         }
         do {
-            try FS.fsyncDirectory((final as NSString).deletingLastPathComponent)
-            try FS.fsyncDirectory((metaFinal as NSString).deletingLastPathComponent)
+            try FS.fsyncDirectory(Bytes.parent(final))
+            try FS.fsyncDirectory(Bytes.parent(metaFinal))
         } catch let e as FS.Errno {
             throw ioError("sync directory of", key, e.code)
         }
@@ -495,7 +495,7 @@ public final class DirectoryStore: ObjectStore {
             throw ioError("list", keyPrefix.isEmpty ? "the root directory" : keyPrefix, e.code)
         }
         for name in names {
-            if keyPrefix.isEmpty && name.hasPrefix(".cairn-") { continue }
+            if keyPrefix.isEmpty && Bytes.hasPrefix(name, ".cairn-") { continue }
             if Self.isTempName(name) { continue }
             let key = keyPrefix + name
             let path = join(dir, name)
@@ -530,10 +530,10 @@ public final class DirectoryStore: ObjectStore {
     }
 
     private func removeEmptyParents(of path: String, below base: String) {
-        var dir = (path as NSString).deletingLastPathComponent
-        while dir.count > base.count, dir.hasPrefix(base + "/") {
+        var dir = Bytes.parent(path)
+        while let rel = Bytes.relative(dir, to: base), !rel.isEmpty {
             if rmdir(dir) != 0 { return }
-            dir = (dir as NSString).deletingLastPathComponent
+            dir = Bytes.parent(dir)
         }
     }
 
@@ -626,8 +626,8 @@ public final class DirectoryStore: ObjectStore {
         let dir = uploadDir(id)
         guard case .success(let names) = FS.listDirectory(dir) else { return [:] }
         var out: [Int: (PartRecord, String)] = [:]
-        for name in names where name.hasPrefix("part-") && !name.hasSuffix(".json") {
-            guard let n = Int(name.dropFirst(5)), n >= 1 else { continue }
+        for name in names where Bytes.hasPrefix(name, "part-") {
+            guard let n = Int(String(decoding: name.utf8.dropFirst(5), as: UTF8.self)), n >= 1 else { continue }
             let path = join(dir, name)
             guard case .success(let st) = FS.lstat(path), st.isRegular,
                   let rec = Self.decode(PartRecord.self, path + ".json"),
@@ -899,5 +899,47 @@ extension Result where Failure == FS.Errno {
         case .success(let v): return v
         case .failure(let e): throw make(e.code)
         }
+    }
+}
+
+/// Path and key operations on UTF-8 bytes, never on Swift `Character`s (grapheme
+/// clusters can swallow a `/`, and `String ==` equates NFC and NFD forms).
+enum Bytes {
+    static let slash = UInt8(ascii: "/")
+
+    static func hasPrefix(_ s: String, _ p: String) -> Bool { s.utf8.starts(with: p.utf8) }
+
+    static func contains(_ s: String, _ needle: String) -> Bool {
+        let h = Array(s.utf8), n = Array(needle.utf8)
+        guard n.count <= h.count else { return false }
+        for i in 0...(h.count - n.count) where h[i..<(i + n.count)].elementsEqual(n) { return true }
+        return false
+    }
+
+    /// Split on "/" bytes, keeping empty components.
+    static func components(_ s: String) -> [String] {
+        s.utf8.split(separator: slash, omittingEmptySubsequences: false).map { String(decoding: $0, as: UTF8.self) }
+    }
+
+    /// The path without its last component (`/` for a top-level path).
+    static func parent(_ path: String) -> String {
+        let b = Array(path.utf8)
+        guard let i = b.lastIndex(of: slash) else { return "." }
+        return i == 0 ? "/" : String(decoding: b[..<i], as: UTF8.self)
+    }
+
+    static func lastComponent(_ path: String) -> String {
+        let b = Array(path.utf8)
+        guard let i = b.lastIndex(of: slash) else { return path }
+        return String(decoding: b[(i + 1)...], as: UTF8.self)
+    }
+
+    /// `path` relative to directory `base` ("" when equal), nil when outside it.
+    static func relative(_ path: String, to base: String) -> String? {
+        let p = Array(path.utf8), b = Array(base.utf8)
+        if p == b { return "" }
+        let dir = b == [slash] ? b : b + [slash]
+        guard p.starts(with: dir) else { return nil }
+        return String(decoding: p[dir.count...], as: UTF8.self)
     }
 }
