@@ -119,6 +119,8 @@ public final class HTTPClient: Sendable {
         try check(cairn_curl_setopt_str(h, CURLOPT_URL, req.url), "URL")
         try check(cairn_curl_setopt_long(h, CURLOPT_NOSIGNAL, 1), "NOSIGNAL")
         try check(cairn_curl_setopt_long(h, CURLOPT_FOLLOWLOCATION, 0), "FOLLOWLOCATION")
+        // Send the path exactly as given: S3 keys may contain "/./" or "/../".
+        try check(cairn_curl_setopt_long(h, CURLOPT_PATH_AS_IS, 1), "PATH_AS_IS")
         try check(cairn_curl_setopt_long(h, CURLOPT_SSL_VERIFYPEER, 1), "SSL_VERIFYPEER")
         try check(cairn_curl_setopt_long(h, CURLOPT_SSL_VERIFYHOST, 2), "SSL_VERIFYHOST")
         if let ca = configuration.caBundle { try check(cairn_curl_setopt_str(h, CURLOPT_CAINFO, ca), "CAINFO") }

@@ -20,7 +20,7 @@ public enum StorageLocation {
         }
         if url.hasPrefix("s3://") {
             let config = try s3Configuration(url, env: env, retry: retry)
-            return S3Store(config: config, credentials: credentials ?? ChainCredentialsProvider.default(env: env))
+            return S3Store(config: config, credentials: credentials ?? ChainCredentialsProvider.default(environment: env))
         }
         if url.hasPrefix("/") {
             throw CairnError(.usage, "storage URL \(url): write file://\(url) for a local directory")
