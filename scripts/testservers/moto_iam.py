@@ -107,7 +107,9 @@ def check(args):
     except botocore.exceptions.ClientError as e:
         status = e.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
         note = " (moto fails on a missing Authorization header; real S3 answers 403)" if status == 500 else ""
-        report(True, "unsigned request refused -> HTTP %s %s%s" % (status, e.response["Error"]["Code"], note))
+        code = e.response["Error"]["Code"]
+        code = "" if code == str(status) else " " + code
+        report(True, "unsigned request refused -> HTTP %s%s%s" % (status, code, note))
     return 1 if failed else 0
 
 
