@@ -17,11 +17,15 @@ struct ObjectStoreConformance: Sendable {
     let prefix: String
     /// Check the exact S3 multipart ETag (MD5 of the part MD5s, `-N`), not only its shape.
     var expectsS3MultipartETag = true
+    /// Check that a multipart upload's `Initiated` time is now. moto answers a
+    /// fixed 2010 date for every upload, so its suite turns this off.
+    var checksInitiatedTime = true
 
-    init(store: any ObjectStore, prefix: String, expectsS3MultipartETag: Bool = true) {
+    init(store: any ObjectStore, prefix: String, expectsS3MultipartETag: Bool = true, checksInitiatedTime: Bool = true) {
         self.store = store
         self.prefix = prefix
         self.expectsS3MultipartETag = expectsS3MultipartETag
+        self.checksInitiatedTime = checksInitiatedTime
     }
 
     static let MiB = 1 << 20
@@ -335,7 +339,9 @@ struct ObjectStoreConformance: Sendable {
         let mine = try #require(uploads.first { $0.uploadId == id })
         #expect(mine.key == key)
         let initiated = try #require(mine.initiated)
-        #expect(initiated > before && initiated < Date().addingTimeInterval(300))
+        if checksInitiatedTime {
+            #expect(initiated > before && initiated < Date().addingTimeInterval(300))
+        }
         #expect(try await store.listMultipartUploads(prefix: prefix + "elsewhere/").isEmpty)
 
         try await store.abortMultipartUpload(key: key, uploadId: id)

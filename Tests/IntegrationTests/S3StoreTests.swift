@@ -193,20 +193,6 @@ import HTTP
         try await store.abortMultipartUpload(key: "complete-err", uploadId: id)
     }
 
-    @Test func presignedGetURLWorksWithoutCredentials() async throws {
-        let store = try TestEnv.s3(viaProxy: false)
-        _ = try await store.put(key: "shared file+1.txt", data: Data("presigned".utf8))
-        let url = try await store.presignedURL(key: "shared file+1.txt", expires: 300)
-        #expect(url.contains("X-Amz-Signature="))
-        let r = try await HTTPClient().send(HTTPRequest(method: "GET", url: url))
-        #expect(r.status == 200)
-        #expect(r.body == Data("presigned".utf8))
-        var tampered = url
-        tampered.replace("X-Amz-Expires=300", with: "X-Amz-Expires=301")
-        let bad = try await HTTPClient().send(HTTPRequest(method: "GET", url: tampered))
-        #expect(bad.status == 403)
-    }
-
     @Test func objectLockAndMetadataHeadersAreSent() async throws {
         let store = try TestEnv.s3()
         let h = store.headers(for: PutOptions(contentType: "image/jpeg", cacheControl: "max-age=60", metadata: ["Sha256": "abc"],
