@@ -10,6 +10,7 @@ let package = Package(
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
         .package(url: "https://github.com/apple/swift-log", from: "1.6.0"),
+        .package(url: "https://github.com/LebJe/TOMLKit", from: "0.6.0"),
     ],
     targets: [
         // C libraries from Debian, each wrapped once (design.md §4.1).
@@ -25,8 +26,9 @@ let package = Package(
         .target(name: "ObjectStore", dependencies: ["Core", "HTTP", "Crypto", .product(name: "Logging", package: "swift-log")]),
         .target(name: "Pipeline", dependencies: ["Core", "Crypto", "CZstd", .product(name: "Logging", package: "swift-log")]),
         .target(name: "Postgres", dependencies: ["Core", "CLibPQ", .product(name: "Logging", package: "swift-log")]),
+        .target(name: "Config", dependencies: ["Core", "Crypto", "TOMLKit"]),
         .executableTarget(name: "cairn", dependencies: [
-            "Core", "HTTP", "Crypto", "ObjectStore", "Pipeline", "Postgres",
+            "Core", "HTTP", "Crypto", "ObjectStore", "Pipeline", "Postgres", "Config",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "Logging", package: "swift-log"),
         ]),
@@ -35,6 +37,7 @@ let package = Package(
         .testTarget(name: "HTTPTests", dependencies: ["HTTP", "Core", "Crypto"], exclude: ["echo_server.py"]),
         .testTarget(name: "CryptoTests", dependencies: ["Crypto", "Core"]),
         .testTarget(name: "ObjectStoreTests", dependencies: ["ObjectStore", "HTTP", "Crypto", "Core"], resources: [.copy("Fixtures")]),
+        .testTarget(name: "ConfigTests", dependencies: ["Config", "Core", "Crypto"]),
         .testTarget(name: "PipelineTests", dependencies: ["Pipeline", "Crypto", "Core"]),
         .testTarget(name: "PostgresTests", dependencies: ["Postgres", "Core"]),
         .testTarget(name: "IntegrationTests", dependencies: ["ObjectStore", "HTTP", "Crypto", "Core", "Pipeline", "Postgres"]),
