@@ -1,0 +1,46 @@
+import ArgumentParser
+import Core
+import Foundation
+import Logging
+
+@main
+struct Cairn: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "cairn",
+        abstract: "Keeps a platform's data safe: encrypted PostgreSQL backups, retention, restore verification and uploads migration to S3-compatible storage.",
+        version: CairnVersion.current,
+        subcommands: [VersionCommand.self, StorageCommand.self]
+    )
+}
+
+/// Options every command shares.
+struct GlobalOptions: ParsableArguments {
+    @Option(name: .long, help: "Log level: trace, debug, info, notice, warning, error, critical.")
+    var logLevel: String = ProcessInfo.processInfo.environment["CAIRN_LOG_LEVEL"] ?? "warning"
+
+    func bootstrap() throws {
+        guard let level = Logger.Level(rawValue: logLevel.lowercased()) else {
+            throw ValidationError("--log-level must be one of trace, debug, info, notice, warning, error, critical")
+        }
+        LogSetup.bootstrap(level: level)
+    }
+}
+
+struct VersionCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "version", abstract: "Print Cairn's version.")
+    func run() { print("cairn \(CairnVersion.current)") }
+}
+
+/// Runs a command body, turning a CairnError into a one-line message on
+/// stderr and the exit status of its code (ErrorCode.exitStatus).
+func reportingErrors(_ body: () async throws -> Void) async throws {
+    do {
+        try await body()
+    } catch let e as CairnError {
+        FileHandle.standardError.write(Data("cairn: error: \(e.description)\n".utf8))
+        throw ExitCode(e.code.exitStatus)
+    } catch is CancellationError {
+        FileHandle.standardError.write(Data("cairn: cancelled\n".utf8))
+        throw ExitCode(ErrorCode.cancelled.exitStatus)
+    }
+}

@@ -1,0 +1,48 @@
+import Foundation
+import Logging
+
+/// logfmt-style lines on stderr: `2026-11-27T13:00:00Z warning cairn.s3: retrying S3 request op=PutObject attempt=1`.
+/// Only the executable bootstraps logging (design §4.9).
+enum LogSetup {
+    static func bootstrap(level: Logger.Level) {
+        LoggingSystem.bootstrap { label in
+            var h = LogfmtHandler(label: label)
+            h.logLevel = level
+            return h
+        }
+    }
+}
+
+struct LogfmtHandler: LogHandler {
+    let label: String
+    var logLevel: Logger.Level = .info
+    var metadata: Logger.Metadata = [:]
+
+    subscript(metadataKey key: String) -> Logger.Metadata.Value? {
+        get { metadata[key] }
+        set { metadata[key] = newValue }
+    }
+
+    func log(level: Logger.Level, message: Logger.Message, metadata explicit: Logger.Metadata?,
+             source: String, file: String, function: String, line: UInt) {
+        var all = metadata
+        if let explicit { all.merge(explicit) { $1 } }
+        var s = "\(Self.timestamp()) \(level) \(label): \(message)"
+        for (k, v) in all.sorted(by: { $0.key < $1.key }) {
+            let text = "\(v)"
+            let needsQuotes = text.contains(" ") || text.contains("\"") || text.isEmpty
+            s += " \(k)=" + (needsQuotes ? "\"\(text.replacingOccurrences(of: "\"", with: "\\\""))\"" : text)
+        }
+        s += "\n"
+        FileHandle.standardError.write(Data(s.utf8))
+    }
+
+    static func timestamp() -> String {
+        var t = time(nil)
+        var tmv = tm()
+        gmtime_r(&t, &tmv)
+        var buf = [CChar](repeating: 0, count: 32)
+        strftime(&buf, buf.count, "%Y-%m-%dT%H:%M:%SZ", &tmv)
+        return String(cString: buf)
+    }
+}

@@ -1,0 +1,133 @@
+import ArgumentParser
+import Core
+import Foundation
+import ObjectStore
+
+struct StorageCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "storage",
+        abstract: "Check and inspect object storage.",
+        subcommands: [Check.self, List.self, Put.self, Get.self]
+    )
+
+    struct Check: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Write, read back, list and delete a probe object; report each step.",
+            discussion: "URL is s3://BUCKET/PREFIX[?endpoint=…&region=…&path_style=true] or file:///PATH.")
+        @OptionGroup var global: GlobalOptions
+        @Argument(help: "Storage URL.") var url: String
+
+        func run() async throws {
+            try global.bootstrap()
+            try await reportingErrors {
+                let store = try StorageLocation.open(url)
+                print("checking \(store.displayName)")
+                let steps = await StorageCheck(store: store).run { s in
+                    let status = s.ok ? "ok  " : "FAIL"
+                    print("  \(status) \(s.name.padding(toLength: 12, withPad: " ", startingAt: 0)) \(String(format: "%7.1f ms", s.milliseconds))  \(s.detail)")
+                }
+                let failed = steps.filter { !$0.ok }
+                if failed.isEmpty {
+                    print("storage OK: every operation Cairn needs works")
+                } else {
+                    throw CairnError(.storage, "storage check failed at: \(failed.map(\.name).joined(separator: ", "))")
+                }
+            }
+        }
+    }
+
+    struct List: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(commandName: "ls", abstract: "List objects under a storage URL.")
+        @OptionGroup var global: GlobalOptions
+        @Argument(help: "Storage URL.") var url: String
+        @Flag(name: .shortAndLong, help: "Show size, time and ETag.") var long = false
+        @Flag(help: "Also list unfinished multipart uploads.") var uploads = false
+
+        func run() async throws {
+            try global.bootstrap()
+            try await reportingErrors {
+                let store = try StorageLocation.open(url)
+                let objects = try await store.list(prefix: "")
+                var total: Int64 = 0
+                for o in objects {
+                    total += o.size
+                    if long {
+                        let when = o.lastModified.map { ISO8601DateFormatter().string(from: $0) } ?? "-"
+                        print("\(String(o.size).leftPad(14))  \(when)  \(o.key)")
+                    } else {
+                        print(o.key)
+                    }
+                }
+                if long { print("\(objects.count) object(s), \(total) bytes") }
+                if uploads {
+                    for u in try await store.listMultipartUploads(prefix: "") {
+                        let when = u.initiated.map { ISO8601DateFormatter().string(from: $0) } ?? "-"
+                        print("upload \(u.uploadId)  \(when)  \(u.key)")
+                    }
+                }
+            }
+        }
+    }
+
+    struct Put: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Upload a local file (multipart with equal parts above the part size).")
+        @OptionGroup var global: GlobalOptions
+        @Argument(help: "Local file, or - for standard input.") var file: String
+        @Argument(help: "Object URL: s3://BUCKET/KEY or file:///PATH.") var url: String
+        @Option(help: "Part size in MiB (≥ 5).") var partSizeMib: Int = 16
+        @Option(help: "Parts uploaded at once.") var concurrency: Int = 4
+
+        func validate() throws {
+            if partSizeMib < 5 { throw ValidationError("--part-size-mib must be at least 5") }
+            if concurrency < 1 || concurrency > 64 { throw ValidationError("--concurrency must be between 1 and 64") }
+        }
+
+        func run() async throws {
+            try global.bootstrap()
+            try await reportingErrors {
+                let (store, key) = try StorageLocation.openObject(url)
+                let input = ByteChannel(capacity: 4 << 20)
+                let reader = FileReader(path: file)
+                let start = ContinuousClock.now
+                let result = try await withThrowingTaskGroup(of: MultipartUploader.Result?.self) { group in
+                    group.addTask { try await reader.pump(into: input); return nil }
+                    group.addTask {
+                        try await MultipartUploader(store: store, partSize: partSizeMib << 20, concurrency: concurrency)
+                            .upload(key: key, from: input)
+                    }
+                    var r: MultipartUploader.Result?
+                    do {
+                        for try await x in group { if let x { r = x } }
+                    } catch {
+                        input.cancel(error)
+                        throw error
+                    }
+                    return r!
+                }
+                let secs = StorageCheck.ms(since: start) / 1000
+                print("uploaded \(result.size) bytes in \(result.partCount) part(s) to \(url) in \(String(format: "%.2f", secs)) s (\(String(format: "%.1f", Double(result.size) / 1_048_576 / max(secs, 0.001))) MiB/s)")
+            }
+        }
+    }
+
+    struct Get: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Download an object to a local file or standard output.")
+        @OptionGroup var global: GlobalOptions
+        @Argument(help: "Object URL: s3://BUCKET/KEY or file:///PATH.") var url: String
+        @Argument(help: "Local file, or - for standard output.") var file: String = "-"
+
+        func run() async throws {
+            try global.bootstrap()
+            try await reportingErrors {
+                let (store, key) = try StorageLocation.openObject(url)
+                let dl = try await store.get(key: key, range: nil)
+                try await FileWriter(path: file).drain(dl.body)
+            }
+        }
+    }
+}
+
+extension String {
+    func leftPad(_ n: Int) -> String { count >= n ? self : String(repeating: " ", count: n - count) + self }
+}

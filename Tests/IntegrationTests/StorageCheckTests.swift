@@ -1,0 +1,36 @@
+import Foundation
+import Testing
+import Core
+@testable import ObjectStore
+
+@Suite struct StorageCheckTests {
+    @Test func everyStepPassesOnMotoAndLeavesNothingBehind() async throws {
+        let store = try TestEnv.s3()
+        let steps = await StorageCheck(store: store).run()
+        #expect(steps.map(\.name) == ["put", "get", "head", "list", "multipart", "list-uploads", "delete"])
+        #expect(steps.filter { !$0.ok }.map(\.detail) == [])
+        #expect(try await store.list(prefix: "").isEmpty)
+        #expect(try await store.listMultipartUploads(prefix: "").isEmpty)
+    }
+
+    @Test func missingDeletePermissionIsReportedAtTheDeleteStep() async throws {
+        let store = try TestEnv.s3()
+        let proxy = try ProxyControl()
+        try await proxy.inject(.init(method: "POST", path_contains: "/\(try TestEnv.bucket)", query_contains: "delete", action: "status", status: 403, code: "AccessDenied", count: 1))
+        let steps = await StorageCheck(store: store).run()
+        let failed = steps.filter { !$0.ok }
+        #expect(failed.map(\.name) == ["delete"])
+        let detail = try #require(failed.first?.detail)
+        #expect(detail.contains("AccessDenied"))
+        #expect(detail.contains("s3:DeleteObject"))
+        try await store.delete(keys: try await store.list(prefix: "").map(\.key))
+    }
+
+    @Test func directoryStorePassesEveryStep() async throws {
+        try await withDirectoryStore { store, _ in
+            let steps = await StorageCheck(store: store).run()
+            #expect(steps.count == 7)
+            #expect(steps.filter { !$0.ok }.isEmpty)
+        }
+    }
+}
