@@ -376,7 +376,10 @@ public final class DecryptingReader: ByteTransform, @unchecked Sendable {
                     let dst = UnsafeMutableRawBufferPointer(rebasing: o[i * segmentSize ..< (i + 1) * segmentSize])
                     if try !open(sealed, last: false, into: dst) {
                         if try open(sealed, last: true, into: dst) {
-                            throw StreamFormatError.trailingData.error("encrypted stream has trailing data after the last segment (segment \(counter)); \(inp.count - (i + 1) * cs) extra bytes or more")
+                            throw StreamFormatError.trailingData.error("encrypted stream has trailing data after the last segment (segment \(counter)): \(inp.count - (i + 1) * cs) extra bytes or more")
+                        }
+                        if let len = try lastSegmentLength(in: sealed, scratch: dst) {
+                            throw StreamFormatError.trailingData.error("encrypted stream has trailing data after the last segment (segment \(counter)): \(inp.count - i * cs - len) extra bytes or more")
                         }
                         throw StreamFormatError.authenticationFailed.error("encrypted stream authentication failed at segment \(counter) (data altered, reordered, repeated or from another stream)")
                     }
@@ -405,19 +408,8 @@ public final class DecryptingReader: ByteTransform, @unchecked Sendable {
                 if try open(inp, last: true, into: o) { return r }
                 // A complete non-last segment: the stream stops at a segment boundary.
                 if r == cs, try open(inp, last: false, into: o) { return nil }
-                // Trailing bytes after a shorter last segment: look for the end
-                // of an authentic last segment within a bounded search (every
-                // candidate length costs one GCM pass over it).
-                var budget = 64 << 20
-                var len = r - 1
-                while len >= EncryptedStream.tagSize && budget > 0 {
-                    if try open(UnsafeRawBufferPointer(rebasing: inp[0 ..< len]), last: true,
-                                into: UnsafeMutableRawBufferPointer(rebasing: o[0 ..< len - EncryptedStream.tagSize])) {
-                        return len
-                    }
-                    budget -= len + 64
-                    len -= 1
-                }
+                // Trailing bytes after a shorter last segment?
+                if let len = try lastSegmentLength(in: inp, scratch: o) { return len }
                 return -1
             }
         }
@@ -433,6 +425,26 @@ public final class DecryptingReader: ByteTransform, @unchecked Sendable {
         case .some(let len):
             throw StreamFormatError.trailingData.error("encrypted stream has trailing data after the last segment (segment \(counter)): \(r - len) extra bytes")
         }
+    }
+
+    /// The length of an authentic last segment that starts `sealed` and is
+    /// shorter than it (so trailing bytes follow it), or nil. Every candidate
+    /// length costs one GCM pass, so the search stops after about 64 MiB of
+    /// work: short trailing garbage is always recognised, a long tail after a
+    /// long last segment may instead be reported as an authentication failure
+    /// or a truncation. Only runs on the error path.
+    private func lastSegmentLength(in sealed: UnsafeRawBufferPointer, scratch: UnsafeMutableRawBufferPointer) throws -> Int? {
+        var budget = 64 << 20
+        var len = sealed.count - 1
+        while len >= EncryptedStream.tagSize && budget > 0 {
+            if try open(UnsafeRawBufferPointer(rebasing: sealed[0 ..< len]), last: true,
+                        into: UnsafeMutableRawBufferPointer(rebasing: scratch[0 ..< len - EncryptedStream.tagSize])) {
+                return len
+            }
+            budget -= len + 256
+            len -= 1
+        }
+        return nil
     }
 
     private func open(_ sealed: UnsafeRawBufferPointer, last: Bool, into out: UnsafeMutableRawBufferPointer) throws -> Bool {

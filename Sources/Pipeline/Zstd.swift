@@ -110,10 +110,13 @@ public final class ZstdDecompressor: ByteTransform, @unchecked Sendable {
                         throw CairnError(.integrity, "zstd: corrupt compressed data at input byte \(inputBytes - Int64(inp.count) + Int64(input.pos)): \(zstdErrorName(rc))")
                     }
                     if output.pos > 0 { result.append(ob.baseAddress!.assumingMemoryBound(to: UInt8.self), count: output.pos) }
-                    if input.pos > before || output.pos > 0 { sawFrame = true }
-                    frameOpen = rc != 0
-                    outputFull = output.pos == output.size
-                    if rc == 0 && !outputFull && input.pos == input.size { break }
+                    let progressed = input.pos > before || output.pos > 0
+                    if progressed { sawFrame = true }
+                    // rc == 0: a frame ended and is fully flushed. A call that
+                    // neither read nor wrote (flush probe at a frame boundary)
+                    // returns a size hint for the next frame: no state change.
+                    if rc == 0 { frameOpen = false } else if progressed { frameOpen = true }
+                    outputFull = rc != 0 && output.pos == output.size
                 }
             }
         }
