@@ -178,13 +178,33 @@ public final class EncryptingWriter: ByteTransform, @unchecked Sendable {
     public func update(_ data: Data) throws -> Data {
         guard !finished else { throw CairnError(.internal, "EncryptingWriter.update after finalize") }
         plaintextBytes += Int64(data.count)
-        buffer.append(data)
-        // Keep at least one byte back: only finalize knows which segment is last.
-        let n = buffer.isEmpty ? 0 : (buffer.count - 1) / segmentSize
+        let seg = segmentSize
+        // Segments are sealed straight from `data` where possible; only the
+        // tail (1 ... segmentSize bytes) is copied into `buffer`, because a
+        // segment is sealed only once a byte after it proves it is not the last.
+        let fill = buffer.isEmpty ? 0 : min(seg - buffer.count, data.count)
+        let sealBuffer = !buffer.isEmpty && buffer.count + fill == seg && data.count > fill
+        let direct = sealBuffer || buffer.isEmpty ? (data.count - fill - 1) / seg : 0
+        let segments = (sealBuffer ? 1 : 0) + max(0, direct)
         var out = takeHeader()
-        guard n > 0 else { emitted(out); return out }
-        out.append(try seal(count: n, lastSize: nil))
-        buffer = buffer.subdata(in: n * segmentSize ..< buffer.count)
+        let headerCount = out.count
+        out.count += segments * (seg + EncryptedStream.tagSize)
+        try data.withUnsafeBytes { d in
+            try out.withUnsafeMutableBytes { o in
+                var outOff = headerCount
+                if fill > 0 { buffer.append(d.bindMemory(to: UInt8.self).baseAddress!, count: fill) }
+                if sealBuffer {
+                    try buffer.withUnsafeBytes { b in try sealSegment(b, last: false, into: o, at: &outOff) }
+                    buffer.removeAll(keepingCapacity: true)
+                }
+                var off = fill
+                for _ in 0..<max(0, direct) {
+                    try sealSegment(UnsafeRawBufferPointer(rebasing: d[off ..< off + seg]), last: false, into: o, at: &outOff)
+                    off += seg
+                }
+                if off < d.count { buffer.append(d.bindMemory(to: UInt8.self).baseAddress! + off, count: d.count - off) }
+            }
+        }
         emitted(out)
         return out
     }
@@ -194,7 +214,14 @@ public final class EncryptingWriter: ByteTransform, @unchecked Sendable {
         guard !finished else { throw CairnError(.internal, "EncryptingWriter.finalize called twice") }
         finished = true
         var out = takeHeader()
-        out.append(try seal(count: 0, lastSize: buffer.count))
+        let headerCount = out.count
+        out.count += buffer.count + EncryptedStream.tagSize
+        try buffer.withUnsafeBytes { b in
+            try out.withUnsafeMutableBytes { o in
+                var outOff = headerCount
+                try sealSegment(b, last: true, into: o, at: &outOff)
+            }
+        }
         buffer = Data()
         emitted(out)
         return out
@@ -209,34 +236,20 @@ public final class EncryptingWriter: ByteTransform, @unchecked Sendable {
 
     private func emitted(_ out: Data) { ciphertextBytes += Int64(out.count) }
 
-    /// Seals `count` full non-last segments from the buffer start, then, if
-    /// `lastSize` is set, a last segment of that many bytes after them.
-    private func seal(count: Int, lastSize: Int?) throws -> Data {
-        let seg = segmentSize
-        let outSize = count * (seg + EncryptedStream.tagSize) + (lastSize.map { $0 + EncryptedStream.tagSize } ?? 0)
-        var out = Data(count: outSize)
-        try buffer.withUnsafeBytes { inp in
-            try out.withUnsafeMutableBytes { o in
-                var inOff = 0, outOff = 0
-                func one(_ size: Int, last: Bool) throws {
-                    if !last && counter == UInt32.max {
-                        throw CairnError(.internal, "encrypted stream too long: segment counter exhausted (2^32 segments)")
-                    }
-                    let nonce = EncryptedStream.nonce(prefix: noncePrefix, counter: counter, last: last)
-                    try nonce.withUnsafeBytes { n in
-                        try gcm.seal(UnsafeRawBufferPointer(rebasing: inp[inOff ..< inOff + size]), nonce: n,
-                                     aad: UnsafeRawBufferPointer(start: nil, count: 0),
-                                     into: UnsafeMutableRawBufferPointer(rebasing: o[outOff ..< outOff + size + EncryptedStream.tagSize]))
-                    }
-                    inOff += size
-                    outOff += size + EncryptedStream.tagSize
-                    if !last { counter += 1 }
-                }
-                for _ in 0..<count { try one(seg, last: false) }
-                if let lastSize { try one(lastSize, last: true) }
-            }
+    /// Seals one segment into `out` at `outOff` and advances both the offset and the counter.
+    private func sealSegment(_ plaintext: UnsafeRawBufferPointer, last: Bool,
+                             into out: UnsafeMutableRawBufferPointer, at outOff: inout Int) throws {
+        if !last && counter == UInt32.max {
+            throw CairnError(.internal, "encrypted stream too long: segment counter exhausted (2^32 segments)")
         }
-        return out
+        let nonce = EncryptedStream.nonce(prefix: noncePrefix, counter: counter, last: last)
+        let size = plaintext.count + EncryptedStream.tagSize
+        try nonce.withUnsafeBytes { n in
+            try gcm.seal(plaintext, nonce: n, aad: UnsafeRawBufferPointer(start: nil, count: 0),
+                         into: UnsafeMutableRawBufferPointer(rebasing: out[outOff ..< outOff + size]))
+        }
+        outOff += size
+        if !last { counter += 1 }
     }
 }
 
