@@ -1,0 +1,469 @@
+import Foundation
+import Core
+import Crypto
+
+// The Cairn encrypted stream, version 1: a STREAM construction (Hoang,
+// Reyhanitabar, Rogaway, Vizár 2015) over AES-256-GCM. docs/FORMAT.md is the
+// byte-for-byte specification; keep the two in step.
+
+/// What is wrong with an encrypted stream. Carried as the `cause` of the
+/// `CairnError` the reader throws (see `CairnError.streamFormatError`); each
+/// kind has its own message. `description` is a phrase contained in that
+/// message, so logs show the message once.
+public enum StreamFormatError: String, Error, Sendable, CaseIterable, CustomStringConvertible {
+    /// The input does not start with `CAIRNENC`.
+    case badMagic
+    /// The version byte is not 1.
+    case unsupportedVersion
+    /// A header field is out of range (key id length 0 or not UTF-8, segment size, key block length).
+    case malformedHeader
+    /// The header's key id is not in the keyring.
+    case unknownKeyId
+    /// The keyring's key for that id is not the key the stream was written with.
+    case wrongKey
+    /// The header was altered (its HMAC or the wrapped data key does not authenticate).
+    case headerAuthenticationFailed
+    /// A segment does not authenticate at its position: altered, reordered, repeated or from another stream.
+    case authenticationFailed
+    /// The stream ends before an authentic last segment.
+    case truncated
+    /// Bytes follow the last segment.
+    case trailingData
+
+    public var code: ErrorCode {
+        switch self {
+        case .unknownKeyId, .wrongKey: return .crypto
+        default: return .integrity
+        }
+    }
+
+    public var description: String {
+        switch self {
+        case .badMagic: return "not a Cairn encrypted stream"
+        case .unsupportedVersion: return "unsupported encrypted stream version"
+        case .malformedHeader: return "malformed encrypted stream header"
+        case .unknownKeyId: return "is not in the keyring"
+        case .wrongKey: return "wrong key for key id"
+        case .headerAuthenticationFailed: return "header failed authentication"
+        case .authenticationFailed: return "authentication failed at segment"
+        case .truncated: return "is truncated"
+        case .trailingData: return "trailing data after the last segment"
+        }
+    }
+
+    func error(_ message: String) -> CairnError {
+        assert(message.contains(description))
+        return CairnError(code, message, cause: self)
+    }
+}
+
+extension CairnError {
+    /// The encrypted-stream failure kind, if this error is one.
+    public var streamFormatError: StreamFormatError? { cause as? StreamFormatError }
+}
+
+/// Constants and pure helpers of format version 1.
+public enum EncryptedStream {
+    public static let magic = Data("CAIRNENC".utf8)
+    public static let version: UInt8 = 1
+    public static let defaultSegmentSize = 1 << 20
+    public static let maxSegmentSize = 1 << 26
+    public static let saltSize = 32
+    public static let noncePrefixSize = 7
+    public static let keyCheckSize = 16
+    public static let headerMACSize = 32
+    public static let dataKeySize = 32
+    /// key check (16) ‖ wrap nonce (12) ‖ wrapped data key (32) ‖ wrap tag (16).
+    public static let keyBlockSize = keyCheckSize + AESGCM.nonceSize + dataKeySize + AESGCM.tagSize
+    public static let tagSize = AESGCM.tagSize
+
+    static let kekInfo = Data("cairn v1 key wrap".utf8)
+    static let keyCheckInfo = Data("cairn v1 key check".utf8)
+    static let segmentKeyInfo = Data("cairn v1 segment key".utf8)
+    static let headerKeyInfo = Data("cairn v1 header key".utf8)
+
+    /// Header length for a key id of `keyIdLength` UTF-8 bytes.
+    public static func headerSize(keyIdLength: Int) -> Int {
+        10 + keyIdLength + saltSize + noncePrefixSize + 4 + 1 + keyBlockSize + headerMACSize
+    }
+
+    /// Exact ciphertext length for a plaintext of `plaintextSize` bytes.
+    public static func ciphertextSize(plaintextSize: Int64, segmentSize: Int = defaultSegmentSize, keyIdLength: Int) -> Int64 {
+        let seg = Int64(segmentSize)
+        let segments = plaintextSize == 0 ? 1 : (plaintextSize + seg - 1) / seg
+        return Int64(headerSize(keyIdLength: keyIdLength)) + plaintextSize + segments * Int64(tagSize)
+    }
+
+    /// The key-encryption key and key check value derived from a master key.
+    static func masterDerivations(_ masterKey: Data) throws -> (kek: Data, check: Data) {
+        let kek = try HKDF.sha256(key: masterKey, salt: Data(), info: kekInfo, outputByteCount: 32)
+        let check = try HKDF.sha256(key: masterKey, salt: Data(), info: keyCheckInfo, outputByteCount: keyCheckSize)
+        return (kek, check)
+    }
+
+    /// The 16-byte key check value written in headers for `masterKey`; a
+    /// public fingerprint of the key (HKDF output, reveals nothing about it).
+    public static func keyCheckValue(masterKey: Data) throws -> Data { try masterDerivations(masterKey).check }
+
+    static func nonce(prefix: Data, counter: UInt32, last: Bool) -> Data {
+        var n = Data(prefix)
+        n.append(UInt8(truncatingIfNeeded: counter >> 24))
+        n.append(UInt8(truncatingIfNeeded: counter >> 16))
+        n.append(UInt8(truncatingIfNeeded: counter >> 8))
+        n.append(UInt8(truncatingIfNeeded: counter))
+        n.append(last ? 1 : 0)
+        return n
+    }
+}
+
+/// Encrypts a byte stream incrementally. Blocking, CPU-bound: call it from a
+/// BlockingPool thread (see `transform`). One object per stream.
+public final class EncryptingWriter: ByteTransform, @unchecked Sendable {
+    public let keyId: String
+    public let segmentSize: Int
+    /// Plaintext bytes consumed and ciphertext bytes produced so far.
+    public private(set) var plaintextBytes: Int64 = 0
+    public private(set) var ciphertextBytes: Int64 = 0
+
+    private let gcm: AESGCM
+    private let noncePrefix: Data
+    private var pendingHeader: Data?
+    private var buffer = Data()
+    private var counter: UInt32 = 0
+    private var finished = false
+
+    /// - Parameters:
+    ///   - keyId: the master key to wrap the data key with; default the keyring's active key.
+    ///   - segmentSize: plaintext bytes per segment, 1 ... 64 MiB (default 1 MiB).
+    public init(keyring: Keyring, keyId: String? = nil, segmentSize: Int = EncryptedStream.defaultSegmentSize) throws {
+        let id = keyId ?? keyring.activeKeyId
+        guard let master = keyring.key(for: id) else {
+            throw StreamFormatError.unknownKeyId.error("key id \"\(id)\" is not in the keyring")
+        }
+        guard segmentSize >= 1 && segmentSize <= EncryptedStream.maxSegmentSize else {
+            throw CairnError(.internal, "segment size must be 1 byte to 64 MiB, got \(segmentSize)")
+        }
+        let idBytes = Data(id.utf8)
+        guard idBytes.count >= 1 && idBytes.count <= 255 else { throw CairnError(.crypto, "key id must be 1 to 255 bytes") }
+        self.keyId = id
+        self.segmentSize = segmentSize
+
+        let dataKey = try SecureRandom.bytes(EncryptedStream.dataKeySize)
+        let salt = try SecureRandom.bytes(EncryptedStream.saltSize)
+        noncePrefix = try SecureRandom.bytes(EncryptedStream.noncePrefixSize)
+        let (kek, check) = try EncryptedStream.masterDerivations(master)
+
+        var h = EncryptedStream.magic
+        h.append(EncryptedStream.version)
+        h.append(UInt8(idBytes.count))
+        h.append(idBytes)
+        let wrapAAD = h
+        h.append(salt)
+        h.append(noncePrefix)
+        let s = UInt32(segmentSize)
+        h.append(contentsOf: [UInt8(s >> 24), UInt8(s >> 16 & 0xff), UInt8(s >> 8 & 0xff), UInt8(s & 0xff)])
+        h.append(UInt8(EncryptedStream.keyBlockSize))
+        h.append(check)
+        h.append(try KeyWrap.wrap(dataKey, with: kek, aad: wrapAAD))
+        let headerKey = try HKDF.sha256(key: dataKey, salt: salt, info: EncryptedStream.headerKeyInfo, outputByteCount: 32)
+        h.append(Digest.hmacSHA256(key: headerKey, h))
+        assert(h.count == EncryptedStream.headerSize(keyIdLength: idBytes.count))
+        pendingHeader = h
+        gcm = try AESGCM(key: HKDF.sha256(key: dataKey, salt: salt, info: EncryptedStream.segmentKeyInfo, outputByteCount: 32))
+        buffer.reserveCapacity(segmentSize + 1)
+    }
+
+    /// Consumes plaintext; returns the ciphertext ready so far (the header
+    /// and every complete non-last segment).
+    public func update(_ data: Data) throws -> Data {
+        guard !finished else { throw CairnError(.internal, "EncryptingWriter.update after finalize") }
+        plaintextBytes += Int64(data.count)
+        let seg = segmentSize
+        // Segments are sealed straight from `data` where possible; only the
+        // tail (1 ... segmentSize bytes) is copied into `buffer`, because a
+        // segment is sealed only once a byte after it proves it is not the last.
+        let fill = buffer.isEmpty ? 0 : min(seg - buffer.count, data.count)
+        let sealBuffer = !buffer.isEmpty && buffer.count + fill == seg && data.count > fill
+        let direct = sealBuffer || buffer.isEmpty ? (data.count - fill - 1) / seg : 0
+        let segments = (sealBuffer ? 1 : 0) + max(0, direct)
+        var out = takeHeader()
+        let headerCount = out.count
+        out.count += segments * (seg + EncryptedStream.tagSize)
+        try data.withUnsafeBytes { d in
+            try out.withUnsafeMutableBytes { o in
+                var outOff = headerCount
+                if fill > 0 { buffer.append(d.bindMemory(to: UInt8.self).baseAddress!, count: fill) }
+                if sealBuffer {
+                    try buffer.withUnsafeBytes { b in try sealSegment(b, last: false, into: o, at: &outOff) }
+                    buffer.removeAll(keepingCapacity: true)
+                }
+                var off = fill
+                for _ in 0..<max(0, direct) {
+                    try sealSegment(UnsafeRawBufferPointer(rebasing: d[off ..< off + seg]), last: false, into: o, at: &outOff)
+                    off += seg
+                }
+                if off < d.count { buffer.append(d.bindMemory(to: UInt8.self).baseAddress! + off, count: d.count - off) }
+            }
+        }
+        emitted(out)
+        return out
+    }
+
+    /// Seals the remaining 0 ... segmentSize bytes as the last segment.
+    public func finalize() throws -> Data {
+        guard !finished else { throw CairnError(.internal, "EncryptingWriter.finalize called twice") }
+        finished = true
+        var out = takeHeader()
+        let headerCount = out.count
+        out.count += buffer.count + EncryptedStream.tagSize
+        try buffer.withUnsafeBytes { b in
+            try out.withUnsafeMutableBytes { o in
+                var outOff = headerCount
+                try sealSegment(b, last: true, into: o, at: &outOff)
+            }
+        }
+        buffer = Data()
+        emitted(out)
+        return out
+    }
+
+    public func finish() throws -> Data { try finalize() }
+
+    private func takeHeader() -> Data {
+        if let h = pendingHeader { pendingHeader = nil; return h }
+        return Data()
+    }
+
+    private func emitted(_ out: Data) { ciphertextBytes += Int64(out.count) }
+
+    /// Seals one segment into `out` at `outOff` and advances both the offset and the counter.
+    private func sealSegment(_ plaintext: UnsafeRawBufferPointer, last: Bool,
+                             into out: UnsafeMutableRawBufferPointer, at outOff: inout Int) throws {
+        if !last && counter == UInt32.max {
+            throw CairnError(.internal, "encrypted stream too long: segment counter exhausted (2^32 segments)")
+        }
+        let nonce = EncryptedStream.nonce(prefix: noncePrefix, counter: counter, last: last)
+        let size = plaintext.count + EncryptedStream.tagSize
+        try nonce.withUnsafeBytes { n in
+            try gcm.seal(plaintext, nonce: n, aad: UnsafeRawBufferPointer(start: nil, count: 0),
+                         into: UnsafeMutableRawBufferPointer(rebasing: out[outOff ..< outOff + size]))
+        }
+        outOff += size
+        if !last { counter += 1 }
+    }
+}
+
+/// Decrypts a Cairn encrypted stream incrementally. Plaintext is returned only
+/// for authenticated segments, but the stream as a whole is valid only once
+/// `finalize()` returns: until then it may still turn out truncated.
+public final class DecryptingReader: ByteTransform, @unchecked Sendable {
+    private let keyring: Keyring
+    /// Set once the header has been read and authenticated.
+    public private(set) var keyId: String?
+    public private(set) var segmentSize: Int = 0
+    public private(set) var plaintextBytes: Int64 = 0
+
+    private var gcm: AESGCM?
+    private var noncePrefix = Data()
+    private var buffer = Data()
+    private var counter: UInt32 = 0
+    private var finished = false
+    private var failed = false
+
+    public init(keyring: Keyring) { self.keyring = keyring }
+
+    public func update(_ data: Data) throws -> Data {
+        try guarded {
+            buffer.append(data)
+            if gcm == nil { guard try parseHeader() else { return Data() } }
+            return try openFullSegments()
+        }
+    }
+
+    /// Decrypts the last segment; throws if it is missing, altered, or followed by data.
+    public func finalize() throws -> Data {
+        try guarded {
+            guard !finished else { throw CairnError(.internal, "DecryptingReader.finalize called twice") }
+            finished = true
+            if gcm == nil {
+                guard try parseHeader() else {
+                    throw StreamFormatError.truncated.error("encrypted stream is truncated: it ends inside the header (\(buffer.count) bytes)")
+                }
+            }
+            var out = try openFullSegments()
+            out.append(try openFinal())
+            return out
+        }
+    }
+
+    public func finish() throws -> Data { try finalize() }
+
+    private func guarded(_ body: () throws -> Data) throws -> Data {
+        guard !failed else { throw CairnError(.internal, "DecryptingReader used after an error") }
+        do { return try body() } catch { failed = true; buffer = Data(); throw error }
+    }
+
+    // MARK: header
+
+    /// Parses and authenticates the header once it is complete; false if more bytes are needed.
+    private func parseHeader() throws -> Bool {
+        let b = buffer
+        let n = b.count
+        let m = EncryptedStream.magic
+        let cmp = min(n, m.count)
+        guard b.prefix(cmp).elementsEqual(m.prefix(cmp)) else {
+            throw StreamFormatError.badMagic.error("not a Cairn encrypted stream (the first bytes are not CAIRNENC)")
+        }
+        guard n > 8 else { return false }
+        let base = b.startIndex
+        func byte(_ i: Int) -> UInt8 { b[base + i] }
+        func bytes(_ r: Range<Int>) -> Data { b.subdata(in: base + r.lowerBound ..< base + r.upperBound) }
+        guard byte(8) == EncryptedStream.version else {
+            throw StreamFormatError.unsupportedVersion.error("unsupported encrypted stream version \(byte(8)) (this build reads version \(EncryptedStream.version))")
+        }
+        guard n > 9 else { return false }
+        let k = Int(byte(9))
+        guard k > 0 else { throw StreamFormatError.malformedHeader.error("malformed encrypted stream header: empty key id") }
+        let total = EncryptedStream.headerSize(keyIdLength: k)
+        guard n >= total else { return false }
+        guard let id = String(data: bytes(10 ..< 10 + k), encoding: .utf8) else {
+            throw StreamFormatError.malformedHeader.error("malformed encrypted stream header: key id is not UTF-8")
+        }
+        var off = 10 + k
+        let salt = bytes(off ..< off + 32); off += 32
+        let prefix = bytes(off ..< off + 7); off += 7
+        let seg = Int(byte(off)) << 24 | Int(byte(off + 1)) << 16 | Int(byte(off + 2)) << 8 | Int(byte(off + 3)); off += 4
+        guard seg >= 1 && seg <= EncryptedStream.maxSegmentSize else {
+            throw StreamFormatError.malformedHeader.error("malformed encrypted stream header: segment size \(seg) is outside 1 byte ... 64 MiB")
+        }
+        let kbLen = Int(byte(off)); off += 1
+        guard kbLen == EncryptedStream.keyBlockSize else {
+            throw StreamFormatError.malformedHeader.error("malformed encrypted stream header: key block is \(kbLen) bytes, expected \(EncryptedStream.keyBlockSize)")
+        }
+        let check = bytes(off ..< off + EncryptedStream.keyCheckSize); off += EncryptedStream.keyCheckSize
+        let wrapped = bytes(off ..< off + kbLen - EncryptedStream.keyCheckSize); off += kbLen - EncryptedStream.keyCheckSize
+        let macOffset = off
+        let mac = bytes(off ..< off + EncryptedStream.headerMACSize)
+
+        guard let master = keyring.key(for: id) else {
+            throw StreamFormatError.unknownKeyId.error("key id \"\(id)\" is not in the keyring")
+        }
+        let (kek, ourCheck) = try EncryptedStream.masterDerivations(master)
+        let dataKey = try KeyWrap.unwrap(wrapped, with: kek, aad: bytes(0 ..< 10 + k))
+        if !constantTimeEquals(check, ourCheck) {
+            // A different key, unless the key check bytes themselves were altered.
+            guard dataKey != nil else {
+                throw StreamFormatError.wrongKey.error("wrong key for key id \"\(id)\": the stream was encrypted with a different key")
+            }
+            throw StreamFormatError.headerAuthenticationFailed.error("encrypted stream header failed authentication (key check value altered)")
+        }
+        guard let dataKey else {
+            throw StreamFormatError.headerAuthenticationFailed.error("encrypted stream header failed authentication (wrapped data key altered)")
+        }
+        let headerKey = try HKDF.sha256(key: dataKey, salt: salt, info: EncryptedStream.headerKeyInfo, outputByteCount: 32)
+        guard constantTimeEquals(Digest.hmacSHA256(key: headerKey, bytes(0 ..< macOffset)), mac) else {
+            throw StreamFormatError.headerAuthenticationFailed.error("encrypted stream header failed authentication (header MAC mismatch)")
+        }
+        gcm = try AESGCM(key: HKDF.sha256(key: dataKey, salt: salt, info: EncryptedStream.segmentKeyInfo, outputByteCount: 32))
+        noncePrefix = prefix
+        segmentSize = seg
+        keyId = id
+        buffer = b.subdata(in: base + total ..< base + n)
+        buffer.reserveCapacity(seg + EncryptedStream.tagSize + 1)
+        return true
+    }
+
+    // MARK: segments
+
+    /// Opens every full segment that is followed by at least one more byte
+    /// (so it cannot be the last one).
+    private func openFullSegments() throws -> Data {
+        let cs = segmentSize + EncryptedStream.tagSize
+        guard buffer.count > cs else { return Data() }
+        let count = (buffer.count - 1) / cs
+        var out = Data(count: count * segmentSize)
+        try buffer.withUnsafeBytes { inp in
+            try out.withUnsafeMutableBytes { o in
+                for i in 0..<count {
+                    let sealed = UnsafeRawBufferPointer(rebasing: inp[i * cs ..< (i + 1) * cs])
+                    let dst = UnsafeMutableRawBufferPointer(rebasing: o[i * segmentSize ..< (i + 1) * segmentSize])
+                    if try !open(sealed, last: false, into: dst) {
+                        if try open(sealed, last: true, into: dst) {
+                            throw StreamFormatError.trailingData.error("encrypted stream has trailing data after the last segment (segment \(counter)): \(inp.count - (i + 1) * cs) extra bytes or more")
+                        }
+                        if let len = try lastSegmentLength(in: sealed, scratch: dst) {
+                            throw StreamFormatError.trailingData.error("encrypted stream has trailing data after the last segment (segment \(counter)): \(inp.count - i * cs - len) extra bytes or more")
+                        }
+                        throw StreamFormatError.authenticationFailed.error("encrypted stream authentication failed at segment \(counter) (data altered, reordered, repeated or from another stream)")
+                    }
+                    if counter == UInt32.max {
+                        throw StreamFormatError.malformedHeader.error("malformed encrypted stream header: more than 2^32 segments")
+                    }
+                    counter += 1
+                }
+            }
+        }
+        buffer = buffer.subdata(in: buffer.startIndex + count * cs ..< buffer.endIndex)
+        plaintextBytes += Int64(out.count)
+        return out
+    }
+
+    /// At EOF: the remaining 0 ... segmentSize+16 bytes must be the last segment.
+    private func openFinal() throws -> Data {
+        let r = buffer.count
+        let cs = segmentSize + EncryptedStream.tagSize
+        if r < EncryptedStream.tagSize {
+            throw StreamFormatError.truncated.error("encrypted stream is truncated: it ends \(r) bytes into segment \(counter), before the last segment")
+        }
+        var out = Data(count: r - EncryptedStream.tagSize)
+        let result = try buffer.withUnsafeBytes { inp -> Int? in
+            try out.withUnsafeMutableBytes { o in
+                if try open(inp, last: true, into: o) { return r }
+                // A complete non-last segment: the stream stops at a segment boundary.
+                if r == cs, try open(inp, last: false, into: o) { return nil }
+                // Trailing bytes after a shorter last segment?
+                if let len = try lastSegmentLength(in: inp, scratch: o) { return len }
+                return -1
+            }
+        }
+        switch result {
+        case .some(r):
+            plaintextBytes += Int64(out.count)
+            buffer = Data()
+            return out
+        case .none:
+            throw StreamFormatError.truncated.error("encrypted stream is truncated: it ends after segment \(counter), which is not the last segment")
+        case .some(-1):
+            throw StreamFormatError.truncated.error("encrypted stream is truncated: it ends without an authentic last segment (cut inside segment \(counter), or that final segment is corrupted)")
+        case .some(let len):
+            throw StreamFormatError.trailingData.error("encrypted stream has trailing data after the last segment (segment \(counter)): \(r - len) extra bytes")
+        }
+    }
+
+    /// The length of an authentic last segment that starts `sealed` and is
+    /// shorter than it (so trailing bytes follow it), or nil. Every candidate
+    /// length costs one GCM pass, so the search stops after about 64 MiB of
+    /// work: short trailing garbage is always recognised, a long tail after a
+    /// long last segment may instead be reported as an authentication failure
+    /// or a truncation. Only runs on the error path.
+    private func lastSegmentLength(in sealed: UnsafeRawBufferPointer, scratch: UnsafeMutableRawBufferPointer) throws -> Int? {
+        var budget = 64 << 20
+        var len = sealed.count - 1
+        while len >= EncryptedStream.tagSize && budget > 0 {
+            if try open(UnsafeRawBufferPointer(rebasing: sealed[0 ..< len]), last: true,
+                        into: UnsafeMutableRawBufferPointer(rebasing: scratch[0 ..< len - EncryptedStream.tagSize])) {
+                return len
+            }
+            budget -= len + 256
+            len -= 1
+        }
+        return nil
+    }
+
+    private func open(_ sealed: UnsafeRawBufferPointer, last: Bool, into out: UnsafeMutableRawBufferPointer) throws -> Bool {
+        let nonce = EncryptedStream.nonce(prefix: noncePrefix, counter: counter, last: last)
+        return try nonce.withUnsafeBytes { n in
+            try gcm!.open(sealed, nonce: n, aad: UnsafeRawBufferPointer(start: nil, count: 0), into: out)
+        }
+    }
+}

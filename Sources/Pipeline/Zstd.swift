@@ -1,0 +1,135 @@
+import CZstd
+import Foundation
+import Core
+
+private func zstdErrorName(_ code: Int) -> String { String(cString: ZSTD_getErrorName(code)) }
+
+/// Streaming zstd compression (one frame). Blocking and CPU-bound: run it on
+/// a BlockingPool thread. A final class owns the ZSTD_CCtx.
+public final class ZstdCompressor: ByteTransform, @unchecked Sendable {
+    public static let defaultLevel: Int32 = 3
+    private let ctx: OpaquePointer
+    private var outBuf: [UInt8]
+    private var finished = false
+    public private(set) var inputBytes: Int64 = 0
+    public private(set) var outputBytes: Int64 = 0
+
+    /// - Parameters:
+    ///   - level: zstd level (1 ... ZSTD_maxCLevel(), negative for the fast levels); default 3.
+    ///   - workers: zstd's own worker threads (0 = compress on the calling thread).
+    public init(level: Int32 = ZstdCompressor.defaultLevel, workers: Int32 = 0) throws {
+        guard let ctx = ZSTD_createCCtx() else { throw CairnError(.internal, "ZSTD_createCCtx failed: out of memory") }
+        self.ctx = ctx
+        outBuf = [UInt8](repeating: 0, count: ZSTD_CStreamOutSize())
+        try check(ZSTD_CCtx_setParameter(ctx, ZSTD_c_compressionLevel, level), "set compression level \(level)")
+        try check(ZSTD_CCtx_setParameter(ctx, ZSTD_c_checksumFlag, 1), "enable frame checksum")
+        if workers > 0 {
+            try check(ZSTD_CCtx_setParameter(ctx, ZSTD_c_nbWorkers, workers), "set \(workers) workers (is libzstd built with threads?)")
+        }
+    }
+
+    deinit { ZSTD_freeCCtx(ctx) }
+
+    private func check(_ rc: Int, _ what: String) throws {
+        if ZSTD_isError(rc) != 0 { throw CairnError(.internal, "zstd: cannot \(what): \(zstdErrorName(rc))") }
+    }
+
+    public func update(_ data: Data) throws -> Data {
+        guard !finished else { throw CairnError(.internal, "ZstdCompressor.update after finish") }
+        inputBytes += Int64(data.count)
+        if data.isEmpty { return Data() }
+        return try run(data, ZSTD_e_continue)
+    }
+
+    /// Ends the frame and returns the remaining compressed bytes.
+    public func finish() throws -> Data {
+        guard !finished else { throw CairnError(.internal, "ZstdCompressor.finish called twice") }
+        finished = true
+        return try run(Data(), ZSTD_e_end)
+    }
+
+    private func run(_ data: Data, _ mode: ZSTD_EndDirective) throws -> Data {
+        var result = Data()
+        try data.withUnsafeBytes { inp in
+            var input = ZSTD_inBuffer(src: inp.baseAddress, size: inp.count, pos: 0)
+            try outBuf.withUnsafeMutableBytes { ob in
+                while true {
+                    var output = ZSTD_outBuffer(dst: ob.baseAddress, size: ob.count, pos: 0)
+                    let remaining = ZSTD_compressStream2(ctx, &output, &input, mode)
+                    if ZSTD_isError(remaining) != 0 {
+                        throw CairnError(.internal, "zstd compression failed: \(zstdErrorName(remaining))")
+                    }
+                    if output.pos > 0 { result.append(ob.baseAddress!.assumingMemoryBound(to: UInt8.self), count: output.pos) }
+                    let done = mode == ZSTD_e_end ? remaining == 0 : input.pos == input.size
+                    if done { break }
+                }
+            }
+        }
+        outputBytes += Int64(result.count)
+        return result
+    }
+}
+
+/// Streaming zstd decompression (one or more concatenated frames). Errors
+/// (`.integrity`) on corrupt input and, in `finish`, on input that ends
+/// inside a frame or holds no frame at all. A final class owns the ZSTD_DCtx.
+public final class ZstdDecompressor: ByteTransform, @unchecked Sendable {
+    private let ctx: OpaquePointer
+    private var outBuf: [UInt8]
+    private var frameOpen = false   // bytes of a frame consumed, frame not complete
+    private var sawFrame = false
+    private var finished = false
+    public private(set) var inputBytes: Int64 = 0
+    public private(set) var outputBytes: Int64 = 0
+
+    /// - Parameter windowLogMax: refuse frames that need a window above 2^windowLogMax bytes (memory bound, default 2^27 = 128 MiB).
+    public init(windowLogMax: Int32 = 27) throws {
+        guard let ctx = ZSTD_createDCtx() else { throw CairnError(.internal, "ZSTD_createDCtx failed: out of memory") }
+        self.ctx = ctx
+        outBuf = [UInt8](repeating: 0, count: ZSTD_DStreamOutSize())
+        let rc = ZSTD_DCtx_setParameter(ctx, ZSTD_d_windowLogMax, windowLogMax)
+        if ZSTD_isError(rc) != 0 { throw CairnError(.internal, "zstd: cannot set windowLogMax: \(zstdErrorName(rc))") }
+    }
+
+    deinit { ZSTD_freeDCtx(ctx) }
+
+    public func update(_ data: Data) throws -> Data {
+        guard !finished else { throw CairnError(.internal, "ZstdDecompressor.update after finish") }
+        if data.isEmpty { return Data() }
+        inputBytes += Int64(data.count)
+        var result = Data()
+        try data.withUnsafeBytes { inp in
+            var input = ZSTD_inBuffer(src: inp.baseAddress, size: inp.count, pos: 0)
+            try outBuf.withUnsafeMutableBytes { ob in
+                var outputFull = false
+                while input.pos < input.size || outputFull {
+                    var output = ZSTD_outBuffer(dst: ob.baseAddress, size: ob.count, pos: 0)
+                    let before = input.pos
+                    let rc = ZSTD_decompressStream(ctx, &output, &input)
+                    if ZSTD_isError(rc) != 0 {
+                        throw CairnError(.integrity, "zstd: corrupt compressed data at input byte \(inputBytes - Int64(inp.count) + Int64(input.pos)): \(zstdErrorName(rc))")
+                    }
+                    if output.pos > 0 { result.append(ob.baseAddress!.assumingMemoryBound(to: UInt8.self), count: output.pos) }
+                    let progressed = input.pos > before || output.pos > 0
+                    if progressed { sawFrame = true }
+                    // rc == 0: a frame ended and is fully flushed. A call that
+                    // neither read nor wrote (flush probe at a frame boundary)
+                    // returns a size hint for the next frame: no state change.
+                    if rc == 0 { frameOpen = false } else if progressed { frameOpen = true }
+                    outputFull = rc != 0 && output.pos == output.size
+                }
+            }
+        }
+        outputBytes += Int64(result.count)
+        return result
+    }
+
+    /// Checks that the input ended at the end of a complete frame.
+    public func finish() throws -> Data {
+        guard !finished else { throw CairnError(.internal, "ZstdDecompressor.finish called twice") }
+        finished = true
+        if !sawFrame { throw CairnError(.integrity, "zstd: input is empty (no compressed frame)") }
+        if frameOpen { throw CairnError(.integrity, "zstd: compressed data is truncated (the input ends inside a frame)") }
+        return Data()
+    }
+}
