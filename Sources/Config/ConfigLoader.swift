@@ -131,12 +131,26 @@ public struct ConfigLoader: Sendable {
             jobs[job.name] = job
         }
         if let main { issues += main.ctx.issues.filter { !issues.contains($0) } }
+        issues = Self.ordered(issues, mainFile: path)
 
         guard let main, issues.isEmpty else { return (nil, issues) }
         let config = CairnConfig(path: absPath, stateDir: main.stateDir, jobsDir: jobsDir, timeZone: main.timeZone,
                                  storages: main.storages, keys: main.keys, defaults: main.defaults,
                                  alerts: main.alerts, jobs: jobs)
         return (config, [])
+    }
+
+    /// The main file first, then job units by name; within a file by line.
+    static func ordered(_ issues: [ConfigIssue], mainFile: String) -> [ConfigIssue] {
+        issues.enumerated().sorted { a, b in
+            let (x, y) = (a.element, b.element)
+            if x.file != y.file {
+                if x.file == mainFile || y.file == mainFile { return x.file == mainFile }
+                return x.file < y.file
+            }
+            if x.line != y.line { return (x.line ?? 0) < (y.line ?? 0) }
+            return a.offset < b.offset
+        }.map(\.element)
     }
 
     private func resolveBackupJob(_ target: String, from unit: JobUnit, in units: [String: JobUnit], job: inout JobConfig) {
@@ -234,7 +248,7 @@ public struct ConfigLoader: Sendable {
             d.rejectUnknownKeys(allowed: Self.defaultsKeys)
             if let s = d.string("storage") {
                 if !storageNames.contains(s) {
-                    d.report(.reference, "storage", "no storage named '\(s)' (defined: \(listOrNone(m.storages.keys)))")
+                    d.report(.reference, "storage", "no storage named '\(s)' (defined: \(listOrNone(storageNames)))")
                 }
                 m.defaults.storage = s
             }
@@ -329,7 +343,8 @@ public struct ConfigLoader: Sendable {
         let kindNames = JobKind.allCases.map(\.rawValue)
         let kind = r.choice("kind", JobKind.self)
         if !r.has("kind") { r.ctx.addFileIssue(.missing, line: 1, "kind: required key is missing (one of \"backup\", \"verify\", \"retention\", \"migrate\")") }
-        r.rejectUnknownKeys(allowed: Self.commonKeys + (kind.map { [$0.rawValue] } ?? kindNames))
+        // A table of another kind gets its own, clearer message below.
+        r.rejectUnknownKeys(allowed: Self.commonKeys + (kind.map { [$0.rawValue] } ?? kindNames), except: Set(kindNames))
         if let kind {
             for other in JobKind.allCases where other != kind && r.has(other.rawValue) {
                 r.report(.invalidValue, other.rawValue, "a [\(other.rawValue)] table does not apply to kind = \"\(kind.rawValue)\"; use [\(kind.rawValue)]")
