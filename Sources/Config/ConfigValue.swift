@@ -76,7 +76,8 @@ enum TOMLDocument {
             let table = try TOMLTable(string: text)
             return .success(ConfigValue.tableDictionary(table))
         } catch let e as TOMLParseError {
-            return .failure(SyntaxError(message: e.description, line: e.source.begin.line, column: e.source.begin.column))
+            let oneLine = e.description.split(whereSeparator: \.isNewline).joined(separator: " ")
+            return .failure(SyntaxError(message: oneLine, line: e.source.begin.line, column: e.source.begin.column))
         } catch {
             return .failure(SyntaxError(message: "\(error)", line: 1, column: 1))
         }
