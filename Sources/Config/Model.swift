@@ -1,0 +1,312 @@
+import Core
+import Foundation
+
+/// The whole configuration: `cairn.toml` and every job unit in `jobs_dir`.
+/// Holds no secret: secrets are named by file and read with `SecretFile.read`
+/// when they are needed.
+public struct CairnConfig: Sendable, CustomStringConvertible {
+    /// Absolute path of `cairn.toml`.
+    public var path: String
+    public var stateDir: String
+    /// Absolute path of the job-unit directory.
+    public var jobsDir: String
+    /// The default time zone of schedules.
+    public var timeZone: TimeZone
+    public var storages: [String: StorageConfig]
+    public var keys: KeysConfig
+    public var defaults: DefaultsConfig
+    /// `[alerts]`, kept unparsed until the Alerts module defines it.
+    public var alerts: [String: ConfigValue]?
+    /// Jobs by name.
+    public var jobs: [String: JobConfig]
+
+    /// Jobs sorted by name.
+    public var sortedJobs: [JobConfig] { jobs.values.sorted { $0.name < $1.name } }
+
+    public var description: String {
+        var lines = ["config \(path): state_dir=\(stateDir) jobs_dir=\(jobsDir) timezone=\(timeZone.identifier)"]
+        for name in storages.keys.sorted() { lines.append("  \(storages[name]!)") }
+        lines.append("  \(keys)")
+        lines.append("  \(defaults)")
+        if let alerts { lines.append("  alerts: \(ConfigValue.table(alerts))") }
+        for job in sortedJobs { lines.append("  \(job)") }
+        return lines.joined(separator: "\n")
+    }
+}
+
+/// Where a storage keeps objects.
+public enum StorageURL: Sendable, Equatable, CustomStringConvertible {
+    case s3(bucket: String, prefix: String)
+    case directory(path: String)
+
+    public var description: String {
+        switch self {
+        case .s3(let b, let p): return p.isEmpty ? "s3://\(b)" : "s3://\(b)/\(p)"
+        case .directory(let p): return "file://\(p)"
+        }
+    }
+
+    /// Parses `s3://BUCKET[/PREFIX]` or `file:///ABSOLUTE/PATH`; returns an
+    /// error text for anything else.
+    public static func parse(_ url: String) -> Result<StorageURL, ConfigTextError> {
+        if url.hasPrefix("s3://") {
+            let rest = url.dropFirst(5)
+            if rest.contains("?") {
+                return .failure(.init("write endpoint, region and path_style as keys of the storage table, not as URL parameters"))
+            }
+            let bucket = String(rest.prefix { $0 != "/" })
+            guard !bucket.isEmpty else { return .failure(.init("expected s3://BUCKET/PREFIX, got \"\(url)\" (no bucket)")) }
+            let prefix = rest.dropFirst(bucket.count).trimmingCharacters(in: CharacterSet(charactersIn: "/"))
+            return .success(.s3(bucket: bucket, prefix: prefix))
+        }
+        if url.hasPrefix("file://") {
+            let path = String(url.dropFirst(7))
+            guard path.hasPrefix("/") else { return .failure(.init("expected file:///ABSOLUTE/PATH, got \"\(url)\"")) }
+            return .success(.directory(path: path))
+        }
+        if url.hasPrefix("/") { return .failure(.init("write file://\(url) for a local directory")) }
+        return .failure(.init("expected s3://BUCKET/PREFIX or file:///PATH, got \"\(url)\""))
+    }
+}
+
+/// An error text without position, turned into a `ConfigIssue` by the loader.
+public struct ConfigTextError: Error, Sendable, Equatable {
+    public var message: String
+    public init(_ message: String) { self.message = message }
+}
+
+public struct ObjectLockConfig: Sendable, Equatable {
+    public enum Mode: String, Sendable, CaseIterable { case governance, compliance }
+    public var mode: Mode
+    public var days: Int
+}
+
+/// `[storage.NAME]`.
+public struct StorageConfig: Sendable, Equatable, CustomStringConvertible {
+    public var name: String
+    /// The URL as written.
+    public var url: String
+    public var location: StorageURL
+    public var endpoint: String?
+    public var region: String?
+    public var pathStyle: Bool?
+    /// An access key id is an identifier, not a secret; it is shown in descriptions.
+    public var accessKeyID: String?
+    /// The file holding the secret access key (read with `readSecretAccessKey()`).
+    public var secretAccessKeyFile: String?
+    public var objectLock: ObjectLockConfig?
+
+    /// Reads the secret access key from `secret_access_key_file`, or returns
+    /// nil when none is configured (the AWS credential chain applies).
+    public func readSecretAccessKey() throws -> String? {
+        guard let f = secretAccessKeyFile else { return nil }
+        return try SecretFile.read(f, what: "storage '\(name)' secret_access_key_file")
+    }
+
+    /// The URL that `ObjectStore.StorageLocation.open` takes:
+    /// `s3://BUCKET/PREFIX?endpoint=…&region=…&path_style=…` or `file:///PATH`.
+    public var locationURL: String {
+        guard case .s3 = location else { return location.description }
+        var params: [String] = []
+        let allowed = CharacterSet(charactersIn: "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-._~")
+        func enc(_ s: String) -> String { s.addingPercentEncoding(withAllowedCharacters: allowed) ?? s }
+        if let endpoint { params.append("endpoint=\(enc(endpoint))") }
+        if let region { params.append("region=\(enc(region))") }
+        if let pathStyle { params.append("path_style=\(pathStyle)") }
+        return params.isEmpty ? location.description : location.description + "?" + params.joined(separator: "&")
+    }
+
+    public var description: String {
+        var parts = ["storage \(name): \(location)"]
+        if let endpoint { parts.append("endpoint=\(endpoint)") }
+        if let region { parts.append("region=\(region)") }
+        if let pathStyle { parts.append("path_style=\(pathStyle)") }
+        if let accessKeyID { parts.append("access_key_id=\(accessKeyID)") }
+        if let secretAccessKeyFile { parts.append("secret_access_key_file=\(secretAccessKeyFile)") }
+        if let objectLock { parts.append("object_lock=\(objectLock.mode.rawValue)/\(objectLock.days)d") }
+        return parts.joined(separator: " ")
+    }
+}
+
+/// `[keys]`: the key used for new backups and where every key id's key is.
+public struct KeysConfig: Sendable, Equatable, CustomStringConvertible {
+    /// Key id for new backups; nil when no `[keys]` table is configured.
+    public var active: String?
+    public var sources: [String: KeySource]
+
+    /// The path of key `id`'s file (see `resolveKeyPath`).
+    public func path(for id: String, env: [String: String] = ProcessInfo.processInfo.environment) throws -> String {
+        guard let source = sources[id] else {
+            throw CairnError(.crypto, "key id '\(id)' is not in [keys.files] (known: \(sources.keys.sorted().joined(separator: ", ")))")
+        }
+        return try resolveKeyPath(source, env: env)
+    }
+
+    public var description: String {
+        "keys: active=\(active ?? "-") " + sources.keys.sorted().map { "\($0)=\(sources[$0]!)" }.joined(separator: " ")
+    }
+}
+
+/// `[defaults]`, already merged into each job.
+public struct DefaultsConfig: Sendable, Equatable, CustomStringConvertible {
+    /// The default storage: `[defaults] storage`, or the only storage when there is exactly one.
+    public var storage: String?
+    public var compressionLevel: Int
+    public var retentionDays: Int
+
+    public var description: String {
+        "defaults: storage=\(storage ?? "-") compression_level=\(compressionLevel) retention_days=\(retentionDays)"
+    }
+}
+
+public enum JobKind: String, Sendable, CaseIterable { case backup, verify, retention, migrate }
+
+public enum OverlapPolicy: String, Sendable, CaseIterable { case skip, queue }
+
+/// One job unit: `JOBS_DIR/NAME.toml`.
+public struct JobConfig: Sendable, CustomStringConvertible {
+    public var name: String
+    /// Absolute path of the unit file.
+    public var file: String
+    public var kind: JobKind { spec.kind }
+    /// The unit's `description` key.
+    public var jobDescription: String?
+    /// The cron expression as written; nil = runs only on demand.
+    public var schedule: String?
+    public var timeZone: TimeZone
+    /// nil = no limit.
+    public var timeout: Duration?
+    public var retries: Int
+    public var retryBackoff: Duration
+    public var overlap: OverlapPolicy
+    /// How late a missed run may still start after downtime; zero = never.
+    public var catchUp: Duration
+    public var randomDelay: Duration
+    public var enabled: Bool
+    /// Storage name; for verify and retention jobs it defaults to the backup job's.
+    public var storage: String
+    public var spec: JobSpec
+
+    public var backup: BackupSpec? { if case .backup(let s) = spec { return s }; return nil }
+    public var verify: VerifySpec? { if case .verify(let s) = spec { return s }; return nil }
+    public var retention: RetentionSpec? { if case .retention(let s) = spec { return s }; return nil }
+    public var migrate: MigrateSpec? { if case .migrate(let s) = spec { return s }; return nil }
+
+    public var description: String {
+        var parts = ["job \(name): kind=\(kind.rawValue)"]
+        if let schedule { parts.append("schedule=\"\(schedule)\"") }
+        parts.append("timezone=\(timeZone.identifier)")
+        if let timeout { parts.append("timeout=\(ConfigUnits.formatDuration(timeout))") }
+        parts.append("retries=\(retries)")
+        parts.append("overlap=\(overlap.rawValue)")
+        parts.append("storage=\(storage)")
+        if !enabled { parts.append("disabled") }
+        parts.append(spec.description)
+        return parts.joined(separator: " ")
+    }
+}
+
+public enum JobSpec: Sendable, CustomStringConvertible {
+    case backup(BackupSpec)
+    case verify(VerifySpec)
+    case retention(RetentionSpec)
+    case migrate(MigrateSpec)
+
+    public var kind: JobKind {
+        switch self {
+        case .backup: return .backup
+        case .verify: return .verify
+        case .retention: return .retention
+        case .migrate: return .migrate
+        }
+    }
+
+    public var description: String {
+        switch self {
+        case .backup(let s): return s.description
+        case .verify(let s): return s.description
+        case .retention(let s): return s.description
+        case .migrate(let s): return s.description
+        }
+    }
+}
+
+/// `[backup]` of a backup job.
+public struct BackupSpec: Sendable, Equatable, CustomStringConvertible {
+    /// libpq URL or keyword/value string; guaranteed to hold no password.
+    public var database: String
+    public var passwordFile: String?
+    public var compressionLevel: Int
+    public var zstdWorkers: Int
+    /// Key prefix under the storage (default: the job name).
+    public var prefix: String
+    public var includeGlobals: Bool
+    /// nil = chosen from the database size at run time.
+    public var partSize: Int64?
+    public var uploadConcurrency: Int
+    public var pgDumpPath: String?
+
+    /// Reads the password from `password_file`, or nil when none is configured
+    /// (libpq then uses PGPASSFILE / ~/.pgpass).
+    public func readPassword() throws -> String? {
+        guard let f = passwordFile else { return nil }
+        return try SecretFile.read(f, what: "password_file")
+    }
+
+    public var description: String {
+        var parts = ["database=\(database)", "prefix=\(prefix)", "compression_level=\(compressionLevel)"]
+        if let passwordFile { parts.append("password_file=\(passwordFile)") }
+        if let partSize { parts.append("part_size=\(ConfigUnits.formatSize(partSize))") }
+        if includeGlobals { parts.append("include_globals") }
+        return parts.joined(separator: " ")
+    }
+}
+
+/// `[verify]` of a verify job.
+public struct VerifySpec: Sendable, Equatable, CustomStringConvertible {
+    public var backupJob: String
+    /// Server where scratch databases are created; holds no password.
+    public var scratchDatabaseURL: String
+    public var passwordFile: String?
+    public var checks: [String]
+
+    public func readPassword() throws -> String? {
+        guard let f = passwordFile else { return nil }
+        return try SecretFile.read(f, what: "password_file")
+    }
+
+    public var description: String {
+        "backup_job=\(backupJob) scratch_database_url=\(scratchDatabaseURL) checks=\(checks.count)"
+    }
+}
+
+/// `[retention]` of a retention job.
+public struct RetentionSpec: Sendable, Equatable, CustomStringConvertible {
+    public var backupJob: String
+    public var keepDays: Int
+    public var keepLast: Int
+    public var dryRun: Bool
+
+    public var description: String {
+        "backup_job=\(backupJob) keep_days=\(keepDays) keep_last=\(keepLast)" + (dryRun ? " dry_run" : "")
+    }
+}
+
+/// `[migrate]` of a migrate job.
+public struct MigrateSpec: Sendable, Equatable, CustomStringConvertible {
+    /// Absolute directory path.
+    public var source: String
+    public var prefix: String
+    public var concurrency: Int
+    public var multipartThreshold: Int64
+    public var partSize: Int64
+    public var cacheControl: String?
+    /// Bytes per second; nil = unlimited.
+    public var bandwidthLimit: Int64?
+
+    public var description: String {
+        var s = "source=\(source) prefix=\(prefix) concurrency=\(concurrency) part_size=\(ConfigUnits.formatSize(partSize))"
+        if let bandwidthLimit { s += " bwlimit=\(ConfigUnits.formatSize(bandwidthLimit))/s" }
+        return s
+    }
+}
