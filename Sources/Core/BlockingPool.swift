@@ -52,6 +52,7 @@ public final class BlockingPool: @unchecked Sendable {
                 }
             }
             let work = queue[head]
+            queue[head] = {}   // drop the reference now: work items capture request bodies
             head += 1
             if head > 64 && head * 2 > queue.count {
                 queue.removeFirst(head)

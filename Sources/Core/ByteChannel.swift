@@ -188,17 +188,24 @@ public final class ByteChannel: @unchecked Sendable {
     /// Reads up to `count` bytes exactly (fewer only at EOF), re-chunking.
     /// Not thread-safe against other consumers (single consumer by contract).
     public func read(exactly count: Int, carry: inout Data) async throws -> Data {
-        var out = carry
+        // Allocate the result once at its final size: growing a Data by
+        // appending can leave up to twice the capacity allocated.
+        var out = Data(capacity: count)
+        var pending = carry
         carry = Data()
-        while out.count < count {
-            guard let d = try await receive() else { break }
-            out.append(d)
+        while true {
+            if !pending.isEmpty {
+                let take = Swift.min(count - out.count, pending.count)
+                out.append(pending.prefix(take))
+                if take < pending.count {
+                    carry = Data(pending.dropFirst(take))
+                    return out
+                }
+            }
+            if out.count == count { return out }
+            guard let d = try await receive() else { return out }
+            pending = d
         }
-        if out.count > count {
-            carry = out.subdata(in: count..<out.count)
-            out = out.prefix(count)
-        }
-        return out
     }
 }
 

@@ -48,19 +48,47 @@ public struct MultipartUploader: Sendable {
     public func upload(key: String, from input: ByteChannel,
                        onPart: @escaping @Sendable (_ partNumber: Int, _ bytes: Int64) -> Void = { _, _ in }) async throws -> Result {
         var carry = Data()
-        let first = try await input.read(exactly: partSize, carry: &carry)
-        if first.count < partSize {
-            // whole stream fits into one part: a plain PUT
-            let info = try await store.put(key: key, body: .data(first), options: options)
-            onPart(1, Int64(first.count))
-            return Result(info: info, size: Int64(first.count), partCount: 1, partSize: partSize)
+        // `next` is the only reference the uploader keeps to a part's bytes; it
+        // is cleared as soon as the part's task owns them, so memory stays at
+        // concurrency × partSize plus the input channel.
+        var next: Data? = try await input.read(exactly: partSize, carry: &carry)
+        if let whole = next, whole.count < partSize {
+            // the whole stream fits into one part: a plain PUT
+            next = nil
+            let info = try await store.put(key: key, body: .data(whole), options: options)
+            onPart(1, Int64(whole.count))
+            return Result(info: info, size: Int64(whole.count), partCount: 1, partSize: partSize)
         }
         let uploadId = try await store.createMultipartUpload(key: key, options: options)
         logger.debug("multipart upload started", metadata: ["key": "\(key)", "upload": "\(uploadId)"])
         do {
-            let parts = try await uploadParts(key: key, uploadId: uploadId, first: first, carry: carry, input: input, onPart: onPart)
-            if parts.count > Self.maxParts {
-                throw CairnError(.storage, "\(store.displayName)\(key): stream needed \(parts.count) parts, more than 10,000 (part size \(partSize) too small)")
+            let parts = try await withThrowingTaskGroup(of: CompletedPart.self) { group in
+                var parts: [CompletedPart] = []
+                var number = 0
+                var inFlight = 0
+                while let data = next {
+                    next = nil
+                    number += 1
+                    guard number <= Self.maxParts else {
+                        throw CairnError(.storage, "\(store.displayName)\(key): the stream needs more than 10,000 parts of \(partSize) bytes")
+                    }
+                    let n = number
+                    let store = self.store
+                    group.addTask {
+                        let p = try await store.uploadPart(key: key, uploadId: uploadId, partNumber: n, body: .data(data))
+                        onPart(n, Int64(data.count))
+                        return p
+                    }
+                    inFlight += 1
+                    if inFlight >= concurrency, let p = try await group.next() {
+                        parts.append(p)
+                        inFlight -= 1
+                    }
+                    let d = try await input.read(exactly: partSize, carry: &carry)
+                    next = d.isEmpty ? nil : d   // a short read is the last part
+                }
+                for try await p in group { parts.append(p) }
+                return parts.sorted { $0.partNumber < $1.partNumber }
             }
             let info = try await store.completeMultipartUpload(key: key, uploadId: uploadId, parts: parts)
             let size = parts.reduce(Int64(0)) { $0 + $1.size }
@@ -84,34 +112,5 @@ public struct MultipartUploader: Sendable {
                 logger.error("could not abort multipart upload; retention will clean it up", metadata: ["key": "\(key)", "upload": "\(uploadId)", "error": "\(error)"])
             }
         }.value
-    }
-
-    private func uploadParts(key: String, uploadId: String, first: Data, carry initialCarry: Data, input: ByteChannel,
-                             onPart: @escaping @Sendable (Int, Int64) -> Void) async throws -> [CompletedPart] {
-        try await withThrowingTaskGroup(of: CompletedPart.self) { group in
-            var parts: [CompletedPart] = []
-            var carry = initialCarry
-            var next: Data? = first
-            var number = 0
-            var inFlight = 0
-            while let data = next {
-                number += 1
-                let n = number
-                let store = self.store
-                group.addTask {
-                    let p = try await store.uploadPart(key: key, uploadId: uploadId, partNumber: n, body: .data(data))
-                    onPart(n, Int64(data.count))
-                    return p
-                }
-                inFlight += 1
-                if inFlight >= concurrency {
-                    if let p = try await group.next() { parts.append(p); inFlight -= 1 }
-                }
-                let d = try await input.read(exactly: partSize, carry: &carry)
-                next = d.isEmpty ? nil : d   // a short read is the last part
-            }
-            for try await p in group { parts.append(p) }
-            return parts.sorted { $0.partNumber < $1.partNumber }
-        }
     }
 }

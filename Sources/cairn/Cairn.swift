@@ -5,6 +5,20 @@ import Logging
 
 @main
 struct Cairn: AsyncParsableCommand {
+    static func main() async {
+        MemoryTuning.apply()
+        do {
+            var command = try parseAsRoot()
+            if var asyncCommand = command as? AsyncParsableCommand {
+                try await asyncCommand.run()
+            } else {
+                try command.run()
+            }
+        } catch {
+            exit(withError: error)
+        }
+    }
+
     static let configuration = CommandConfiguration(
         commandName: "cairn",
         abstract: "Keeps a platform's data safe: encrypted PostgreSQL backups, retention, restore verification and uploads migration to S3-compatible storage.",
