@@ -27,8 +27,10 @@ let package = Package(
         .target(name: "Pipeline", dependencies: ["Core", "Crypto", "CZstd", .product(name: "Logging", package: "swift-log")]),
         .target(name: "Postgres", dependencies: ["Core", "CLibPQ", .product(name: "Logging", package: "swift-log")]),
         .target(name: "Config", dependencies: ["Core", "Crypto", "TOMLKit"]),
+        .target(name: "Jobs", dependencies: ["Core", "Crypto", "Config", "Pipeline", "ObjectStore", "Postgres",
+                                             .product(name: "Logging", package: "swift-log")]),
         .executableTarget(name: "cairn", dependencies: [
-            "Core", "HTTP", "Crypto", "ObjectStore", "Pipeline", "Postgres", "Config",
+            "Core", "HTTP", "Crypto", "ObjectStore", "Pipeline", "Postgres", "Config", "Jobs",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "Logging", package: "swift-log"),
         ]),
@@ -40,7 +42,7 @@ let package = Package(
         .testTarget(name: "ConfigTests", dependencies: ["Config", "Core", "Crypto"]),
         .testTarget(name: "PipelineTests", dependencies: ["Pipeline", "Crypto", "Core"]),
         .testTarget(name: "PostgresTests", dependencies: ["Postgres", "Core"]),
-        .testTarget(name: "IntegrationTests", dependencies: ["ObjectStore", "HTTP", "Crypto", "Core", "Pipeline", "Postgres"]),
+        .testTarget(name: "IntegrationTests", dependencies: ["ObjectStore", "HTTP", "Crypto", "Core", "Pipeline", "Postgres", "Config", "Jobs"]),
     ],
     swiftLanguageModes: [.v6]
 )

@@ -463,6 +463,21 @@ public final class S3Store: ObjectStore {
         return out
     }
 
+    /// Creates the bucket (for tests and first-time set-up; an existing bucket
+    /// owned by these credentials is not an error).
+    public func createBucket() async throws {
+        var body = Data()
+        if config.region != "us-east-1" && config.region != "auto" {
+            body = Data("<CreateBucketConfiguration xmlns=\"http://s3.amazonaws.com/doc/2006-03-01/\"><LocationConstraint>\(config.region)</LocationConstraint></CreateBucketConfiguration>".utf8)
+        }
+        let r = Request(method: "PUT", key: nil, body: .data(body), operation: "CreateBucket")
+        do {
+            _ = try await perform(r)
+        } catch let e as CairnError where e.message.contains("BucketAlreadyOwnedByYou") {
+            return
+        }
+    }
+
     /// A presigned URL for `key` (GET or PUT), valid for `expires` seconds (≤ 7 days).
     public func presignedURL(key: String, method: String = "GET", expires: Int = 3600) async throws -> String {
         let creds = try await credentials.credentials()

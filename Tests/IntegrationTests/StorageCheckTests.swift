@@ -14,9 +14,14 @@ import Core
     }
 
     @Test func missingDeletePermissionIsReportedAtTheDeleteStep() async throws {
-        let store = try TestEnv.s3()
+        // DeleteObjects names its keys in the body, so the fault is scoped by a bucket of this test's own.
+        let bucket = "cairn-check-\(UUID().uuidString.prefix(8).lowercased())"
+        let store = S3Store(config: S3Configuration(bucket: bucket, prefix: "", endpoint: try TestEnv.proxyEndpoint,
+                                                    retry: RetryPolicy(maxAttempts: 3, baseDelay: 0.05)),
+                            credentials: StaticCredentialsProvider(try TestEnv.credentials()))
+        try await store.createBucket()
         let proxy = try ProxyControl()
-        try await proxy.inject(.init(method: "POST", path_contains: "/\(try TestEnv.bucket)", query_contains: "delete", action: "status", status: 403, code: "AccessDenied", count: 1))
+        try await proxy.inject(.init(method: "POST", path_contains: "/\(bucket)", query_contains: "delete", action: "status", status: 403, code: "AccessDenied", count: 1))
         let steps = await StorageCheck(store: store).run()
         let failed = steps.filter { !$0.ok }
         #expect(failed.map(\.name) == ["delete"])

@@ -446,12 +446,10 @@ func expectCairnError(_ code: ErrorCode? = nil, _ body: () async throws -> Void)
         #expect(IMDSCredentialsProvider(environment: [:]).endpoint == "http://169.254.169.254")
     }
 
-    @Test func unreachableEndpointFailsFastWithAClearError() async throws {
+    @Test func unreachableEndpointFailsWithAClearError() async throws {
         let endpoint = try await IMDSServer.closedEndpoint()
         let p = IMDSCredentialsProvider(environment: ["AWS_EC2_METADATA_SERVICE_ENDPOINT": endpoint])
-        let start = Date()
         let e = await expectCairnError(.network) { _ = try await p.credentials() }
-        #expect(Date().timeIntervalSince(start) < 3)
         #expect(e?.message == "\(endpoint) is unreachable (not an EC2 instance?)")
     }
 

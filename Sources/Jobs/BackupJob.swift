@@ -1,0 +1,185 @@
+import Config
+import Core
+import Crypto
+import Foundation
+import Logging
+import ObjectStore
+import Pipeline
+import Postgres
+
+/// Live counters of a running backup, read by progress reporters.
+public final class BackupProgress: @unchecked Sendable {
+    private let lock = NSLock()
+    private var _dumped: Int64 = 0
+    private var _uploaded: Int64 = 0
+    private var _parts = 0
+    public let started = Date()
+
+    public init() {}
+    func addDumped(_ n: Int64) { lock.lock(); _dumped += n; lock.unlock() }
+    func addPart(_ bytes: Int64) { lock.lock(); _uploaded += bytes; _parts += 1; lock.unlock() }
+    public var snapshot: (dumped: Int64, uploaded: Int64, parts: Int) {
+        lock.lock(); defer { lock.unlock() }
+        return (_dumped, _uploaded, _parts)
+    }
+}
+
+/// Plaintext side of a dump: SHA-256, size, and COPY rows per table counted
+/// as the archive streams past (no extra scan of the database).
+final class DumpInspector: ByteTransform, @unchecked Sendable {
+    private let hasher = Hasher(.sha256)
+    private var counter: ArchiveRowCounter?
+    private let progress: BackupProgress?
+    private(set) var byteCount: Int64 = 0
+    private(set) var sha256: Data?
+    private(set) var rowCounts: TableRowCounts?
+
+    init(countRows: Bool, progress: BackupProgress?) {
+        counter = countRows ? ArchiveRowCounter() : nil
+        self.progress = progress
+    }
+
+    func update(_ data: Data) throws -> Data {
+        hasher.update(data)
+        byteCount += Int64(data.count)
+        try counter?.consume(data)
+        progress?.addDumped(Int64(data.count))
+        return data
+    }
+
+    func finish() throws -> Data {
+        sha256 = hasher.finalize()
+        rowCounts = try counter?.finish()
+        return Data()
+    }
+}
+
+/// A database backup: pg_dump (inside an exported snapshot) → zstd →
+/// AES-256-GCM stream → multipart upload, then the manifest, written last.
+/// Nothing touches the local disk; memory is bounded by the channel
+/// capacities and upload concurrency × part size.
+public struct BackupJob: Sendable {
+    public var name: String
+    public var spec: BackupSpec
+    public var store: any ObjectStore
+    public var keyring: Keyring
+    public var logger: Logger
+    public var progress: BackupProgress?
+    /// "archive" (default: count COPY rows in the stream) or "database" (count in the snapshot).
+    public var rowCountSource: String = "archive"
+
+    public init(name: String, spec: BackupSpec, store: any ObjectStore, keyring: Keyring,
+                logger: Logger = .cairn("backup"), progress: BackupProgress? = nil) {
+        self.name = name
+        self.spec = spec
+        self.store = store
+        self.keyring = keyring
+        self.logger = logger
+        self.progress = progress
+    }
+
+    public struct StreamResult: Sendable {
+        var object: BackupObject
+        var rowCounts: TableRowCounts?
+    }
+
+    /// Runs the backup; returns its manifest once the manifest is stored.
+    public func run() async throws -> BackupManifest {
+        let started = Date()
+        let id = BackupLayout.newID(at: started)
+        var log = logger
+        log[metadataKey: "job"] = "\(name)"
+        log[metadataKey: "backup"] = "\(id)"
+        let password = try spec.readPassword()
+        let conninfo = try ConnInfo(spec.database)
+        let connString = password.map { conninfo.with("password", $0).description } ?? spec.database
+
+        log.info("backup started", metadata: ["database": "\(conninfo["dbname"] ?? "?")"])
+        let snapshot = try await DumpSnapshot.open(connString, countRows: rowCountSource == "database")
+        do {
+            let dumpVersion = try await pgDumpVersion(binary: spec.pgDumpPath)
+            // Upper bound of the stream, so that 10,000 equal parts always
+            // suffice: a text dump can be larger than the database on disk.
+            let bound = snapshot.databaseSize * 2 + (256 << 20)
+            let partSize = MultipartUploader.partSize(forUpperBound: bound, preferred: Int(spec.partSize ?? 8 << 20))
+            let dumpKey = BackupLayout.dumpKey(prefix: spec.prefix, id: id)
+            let dump = try await stream(key: dumpKey, partSize: partSize, countRows: rowCountSource == "archive", logger: log) { out in
+                let d = try PgDump(conninfo: connString, snapshot: snapshot.snapshotID, output: out,
+                                   options: PgDump.Options(binary: spec.pgDumpPath, password: password))
+                log.debug("pg_dump started", metadata: ["pid": "\(d.pid)"])
+                try await d.wait()
+            }
+            var globals: BackupObject? = nil
+            if spec.includeGlobals {
+                let key = BackupLayout.globalsKey(prefix: spec.prefix, id: id)
+                globals = try await stream(key: key, partSize: MultipartUploader.minPartSize, countRows: false, logger: log) { out in
+                    let d = try PgDumpAll(conninfo: connString, output: out, options: PgDumpAll.Options(password: password))
+                    try await d.wait()
+                }.object
+            }
+            let counts = rowCountSource == "database" ? snapshot.rowCounts : (dump.rowCounts ?? [:])
+            let manifest = BackupManifest(
+                formatVersion: BackupManifest.currentFormatVersion, id: id, job: name,
+                database: snapshot.database, server: snapshot.endpoint, serverVersion: snapshot.serverVersion,
+                pgDumpVersion: dumpVersion, cairnVersion: CairnVersion.current,
+                hostname: ProcessInfo.processInfo.hostName, startedAt: started, finishedAt: Date(),
+                dump: dump.object, globals: globals, compression: "zstd", compressionLevel: spec.compressionLevel,
+                encryption: "cairn-stream-v1", keyId: keyring.activeKeyId, segmentSize: EncryptedStream.defaultSegmentSize,
+                rowCounts: counts, rowCountSource: rowCountSource, snapshot: snapshot.snapshotID)
+            await snapshot.close()
+            try Task.checkCancellation()
+            // Written last: the only proof that the backup is complete.
+            _ = try await store.put(key: BackupLayout.manifestKey(prefix: spec.prefix, id: id), data: try manifest.encoded(),
+                                    options: PutOptions(contentType: "application/json"))
+            log.info("backup finished", metadata: [
+                "bytes": "\(dump.object.plaintextSize)", "stored": "\(dump.object.ciphertextSize)",
+                "parts": "\(dump.object.partCount)", "seconds": "\(String(format: "%.1f", manifest.duration))",
+            ])
+            return manifest
+        } catch {
+            await snapshot.close()
+            log.error("backup failed", metadata: ["error": "\(error)"])
+            throw error
+        }
+    }
+
+    /// Streams what `source` writes through zstd and encryption into one
+    /// object. Any error aborts the upload (MultipartUploader) and kills the source.
+    func stream(key: String, partSize: Int, countRows: Bool, logger: Logger,
+                source: @escaping @Sendable (ByteChannel) async throws -> Void) async throws -> StreamResult {
+        let inspector = DumpInspector(countRows: countRows, progress: progress)
+        let compressor = try ZstdCompressor(level: Int32(spec.compressionLevel), workers: Int32(spec.zstdWorkers))
+        let encryptor = try EncryptingWriter(keyring: keyring)
+        let cipherHash = HashingCounter()
+        let uploader = MultipartUploader(store: store, partSize: partSize, concurrency: spec.uploadConcurrency,
+                                         options: PutOptions(contentType: "application/octet-stream",
+                                                             metadata: ["cairn-job": name]),
+                                         logger: logger)
+        let result = ResultBox<MultipartUploader.Result>()
+        let progress = self.progress
+        try await Pipeline.run(source: source, stages: [inspector, compressor, encryptor, cipherHash], sink: { input in
+            result.value = try await uploader.upload(key: key, from: input) { _, bytes in progress?.addPart(bytes) }
+        })
+        guard let up = result.value, let plainSHA = inspector.sha256, let cipherSHA = cipherHash.sha256 else {
+            throw CairnError(.internal, "backup stream of \(key) ended without a result")
+        }
+        guard up.size == cipherHash.byteCount else {
+            throw CairnError(.integrity, "uploaded \(up.size) bytes of \(key) but the stream had \(cipherHash.byteCount)")
+        }
+        return StreamResult(object: BackupObject(key: key, plaintextSize: inspector.byteCount,
+                                                 plaintextSHA256: plainSHA.hexString, ciphertextSize: cipherHash.byteCount,
+                                                 ciphertextSHA256: cipherSHA.hexString, partSize: up.partSize,
+                                                 partCount: up.partCount, etag: up.info.etag),
+                            rowCounts: inspector.rowCounts)
+    }
+}
+
+/// A value set by one task of a group and read after it.
+final class ResultBox<T: Sendable>: @unchecked Sendable {
+    private let lock = NSLock()
+    private var _value: T?
+    var value: T? {
+        get { lock.lock(); defer { lock.unlock() }; return _value }
+        set { lock.lock(); _value = newValue; lock.unlock() }
+    }
+}

@@ -1,0 +1,119 @@
+import Core
+import Crypto
+import Foundation
+import Logging
+import ObjectStore
+import Pipeline
+import Postgres
+
+/// Reverses a backup: GET → decrypt → decompress → pg_restore (or a plain
+/// archive file). Success only when pg_restore exited 0, the whole stream
+/// authenticated, and the plaintext matches the manifest's size and SHA-256.
+public struct RestoreJob: Sendable {
+    public enum Target: Sendable {
+        /// Restore into this database (libpq URL or keywords).
+        case database(String, create: Bool, jobs: Int)
+        /// Write the custom-format archive (for `pg_restore` by hand).
+        case file(String)
+    }
+
+    public var manifest: BackupManifest
+    public var store: any ObjectStore
+    public var keyring: Keyring
+    public var logger: Logger
+    public var pgRestorePath: String?
+
+    public init(manifest: BackupManifest, store: any ObjectStore, keyring: Keyring, logger: Logger = .cairn("restore"),
+                pgRestorePath: String? = nil) {
+        self.manifest = manifest
+        self.store = store
+        self.keyring = keyring
+        self.logger = logger
+        self.pgRestorePath = pgRestorePath
+    }
+
+    public struct Result: Sendable {
+        public var bytes: Int64
+        /// Row counts of the restored database (database targets only).
+        public var rowCounts: TableRowCounts?
+        /// Tables whose restored count differs from the manifest: name → (manifest, restored).
+        public var mismatches: [String: (expected: Int64, actual: Int64?)]
+    }
+
+    public func run(to target: Target) async throws -> Result {
+        guard keyring.key(for: manifest.keyId) != nil else {
+            throw CairnError(.crypto, "backup \(manifest.id) was encrypted with key id '\(manifest.keyId)', which is not in the keyring")
+        }
+        switch target {
+        case .file(let path):
+            let bytes = try await decrypt(into: { ch in try await FileWriter(path: path, mode: 0o600).drain(ch) })
+            return Result(bytes: bytes, rowCounts: nil, mismatches: [:])
+        case .database(let conninfo, let create, let jobs):
+            if create { try await createDatabase(conninfo) }
+            let options = PgRestore.Options(binary: pgRestorePath, jobs: jobs > 1 ? jobs : nil)
+            let bytes: Int64
+            if jobs > 1 {
+                // pg_restore --jobs needs a seekable file: download first (0600, removed afterwards).
+                let tmp = FileManager.default.temporaryDirectory.appendingPathComponent("cairn-restore-\(manifest.id)-\(UUID().uuidString.prefix(8)).dump").path
+                defer { unlink(tmp) }
+                bytes = try await decrypt(into: { ch in try await FileWriter(path: tmp, mode: 0o600).drain(ch) })
+                let r = try PgRestore(source: .file(tmp), target: .database(conninfo), options: options)
+                try await r.wait()
+            } else {
+                bytes = try await decrypt(into: { ch in
+                    let r = try PgRestore(source: .channel(ch), target: .database(conninfo), options: options)
+                    try await r.wait()
+                })
+            }
+            let conn = try await PGConnection.connect(conninfo)
+            let counts = try await conn.tableRowCounts()
+            await conn.close()
+            var mismatches: [String: (expected: Int64, actual: Int64?)] = [:]
+            for (table, expected) in manifest.rowCounts where counts[table] != expected {
+                mismatches[table] = (expected, counts[table])
+            }
+            return Result(bytes: bytes, rowCounts: counts, mismatches: mismatches)
+        }
+    }
+
+    /// Streams the dump object through decryption and decompression into `sink`.
+    func decrypt(into sink: @escaping @Sendable (ByteChannel) async throws -> Void) async throws -> Int64 {
+        let key = manifest.dump.key
+        let store = self.store
+        let decryptor = DecryptingReader(keyring: keyring)
+        let decompressor = try ZstdDecompressor()
+        let plainHash = HashingCounter()
+        let cipherHash = HashingCounter()
+        try await Pipeline.run(source: { out in
+            let dl = try await store.get(key: key, range: nil)
+            do {
+                while let chunk = try await dl.body.receive() { try await out.send(chunk) }
+            } catch {
+                dl.body.cancel(error)
+                throw error
+            }
+        }, stages: [cipherHash, decryptor, decompressor, plainHash], sink: sink)
+        guard cipherHash.byteCount == manifest.dump.ciphertextSize, cipherHash.sha256?.hexString == manifest.dump.ciphertextSHA256 else {
+            throw CairnError(.integrity, "backup \(manifest.id): stored object \(key) does not match its manifest (size or SHA-256)")
+        }
+        guard plainHash.byteCount == manifest.dump.plaintextSize, plainHash.sha256?.hexString == manifest.dump.plaintextSHA256 else {
+            throw CairnError(.integrity, "backup \(manifest.id): restored dump does not match the manifest's size or SHA-256")
+        }
+        return plainHash.byteCount
+    }
+
+    func createDatabase(_ conninfo: String) async throws {
+        let info = try ConnInfo(conninfo)
+        guard let db = info["dbname"], !db.isEmpty else {
+            throw CairnError(.usage, "--create needs a database name in the target connection string")
+        }
+        let admin = try await PGConnection.connect(info.with("dbname", "postgres").description)
+        do {
+            try await admin.execute("CREATE DATABASE \(quoteIdentifier(db))")
+        } catch {
+            await admin.close()
+            throw CairnError.wrap(error, .database, "cannot create database \(db)")
+        }
+        await admin.close()
+    }
+}

@@ -1,0 +1,200 @@
+import ArgumentParser
+import Config
+import Core
+import Foundation
+import Jobs
+import Logging
+import ObjectStore
+import Postgres
+
+struct RunCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "run", abstract: "Run a job now, in this process.")
+    @OptionGroup var global: GlobalOptions
+    @OptionGroup var options: ConfigOptions
+    @Argument(help: "Job name (a file in the jobs directory, without .toml).") var job: String
+
+    func run() async throws {
+        try global.bootstrap()
+        try await reportingErrors {
+            let config = try options.load()
+            let job = try options.job(job, in: config)
+            switch job.spec {
+            case .backup(let spec):
+                let store = try Resources.store(try Resources.storage(named: job.storage, in: config))
+                let keyring = try Resources.keyring(config.keys, requireActive: true)
+                let progress = BackupProgress()
+                let reporter = ProgressReporter(progress: progress)
+                reporter.start()
+                defer { reporter.stop() }
+                let manifest = try await BackupJob(name: job.name, spec: spec, store: store, keyring: keyring, progress: progress).run()
+                reporter.stop()
+                print("backup \(manifest.id) of \(manifest.database): \(ByteFormat.human(manifest.dump.plaintextSize)) dumped, \(ByteFormat.human(manifest.dump.ciphertextSize)) stored (ratio \(String(format: "%.2f", manifest.compressionRatio))), \(manifest.dump.partCount) part(s), \(manifest.rowCounts.count) tables, \(String(format: "%.1f", manifest.duration)) s")
+            default:
+                throw CairnError(.usage, "job \(job.name) is a \(job.kind.rawValue) job; running it arrives with a later release")
+            }
+        }
+    }
+}
+
+struct BackupsCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "backups", abstract: "List backups.", subcommands: [List.self])
+
+    struct List: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(commandName: "list", abstract: "List complete backups (those with a manifest).")
+        @OptionGroup var global: GlobalOptions
+        @OptionGroup var options: ConfigOptions
+        @Argument(help: "Backup job (default: every backup job).") var job: String?
+        @Option(help: "Read this storage URL instead of the config (with --prefix).") var storage: String?
+        @Option(help: "Key prefix of the backups in --storage.") var prefix: String = ""
+        @Flag(help: "JSON output (the manifests).") var json = false
+
+        func run() async throws {
+            try global.bootstrap()
+            try await reportingErrors {
+                var all: [BackupManifest] = []
+                for (store, prefix) in try locations(options: options, job: job, storage: storage, prefix: prefix) {
+                    all += try await BackupCatalog(store: store, prefix: prefix).list()
+                }
+                if json {
+                    let e = JSONEncoder()
+                    e.outputFormatting = [.prettyPrinted, .sortedKeys]
+                    e.dateEncodingStrategy = .iso8601
+                    print(String(decoding: try e.encode(all), as: UTF8.self))
+                    return
+                }
+                print("ID                          JOB                  STARTED (UTC)         DUMPED     STORED   RATIO  DURATION")
+                let f = ISO8601DateFormatter()
+                for m in all {
+                    let started = String(f.string(from: m.startedAt).prefix(19))
+                    print("\(m.id.padding(toLength: 27, withPad: " ", startingAt: 0)) \(m.job.padding(toLength: 20, withPad: " ", startingAt: 0)) \(started)  \(ByteFormat.human(m.dump.plaintextSize).leftPad(9)) \(ByteFormat.human(m.dump.ciphertextSize).leftPad(9))  \(String(format: "%5.2f", m.compressionRatio))  \(String(format: "%7.1fs", m.duration))")
+                }
+                print("\(all.count) backup(s)")
+            }
+        }
+    }
+}
+
+/// Where backups live: a storage URL + prefix given on the command line
+/// (disaster recovery on a host without config), or the config's backup jobs.
+func locations(options: ConfigOptions, job: String?, storage: String?, prefix: String) throws -> [(any ObjectStore, String)] {
+    if let storage {
+        return [(try StorageLocation.open(storage), prefix.trimmingCharacters(in: CharacterSet(charactersIn: "/")))]
+    }
+    let config = try options.load()
+    let jobs = try job.map { [try options.job($0, in: config)] } ?? config.sortedJobs.filter { $0.kind == .backup }
+    return try jobs.map { j in
+        guard let spec = j.backup else { throw CairnError(.usage, "job \(j.name) is not a backup job") }
+        return (try Resources.store(try Resources.storage(named: j.storage, in: config)), spec.prefix)
+    }
+}
+
+struct RestoreCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "restore",
+        abstract: "Restore a backup into a database, or to a plain .dump file.",
+        discussion: """
+        BACKUP is a backup id (or a unique prefix of one) or `latest`.
+        Examples:
+          cairn restore latest --job marketplace-db --to postgres:///marketplace_restored --create
+          cairn restore 20261127T023000Z-1a2b3c4d --to-file /tmp/marketplace.dump
+          cairn restore latest --storage s3://bucket/cairn --prefix marketplace-db --key-file 2026-11=/root/2026-11.key --to-file x.dump
+        """)
+    @OptionGroup var global: GlobalOptions
+    @OptionGroup var options: ConfigOptions
+    @Argument(help: "Backup id, id prefix, or `latest`.") var backup: String
+    @Option(help: "Backup job whose backups to search (default: every backup job).") var job: String?
+    @Option(help: "Target database (libpq URL or keywords; password from PGPASSFILE/PGPASSWORD).") var to: String?
+    @Option(name: .customLong("to-file"), help: "Write the custom-format dump here instead (for pg_restore by hand).") var toFile: String?
+    @Flag(help: "Create the target database first.") var create = false
+    @Option(help: "Parallel pg_restore jobs (downloads to a temporary file first).") var jobs: Int = 1
+    @Option(help: "Storage URL to read instead of the config (disaster recovery).") var storage: String?
+    @Option(help: "Key prefix of the backups in --storage.") var prefix: String = ""
+    @Option(name: .customLong("key-file"), help: "Key file (ID=FILE or FILE) when not using the config; repeatable.") var keyFiles: [String] = []
+
+    func validate() throws {
+        if (to == nil) == (toFile == nil) { throw ValidationError("give exactly one of --to DATABASE or --to-file PATH") }
+        if jobs < 1 { throw ValidationError("--jobs must be at least 1") }
+        if create && to == nil { throw ValidationError("--create needs --to") }
+        if storage != nil && keyFiles.isEmpty { throw ValidationError("--storage needs --key-file") }
+    }
+
+    func run() async throws {
+        try global.bootstrap()
+        try await reportingErrors {
+            let keyring = storage != nil ? try Resources.keyring(files: keyFiles)
+                : try Resources.keyring(try options.load().keys, requireActive: false)
+            var found: [(BackupManifest, any ObjectStore)] = []
+            for (store, prefix) in try locations(options: options, job: job, storage: storage, prefix: prefix) {
+                if let m = try? await BackupCatalog(store: store, prefix: prefix).find(backup) { found.append((m, store)) }
+            }
+            guard !found.isEmpty else { throw CairnError(.notFound, "no backup '\(backup)' found") }
+            let (manifest, store) = backup == "latest" ? found.max { $0.0.startedAt < $1.0.startedAt }! : found[0]
+            if backup != "latest" && found.count > 1 {
+                throw CairnError(.usage, "backup '\(backup)' exists in several jobs; pass --job")
+            }
+            let target: RestoreJob.Target = toFile.map { .file($0) } ?? .database(to!, create: create, jobs: jobs)
+            print("restoring backup \(manifest.id) of \(manifest.database) (job \(manifest.job), \(ByteFormat.human(manifest.dump.plaintextSize)))")
+            let r = try await RestoreJob(manifest: manifest, store: store, keyring: keyring).run(to: target)
+            if let path = toFile {
+                print("wrote \(ByteFormat.human(r.bytes)) to \(path); restore with: pg_restore -d DATABASE \(path)")
+                return
+            }
+            let tables = r.rowCounts?.count ?? 0
+            if r.mismatches.isEmpty {
+                print("restored \(ByteFormat.human(r.bytes)); row counts of all \(manifest.rowCounts.count) tables match the manifest (\(tables) tables restored)")
+            } else {
+                for (t, m) in r.mismatches.sorted(by: { $0.key < $1.key }) {
+                    print("  mismatch \(t): manifest \(m.expected), restored \(m.actual.map(String.init) ?? "missing")")
+                }
+                throw CairnError(.integrity, "restore finished but \(r.mismatches.count) table(s) differ from the manifest's row counts")
+            }
+        }
+    }
+}
+
+enum ByteFormat {
+    static func human(_ n: Int64) -> String {
+        let units = ["B", "KiB", "MiB", "GiB", "TiB"]
+        var v = Double(n), i = 0
+        while v >= 1024 && i < units.count - 1 { v /= 1024; i += 1 }
+        return i == 0 ? "\(n) B" : String(format: "%.1f %@", v, units[i])
+    }
+}
+
+/// On a TTY a progress line every second (dumped bytes, rate, parts);
+/// otherwise a log line every 10 seconds.
+final class ProgressReporter: @unchecked Sendable {
+    let progress: BackupProgress
+    private var task: Task<Void, Never>?
+    private let tty = isatty(2) == 1
+    private let logger = Logger.cairn("progress")
+
+    init(progress: BackupProgress) { self.progress = progress }
+
+    func start() {
+        let tty = self.tty, progress = self.progress, logger = self.logger
+        task = Task {
+            while !Task.isCancelled {
+                try? await Task.sleep(for: .seconds(tty ? 1 : 10))
+                if Task.isCancelled { break }
+                let s = progress.snapshot
+                let secs = max(Date().timeIntervalSince(progress.started), 0.001)
+                let rate = Double(s.dumped) / secs
+                let ratio = s.uploaded > 0 ? Double(s.dumped) / Double(s.uploaded) : 0
+                if tty {
+                    let line = "\r  dumped \(ByteFormat.human(s.dumped)) (\(ByteFormat.human(Int64(rate)))/s), uploaded \(ByteFormat.human(s.uploaded)) in \(s.parts) part(s), ratio \(String(format: "%.2f", ratio))   "
+                    FileHandle.standardError.write(Data(line.utf8))
+                } else {
+                    logger.info("backup progress", metadata: ["dumped": "\(s.dumped)", "uploaded": "\(s.uploaded)", "parts": "\(s.parts)"])
+                }
+            }
+        }
+    }
+
+    func stop() {
+        guard let t = task else { return }
+        task = nil
+        t.cancel()
+        if tty { FileHandle.standardError.write(Data("\n".utf8)) }
+    }
+}
