@@ -73,6 +73,7 @@ public final class ChildProcess: @unchecked Sendable {
     private var stderrDone = false
     private var waiters: [CheckedContinuation<Void, Never>] = []
     private let stdinChannel: ByteChannel?
+    private let stdoutChannel: ByteChannel?
 
     private static let spawnLock = NSLock()
     private static let ignoreSIGPIPE: Void = { _ = signal(SIGPIPE, SIG_IGN) }()
@@ -197,6 +198,7 @@ public final class ChildProcess: @unchecked Sendable {
         self.pid = childPID
 
         if case .channel(let ch) = stdin { stdinChannel = ch } else { stdinChannel = nil }
+        if case .channel(let ch) = stdout { stdoutChannel = ch } else { stdoutChannel = nil }
 
         // Threads: reaper, stderr, and the stdin/stdout pumps.
         pumpsRunning = 1 + (stdinWrite >= 0 ? 1 : 0) + (stdoutRead >= 0 ? 1 : 0)
@@ -316,11 +318,16 @@ public final class ChildProcess: @unchecked Sendable {
 
     /// Stops the child as a cancellation: `wait()` then throws `.cancelled`
     /// (unless the child had already exited by itself).
+    /// The stdout channel is finished with `.cancelled` at once, so that a
+    /// pump blocked on a consumer that no longer reads lets go.
     public func cancel(grace: Duration = .seconds(5)) {
         cond.lock()
-        if termination == nil { cancelled = true }
+        let running = termination == nil
+        if running { cancelled = true }
         cond.unlock()
+        guard running else { return }
         terminate(grace: grace)
+        stdoutChannel?.finish(throwing: CairnError(.cancelled, "\(name) cancelled"))
     }
 
     /// Sends SIGTERM to the child's process group, then SIGKILL if it is still
