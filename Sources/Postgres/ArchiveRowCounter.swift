@@ -1,0 +1,277 @@
+import Core
+import Foundation
+
+/// Counts COPY rows per table in a pg_dump custom-format archive as its bytes
+/// stream past, without a database: a cheap cross-check of the dump against
+/// the snapshot's row counts (`DumpSnapshot.rowCounts`).
+///
+/// Only uncompressed archives (`pg_dump -Fc -Z0`), format versions 1.12–1.16
+/// (pg_dump 9.x–17). Layout (pg_backup_archiver.c, pg_backup_custom.c):
+/// header ("PGDMP", version, int/offset sizes, format, compression, creation
+/// time, database name, server and pg_dump versions), the TOC (one entry per
+/// object; "TABLE DATA" entries name the tables), then data blocks: a type
+/// byte, the entry's dump id, and length-prefixed chunks up to a zero length.
+/// A table's data is COPY text: one line per row (newlines inside values are
+/// escaped), ended by a `\.` line.
+///
+/// Memory: the header and TOC are buffered (they are small); data is not.
+public struct ArchiveRowCounter: Sendable {
+    private var pending: [UInt8] = []         // header+TOC bytes, or a partial field
+    private var nextParseAttempt = 64 << 10
+    private var tocParsed = false
+    private var intSize = 4
+    private var offSize = 8
+    /// Tables by dump id: qualified name and count so far.
+    private var tables: [Int: String] = [:]
+    private var expected: Set<Int> = []
+    private var counts: TableRowCounts = [:]
+    private var seen: Set<Int> = []
+
+    private enum State: Sendable {
+        case blockType
+        case blockID(type: UInt8)
+        case chunkLength(id: Int, blob: Bool)
+        case chunkData(id: Int, blob: Bool, remaining: Int)
+        case blobOID(id: Int)
+    }
+    private var state: State = .blockType
+    // Line state of the current table block.
+    private var lineLength = 0
+    private var terminatorMatch = 0   // 1: line starts "\", 2: line starts "\."
+    private var blockEnded = false     // saw the "\." line
+    private var rows: Int64 = 0
+
+    public init() {}
+
+    /// Bytes of the archive, in order.
+    public mutating func consume(_ data: Data) throws {
+        if data.isEmpty { return }
+        if !tocParsed {
+            pending.append(contentsOf: data)
+            // Re-parse only when the buffer has doubled: linear overall.
+            if pending.count < nextParseAttempt { return }
+            try attemptTOC()
+            return
+        }
+        try data.withUnsafeBytes { try consumeData(UnsafeRawBufferPointer($0)) }
+    }
+
+    /// Ends the stream and returns the rows per table (`schema.table`, quoted
+    /// as `quoteIdentifier` does), for every table with data in the archive.
+    public mutating func finish() throws -> TableRowCounts {
+        if !tocParsed {
+            try attemptTOC()
+            guard tocParsed else { throw CairnError(.integrity, "archive ended inside its header or table of contents") }
+        }
+        switch state {
+        case .blockType: break
+        default: throw CairnError(.integrity, "archive ended inside a data block")
+        }
+        let missing = expected.subtracting(seen)
+        if let m = missing.first {
+            throw CairnError(.integrity, "archive ended before the data of \(tables[m] ?? "dump id \(m)")")
+        }
+        return counts
+    }
+
+    // MARK: header and TOC
+
+    private struct NeedMore: Error {}
+
+    private struct Reader {
+        let bytes: [UInt8]
+        var pos = 0
+        var intSize = 4
+        mutating func byte() throws -> UInt8 {
+            guard pos < bytes.count else { throw NeedMore() }
+            defer { pos += 1 }
+            return bytes[pos]
+        }
+        mutating func skip(_ n: Int) throws {
+            guard pos + n <= bytes.count else { throw NeedMore() }
+            pos += n
+        }
+        mutating func int() throws -> Int {
+            let sign = try byte()
+            var v = 0
+            for i in 0..<intSize { v |= Int(try byte()) << (8 * i) }
+            return sign != 0 ? -v : v
+        }
+        mutating func string() throws -> String? {
+            let n = try int()
+            if n < 0 { return nil }
+            guard pos + n <= bytes.count else { throw NeedMore() }
+            defer { pos += n }
+            return String(decoding: bytes[pos..<pos + n], as: UTF8.self)
+        }
+    }
+
+    private mutating func attemptTOC() throws {
+        var r = Reader(bytes: pending)
+        do {
+            try parseHeaderAndTOC(&r)
+        } catch is NeedMore {
+            nextParseAttempt = max(pending.count * 2, 64 << 10)
+            return
+        }
+        tocParsed = true
+        let rest = Array(pending[r.pos...])
+        pending = []
+        try rest.withUnsafeBytes { try consumeData($0) }
+    }
+
+    private mutating func parseHeaderAndTOC(_ r: inout Reader) throws {
+        guard try (0..<5).map({ _ in try r.byte() }) == Array("PGDMP".utf8) else {
+            throw CairnError(.integrity, "not a pg_dump custom-format archive (no PGDMP magic)")
+        }
+        let major = Int(try r.byte()), minor = Int(try r.byte())
+        _ = try r.byte()  // revision
+        let version = major * 100 + minor
+        guard major == 1, (12...16).contains(minor) else {
+            throw CairnError(.integrity, "unsupported pg_dump archive version \(major).\(minor) for row counting")
+        }
+        intSize = Int(try r.byte())
+        offSize = Int(try r.byte())
+        guard (1...8).contains(intSize), (1...8).contains(offSize) else {
+            throw CairnError(.integrity, "bad int/offset size in archive header")
+        }
+        r.intSize = intSize
+        guard try r.byte() == 1 else {
+            throw CairnError(.integrity, "archive is not in custom format (pg_dump -Fc)")
+        }
+        let compressed: Bool
+        if version >= 115 {
+            compressed = try r.byte() != 0          // compression algorithm, 0 = none
+        } else {
+            let level = try r.int()                  // compression level, 0 = none
+            compressed = level != 0 && level != -1 ? true : level == -1
+        }
+        if compressed {
+            throw CairnError(.config, "archive is compressed: row counting needs pg_dump -Z0")
+        }
+        for _ in 0..<7 { _ = try r.int() }           // creation time (struct tm)
+        _ = try r.string()                           // database name
+        _ = try r.string()                           // server version
+        _ = try r.string()                           // pg_dump version
+
+        let entries = try r.int()
+        for _ in 0..<max(0, entries) {
+            let dumpID = try r.int()
+            _ = try r.int()                          // has a data dumper
+            _ = try r.string()                       // table oid
+            _ = try r.string()                       // oid
+            let tag = try r.string() ?? ""
+            let desc = try r.string() ?? ""
+            _ = try r.int()                          // section
+            _ = try r.string()                       // definition
+            _ = try r.string()                       // drop statement
+            _ = try r.string()                       // copy statement
+            let namespace = try r.string() ?? ""
+            _ = try r.string()                       // tablespace
+            if version >= 114 { _ = try r.string() } // table access method
+            if version >= 116 { _ = try r.int() }    // relkind
+            _ = try r.string()                       // owner
+            _ = try r.string()                       // "with oids"
+            while try r.string() != nil {}           // dependencies, ended by NULL
+            let offsetFlag = try r.byte()            // custom format: data offset
+            try r.skip(offSize)
+            if desc == "TABLE DATA" {
+                tables[dumpID] = qualifiedName(schema: namespace, table: tag)
+                if offsetFlag != 3 { expected.insert(dumpID) }  // 3 = K_OFFSET_NO_DATA
+            }
+        }
+    }
+
+    // MARK: data blocks
+
+    private mutating func readInt(_ buf: UnsafeRawBufferPointer, _ i: inout Int) -> Int? {
+        let need = 1 + intSize
+        while pending.count < need && i < buf.count {
+            pending.append(buf[i]); i += 1
+        }
+        guard pending.count == need else { return nil }
+        var v = 0
+        for k in 0..<intSize { v |= Int(pending[1 + k]) << (8 * k) }
+        let negative = pending[0] != 0
+        pending.removeAll(keepingCapacity: true)
+        return negative ? -v : v
+    }
+
+    private mutating func consumeData(_ buf: UnsafeRawBufferPointer) throws {
+        var i = 0
+        while i < buf.count {
+            switch state {
+            case .blockType:
+                let t = buf[i]; i += 1
+                guard t == 1 || t == 3 else {
+                    throw CairnError(.integrity, "unexpected block type \(t) in archive data")
+                }
+                state = .blockID(type: t)
+            case .blockID(let t):
+                guard let id = readInt(buf, &i) else { return }
+                if t == 1 {
+                    if tables[id] != nil {
+                        seen.insert(id)
+                        lineLength = 0; terminatorMatch = 0; blockEnded = false; rows = 0
+                    }
+                    state = .chunkLength(id: id, blob: false)
+                } else {
+                    state = .blobOID(id: id)
+                }
+            case .blobOID(let id):
+                guard let oid = readInt(buf, &i) else { return }
+                state = oid == 0 ? .blockType : .chunkLength(id: id, blob: true)
+            case .chunkLength(let id, let blob):
+                guard let n = readInt(buf, &i) else { return }
+                if n < 0 { throw CairnError(.integrity, "negative chunk length in archive data") }
+                if n == 0 {
+                    if blob {
+                        state = .blobOID(id: id)
+                    } else {
+                        if let name = tables[id] {
+                            if !blockEnded && lineLength > 0 {
+                                throw CairnError(.integrity, "data of \(name) ends inside a row")
+                            }
+                            counts[name, default: 0] += rows
+                        }
+                        state = .blockType
+                    }
+                } else {
+                    state = .chunkData(id: id, blob: blob, remaining: n)
+                }
+            case .chunkData(let id, let blob, let remaining):
+                let n = min(remaining, buf.count - i)
+                if !blob && tables[id] != nil {
+                    countLines(UnsafeRawBufferPointer(rebasing: buf[i..<i + n]))
+                }
+                i += n
+                state = remaining == n ? .chunkLength(id: id, blob: blob) : .chunkData(id: id, blob: blob, remaining: remaining - n)
+            }
+        }
+    }
+
+    /// Counts COPY text lines up to the `\.` line.
+    private mutating func countLines(_ bytes: UnsafeRawBufferPointer) {
+        if blockEnded { return }
+        for b in bytes {
+            if b == 0x0A {  // \n
+                if lineLength == 2 && terminatorMatch == 2 {
+                    blockEnded = true
+                    return
+                }
+                rows += 1
+                lineLength = 0
+                terminatorMatch = 0
+                continue
+            }
+            if lineLength == 0 {
+                terminatorMatch = b == 0x5C ? 1 : 0          // "\"
+            } else if lineLength == 1 && terminatorMatch == 1 && b == 0x2E {
+                terminatorMatch = 2                           // "\."
+            } else {
+                terminatorMatch = 0
+            }
+            lineLength += 1
+        }
+    }
+}

@@ -1,0 +1,246 @@
+import Core
+import Foundation
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Finding PostgreSQL client programs and building their command lines.
+public enum PostgresTools {
+    /// The path of `program`: `configured` if given (it must be executable),
+    /// else `program` in PATH, else the newest `/usr/lib/postgresql/*/bin/program`.
+    public static func locate(_ program: String, configured: String? = nil) throws -> String {
+        if let configured, !configured.isEmpty {
+            guard access(configured, X_OK) == 0 else {
+                throw CairnError(.config, "\(program) not found or not executable at \(configured)")
+            }
+            return configured
+        }
+        for dir in (ProcessInfo.processInfo.environment["PATH"] ?? "/usr/bin:/bin").split(separator: ":") {
+            let p = "\(dir)/\(program)"
+            if access(p, X_OK) == 0 { return p }
+        }
+        let base = "/usr/lib/postgresql"
+        let versions = ((try? FileManager.default.contentsOfDirectory(atPath: base)) ?? [])
+            .compactMap { v -> (Double, String)? in Double(v).map { ($0, v) } }
+            .sorted { $0.0 > $1.0 }
+        for (_, v) in versions {
+            let p = "\(base)/\(v)/bin/\(program)"
+            if access(p, X_OK) == 0 { return p }
+        }
+        throw CairnError(.config, "\(program) not found in PATH nor in \(base)/*/bin")
+    }
+
+    /// This process's environment plus PGPASSWORD when a password is given:
+    /// the only way a password reaches a child (never its argv).
+    static func environment(password: String?) -> [String: String] {
+        var env = ProcessInfo.processInfo.environment
+        if let password { env["PGPASSWORD"] = password }
+        return env
+    }
+
+    /// Runs `program --version` and returns its output line, e.g. "pg_dump (PostgreSQL) 15.20".
+    public static func version(of program: String, binary: String? = nil) async throws -> String {
+        let path = try locate(program, configured: binary)
+        let out = ByteChannel(capacity: 64 << 10)
+        let child = try ChildProcess(executable: path, arguments: ["--version"], stdout: .channel(out))
+        var text = Data()
+        for try await chunk in out { text.append(chunk) }
+        try await child.waitForSuccess()
+        return firstLine(String(decoding: text, as: UTF8.self))
+    }
+}
+
+/// `pg_dump --version`, e.g. "pg_dump (PostgreSQL) 15.20 (Debian 15.20-0+deb12u1)".
+public func pgDumpVersion(binary: String? = nil) async throws -> String {
+    try await PostgresTools.version(of: "pg_dump", binary: binary)
+}
+
+/// A running `pg_dump -Fc -Z0` whose archive streams into `output`.
+///
+/// `output` yields the archive and then ends cleanly only if pg_dump exited
+/// with status 0; otherwise the consumer gets `.process` "pg_dump exited with
+/// status N: <last stderr line>" (or `.cancelled`). Cancelling `output` or the
+/// task awaiting `wait()` terminates pg_dump (SIGTERM, SIGKILL after 5 s).
+public final class PgDump: Sendable {
+    public struct Options: Sendable {
+        /// Path of pg_dump; nil finds it (see `PostgresTools.locate`).
+        public var binary: String?
+        /// Password for PGPASSWORD; nil uses the one in the connection string, if any,
+        /// else libpq's own sources (PGPASSWORD, PGPASSFILE, ~/.pgpass).
+        public var password: String?
+        /// Extra arguments, e.g. ["--exclude-table=audit.*"].
+        public var extraArguments: [String]
+        /// Read size for stdout (bytes).
+        public var chunkSize: Int
+
+        public init(binary: String? = nil, password: String? = nil, extraArguments: [String] = [], chunkSize: Int = 1 << 20) {
+            self.binary = binary
+            self.password = password
+            self.extraArguments = extraArguments
+            self.chunkSize = chunkSize
+        }
+    }
+
+    public let process: ChildProcess
+    public let output: ByteChannel
+    public var pid: pid_t { process.pid }
+
+    /// The argv (after the program) for a dump: no password in it, ever.
+    public static func arguments(conninfo: ConnInfo, snapshot: String?, extra: [String] = []) -> [String] {
+        var args = ["--format=custom", "--compress=0", "--no-password"]
+        if let snapshot { args.append("--snapshot=\(snapshot)") }
+        args += extra
+        args.append("--dbname=\(conninfo.withoutPassword)")
+        return args
+    }
+
+    /// Starts pg_dump of the database `conninfo` names, inside `snapshot`
+    /// (from `DumpSnapshot`, whose transaction must stay open until `wait()` returns).
+    public init(conninfo: String, snapshot: String?, output: ByteChannel, options: Options = .init()) throws {
+        let info = try ConnInfo(conninfo)
+        let path = try PostgresTools.locate("pg_dump", configured: options.binary)
+        self.output = output
+        self.process = try ChildProcess(
+            name: "pg_dump", executable: path,
+            arguments: Self.arguments(conninfo: info, snapshot: snapshot, extra: options.extraArguments),
+            environment: PostgresTools.environment(password: options.password ?? info.password),
+            stdin: .null, stdout: .channel(output), chunkSize: options.chunkSize)
+    }
+
+    /// Waits for pg_dump; throws unless it exited with status 0.
+    public func wait() async throws { try await process.waitForSuccess() }
+
+    /// Terminates pg_dump (SIGTERM, then SIGKILL after `grace`).
+    public func cancel(grace: Duration = .seconds(5)) { process.cancel(grace: grace) }
+}
+
+/// A running `pg_restore` of a custom-format archive, into a database or to a script file.
+public final class PgRestore: Sendable {
+    public enum Source: Sendable {
+        /// The archive streamed on stdin (not with `jobs`).
+        case channel(ByteChannel)
+        /// An archive file (required for `jobs > 1`: pg_restore seeks in it).
+        case file(String)
+    }
+
+    public enum Target: Sendable {
+        /// Restore into this database (`--dbname`).
+        case database(String)
+        /// Write the SQL script to this file (`--file`).
+        case script(String)
+    }
+
+    public struct Options: Sendable {
+        public var binary: String?
+        public var password: String?
+        /// `--jobs N` (needs `.file` source and a database target).
+        public var jobs: Int?
+        /// `--no-owner`: objects belong to the restoring role (default on: a
+        /// scratch database need not have the original roles).
+        public var noOwner: Bool
+        /// `--no-privileges` (no GRANT/REVOKE; default on, for the same reason).
+        public var noPrivileges: Bool
+        /// `--exit-on-error` (default on: the first error fails the restore).
+        public var exitOnError: Bool
+        /// `--single-transaction` (not with `jobs`).
+        public var singleTransaction: Bool
+        public var extraArguments: [String]
+
+        public init(binary: String? = nil, password: String? = nil, jobs: Int? = nil, noOwner: Bool = true,
+                    noPrivileges: Bool = true, exitOnError: Bool = true, singleTransaction: Bool = false,
+                    extraArguments: [String] = []) {
+            self.binary = binary
+            self.password = password
+            self.jobs = jobs
+            self.noOwner = noOwner
+            self.noPrivileges = noPrivileges
+            self.exitOnError = exitOnError
+            self.singleTransaction = singleTransaction
+            self.extraArguments = extraArguments
+        }
+    }
+
+    public let process: ChildProcess
+    public var pid: pid_t { process.pid }
+
+    public init(source: Source, target: Target, options: Options = .init()) throws {
+        let path = try PostgresTools.locate("pg_restore", configured: options.binary)
+        var args = ["--format=custom", "--no-password"]
+        if options.exitOnError { args.append("--exit-on-error") }
+        if options.noOwner { args.append("--no-owner") }
+        if options.noPrivileges { args.append("--no-privileges") }
+        if options.singleTransaction { args.append("--single-transaction") }
+        var password = options.password
+        switch target {
+        case .database(let conninfo):
+            let info = try ConnInfo(conninfo)
+            password = password ?? info.password
+            args.append("--dbname=\(info.withoutPassword)")
+        case .script(let file):
+            args.append("--file=\(file)")
+        }
+        if let jobs = options.jobs, jobs > 1 {
+            guard case .file = source else {
+                throw CairnError(.config, "pg_restore --jobs needs an archive file, not a stream")
+            }
+            guard !options.singleTransaction else {
+                throw CairnError(.config, "pg_restore --jobs cannot be combined with --single-transaction")
+            }
+            args.append("--jobs=\(jobs)")
+        }
+        args += options.extraArguments
+        let stdin: ChildProcess.Input
+        switch source {
+        case .channel(let ch): stdin = .channel(ch)
+        case .file(let p): args.append(p); stdin = .null
+        }
+        process = try ChildProcess(name: "pg_restore", executable: path, arguments: args,
+                                   environment: PostgresTools.environment(password: password),
+                                   stdin: stdin, stdout: .null)
+    }
+
+    /// Waits for pg_restore; throws `.process` unless it exited with status 0
+    /// after reading all of its input.
+    public func wait() async throws { try await process.waitForSuccess() }
+
+    public func cancel(grace: Duration = .seconds(5)) { process.cancel(grace: grace) }
+}
+
+/// A running `pg_dumpall --globals-only` (roles, tablespaces) streaming SQL into `output`.
+public final class PgDumpAll: Sendable {
+    public struct Options: Sendable {
+        public var binary: String?
+        public var password: String?
+        /// `--no-role-passwords`: needed when the role cannot read pg_authid
+        /// (e.g. managed services); also keeps password hashes out of the backup.
+        public var noRolePasswords: Bool
+        public var extraArguments: [String]
+
+        public init(binary: String? = nil, password: String? = nil, noRolePasswords: Bool = false, extraArguments: [String] = []) {
+            self.binary = binary
+            self.password = password
+            self.noRolePasswords = noRolePasswords
+            self.extraArguments = extraArguments
+        }
+    }
+
+    public let process: ChildProcess
+    public let output: ByteChannel
+    public var pid: pid_t { process.pid }
+
+    public init(conninfo: String, output: ByteChannel, options: Options = .init()) throws {
+        let info = try ConnInfo(conninfo)
+        let path = try PostgresTools.locate("pg_dumpall", configured: options.binary)
+        var args = ["--globals-only", "--no-password"]
+        if options.noRolePasswords { args.append("--no-role-passwords") }
+        args += options.extraArguments
+        args.append("--dbname=\(info.withoutPassword)")
+        self.output = output
+        process = try ChildProcess(name: "pg_dumpall", executable: path, arguments: args,
+                                   environment: PostgresTools.environment(password: options.password ?? info.password),
+                                   stdin: .null, stdout: .channel(output))
+    }
+
+    public func wait() async throws { try await process.waitForSuccess() }
+    public func cancel(grace: Duration = .seconds(5)) { process.cancel(grace: grace) }
+}

@@ -1,0 +1,82 @@
+import Core
+import Foundation
+@testable import Postgres
+import Testing
+
+/// ChildProcess without PostgreSQL: /bin/sh stands in for pg_dump.
+@Suite struct ChildProcessTests {
+    @Test func nonZeroExitFailsTheStreamWithTheLastStderrLine() async throws {
+        let out = ByteChannel(capacity: 1 << 16)
+        let p = try ChildProcess(executable: "/bin/sh", arguments: ["-c", "echo data; echo first >&2; echo 'last words' >&2; exit 3"],
+                                 stdout: .channel(out))
+        let e = await expectError(.process, containing: ["sh exited with status 3: last words"]) { _ = try await collect(out) }
+        #expect(e != nil)
+        #expect(try await p.wait() == .exited(3))
+        #expect(!processExists(p.pid))
+    }
+
+    @Test func cleanExitEndsTheStreamWithAllBytes() async throws {
+        let out = ByteChannel(capacity: 4096)
+        let p = try ChildProcess(executable: "/bin/sh", arguments: ["-c", "head -c 3000000 /dev/zero"], stdout: .channel(out), chunkSize: 100_000)
+        var total = 0, biggest = 0
+        for try await c in out { total += c.count; biggest = max(biggest, c.count) }
+        #expect(total == 3_000_000)
+        #expect(biggest <= 100_000)
+        try await p.waitForSuccess()
+    }
+
+    @Test func stdinIsFedAndEarlyExitIsReported() async throws {
+        // cat copies all of stdin.
+        let input = ByteChannel(capacity: 1 << 16), out = ByteChannel(capacity: 1 << 16)
+        let cat = try ChildProcess(executable: "/bin/cat", arguments: [], stdin: .channel(input), stdout: .channel(out))
+        let payload = Data((0..<500_000).map { UInt8(truncatingIfNeeded: $0) })
+        async let fed = feed(payload, into: input)
+        let echoed = try await collect(out)
+        #expect(await fed == nil)
+        #expect(echoed == payload)
+        try await cat.waitForSuccess()
+
+        // `true` reads nothing and exits 0: the producer is told, and so is wait().
+        let input2 = ByteChannel(capacity: 1 << 16)
+        let early = try ChildProcess(executable: "/bin/sh", arguments: ["-c", "exec 0<&-; sleep 0.2"], stdin: .channel(input2))
+        let err = await feed(Data(count: 10 << 20), into: input2)
+        #expect((err as? CairnError)?.message.contains("exited before reading all of its input") == true)
+        _ = await expectError(.process, containing: ["sh exited early"]) { try await early.waitForSuccess() }
+    }
+
+    @Test func cancellingWaitTerminatesAndReapsTheChild() async throws {
+        let p = try ChildProcess(executable: "/bin/sleep", arguments: ["60"])
+        let t = Task { try await p.wait() }
+        try await Task.sleep(for: .milliseconds(100))
+        #expect(processExists(p.pid))
+        t.cancel()
+        _ = await expectError(.cancelled, containing: ["sleep cancelled"]) { _ = try await t.value }
+        #expect(p.terminationStatus == .signaled(SIGTERM))
+        #expect(!processExists(p.pid))
+    }
+
+    @Test func sigkillFollowsWhenSigtermIsIgnored() async throws {
+        let p = try ChildProcess(executable: "/bin/sh", arguments: ["-c", "trap '' TERM; sleep 60 & wait; sleep 60"])
+        try await Task.sleep(for: .milliseconds(200))
+        let start = ContinuousClock.now
+        p.cancel(grace: .milliseconds(300))
+        await #expect(throws: CairnError.self) { try await p.wait() }
+        #expect(p.terminationStatus == .signaled(SIGKILL))
+        #expect(ContinuousClock.now - start < .seconds(5))
+    }
+
+    @Test func producerErrorKillsTheChild() async throws {
+        let input = ByteChannel(capacity: 1 << 16)
+        let p = try ChildProcess(executable: "/bin/cat", arguments: [], stdin: .channel(input))
+        try await input.send(Data("partial".utf8))
+        input.finish(throwing: CairnError(.integrity, "segment 3 altered"))
+        _ = await expectError(.integrity, containing: ["segment 3 altered"]) { try await p.waitForSuccess() }
+        #expect(!processExists(p.pid))
+    }
+
+    @Test func missingExecutableFailsToSpawn() async throws {
+        _ = await expectError(.process, containing: ["cannot start"]) {
+            _ = try ChildProcess(executable: "/nonexistent/pg_dump", arguments: [])
+        }
+    }
+}
