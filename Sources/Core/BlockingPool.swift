@@ -26,7 +26,11 @@ public final class BlockingPool: @unchecked Sendable {
     public func submit(_ work: @escaping @Sendable () -> Void) {
         cond.lock()
         queue.append(work)
-        if idle == 0 && threads < maxThreads {
+        // Spawn unless an idle thread is left for every queued item: work
+        // items can block for a long time (a pipeline stage runs until its
+        // stream ends), so an item must never wait behind another.
+        let pending = queue.count - head
+        if pending > idle && threads < maxThreads {
             threads += 1
             let t = Thread { [self] in self.loop() }
             t.name = "\(name)-\(threads)"

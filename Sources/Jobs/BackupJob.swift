@@ -87,12 +87,13 @@ public struct BackupJob: Sendable {
     public func run() async throws -> BackupManifest {
         let started = Date()
         let id = BackupLayout.newID(at: started)
-        var log = logger
-        log[metadataKey: "job"] = "\(name)"
-        log[metadataKey: "backup"] = "\(id)"
+        var logWithContext = logger
+        logWithContext[metadataKey: "job"] = "\(name)"
+        logWithContext[metadataKey: "backup"] = "\(id)"
+        let log = logWithContext
         let password = try spec.readPassword()
         let conninfo = try ConnInfo(spec.database)
-        let connString = password.map { conninfo.with("password", $0).description } ?? spec.database
+        let connString = password.map { conninfo.with("password", $0).keywordString } ?? spec.database
 
         log.info("backup started", metadata: ["database": "\(conninfo["dbname"] ?? "?")"])
         let snapshot = try await DumpSnapshot.open(connString, countRows: rowCountSource == "database")

@@ -49,13 +49,24 @@ public struct BackupManifest: Codable, Sendable, Equatable {
     static let encoder: JSONEncoder = {
         let e = JSONEncoder()
         e.outputFormatting = [.prettyPrinted, .sortedKeys]
-        e.dateEncodingStrategy = .iso8601
+        e.dateEncodingStrategy = .custom { date, encoder in
+            var c = encoder.singleValueContainer()
+            try c.encode(manifestDateFormatter().string(from: date))
+        }
         return e
     }()
 
     static let decoder: JSONDecoder = {
         let d = JSONDecoder()
-        d.dateDecodingStrategy = .iso8601
+        d.dateDecodingStrategy = .custom { decoder in
+            let c = try decoder.singleValueContainer()
+            let s = try c.decode(String.self)
+            let f = manifestDateFormatter()
+            if let date = f.date(from: s) { return date }
+            f.formatOptions = [.withInternetDateTime]
+            if let date = f.date(from: s) { return date }
+            throw DecodingError.dataCorruptedError(in: c, debugDescription: "not an ISO 8601 time: \(s)")
+        }
         return d
     }()
 
@@ -71,6 +82,13 @@ public struct BackupManifest: Codable, Sendable, Equatable {
         }
         return m
     }
+}
+
+/// UTC, millisecond precision: `2026-11-27T02:30:00.123Z`.
+func manifestDateFormatter() -> ISO8601DateFormatter {
+    let f = ISO8601DateFormatter()
+    f.formatOptions = [.withInternetDateTime, .withFractionalSeconds]
+    return f
 }
 
 /// Object names of a backup: `<prefix>/<UTC timestamp>-<random>.dump.zst.aes`

@@ -107,7 +107,7 @@ public struct RestoreJob: Sendable {
         guard let db = info["dbname"], !db.isEmpty else {
             throw CairnError(.usage, "--create needs a database name in the target connection string")
         }
-        let admin = try await PGConnection.connect(info.with("dbname", "postgres").description)
+        let admin = try await PGConnection.connect(info.with("dbname", "postgres").keywordString)
         do {
             try await admin.execute("CREATE DATABASE \(quoteIdentifier(db))")
         } catch {

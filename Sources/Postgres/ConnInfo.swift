@@ -85,7 +85,7 @@ public struct ConnInfo: Sendable, CustomStringConvertible {
 
     /// The full connection string in keyword form, password included: only for
     /// libpq calls inside this process, never for argv, logs or messages.
-    var keywordString: String {
+    public var keywordString: String {
         options.map { "\($0.key)=\(ConnInfo.quote($0.value))" }.joined(separator: " ")
     }
 }

@@ -67,3 +67,21 @@ final class ManagedAtomicCounter: @unchecked Sendable {
     func increment() { lock.lock(); v += 1; lock.unlock() }
     var value: Int { lock.lock(); defer { lock.unlock() }; return v }
 }
+
+@Suite struct BlockingPoolTests {
+    /// Long-running items submitted back to back must each get a thread
+    /// (a pipeline's stages wait on each other; queuing one behind another deadlocks).
+    @Test func backToBackLongItemsRunConcurrently() async throws {
+        let pool = BlockingPool(name: "t", maxThreads: 16)
+        // warm up: leave one idle thread behind
+        _ = try await pool.run { 1 }
+        for _ in 0..<20 {
+            let a = ByteChannel(capacity: 1), b = ByteChannel(capacity: 1)
+            // item 1 waits for item 2's message and vice versa
+            async let x: Int = pool.run { try a.sendBlocking(Data([1])); return Int(try b.receiveBlocking()!.first!) }
+            async let y: Int = pool.run { try b.sendBlocking(Data([2])); return Int(try a.receiveBlocking()!.first!) }
+            let (rx, ry) = try await (x, y)
+            #expect(rx == 2 && ry == 1)
+        }
+    }
+}

@@ -1,6 +1,7 @@
 import Foundation
 import Testing
 import Core
+import HTTP
 @testable import ObjectStore
 
 @Suite struct StorageCheckTests {
