@@ -246,6 +246,20 @@ public struct BackupSpec: Sendable, Equatable, CustomStringConvertible {
     public var uploadConcurrency: Int
     public var pgDumpPath: String?
 
+    public init(database: String, passwordFile: String? = nil, compressionLevel: Int = 3, zstdWorkers: Int = 0,
+                prefix: String, includeGlobals: Bool = false, partSize: Int64? = nil, uploadConcurrency: Int = 4,
+                pgDumpPath: String? = nil) {
+        self.database = database
+        self.passwordFile = passwordFile
+        self.compressionLevel = compressionLevel
+        self.zstdWorkers = zstdWorkers
+        self.prefix = prefix
+        self.includeGlobals = includeGlobals
+        self.partSize = partSize
+        self.uploadConcurrency = uploadConcurrency
+        self.pgDumpPath = pgDumpPath
+    }
+
     /// Reads the password from `password_file`, or nil when none is configured
     /// (libpq then uses PGPASSFILE / ~/.pgpass).
     public func readPassword() throws -> String? {
