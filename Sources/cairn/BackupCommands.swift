@@ -26,7 +26,8 @@ struct RunCommand: AsyncParsableCommand {
                 let reporter = ProgressReporter(progress: progress)
                 reporter.start()
                 defer { reporter.stop() }
-                let manifest = try await BackupJob(name: job.name, spec: spec, store: store, keyring: keyring, progress: progress).run()
+                let backup = BackupJob(name: job.name, spec: spec, store: store, keyring: keyring, progress: progress)
+                let manifest = try await withSignalCancellation { try await backup.run() }
                 reporter.stop()
                 print("backup \(manifest.id) of \(manifest.database): \(ByteFormat.human(manifest.dump.plaintextSize)) dumped, \(ByteFormat.human(manifest.dump.ciphertextSize)) stored (ratio \(String(format: "%.2f", manifest.compressionRatio))), \(manifest.dump.partCount) part(s), \(manifest.rowCounts.count) tables, \(String(format: "%.1f", manifest.duration)) s")
             default:
@@ -134,7 +135,8 @@ struct RestoreCommand: AsyncParsableCommand {
             }
             let target: RestoreJob.Target = toFile.map { .file($0) } ?? .database(to!, create: create, jobs: jobs)
             print("restoring backup \(manifest.id) of \(manifest.database) (job \(manifest.job), \(ByteFormat.human(manifest.dump.plaintextSize)))")
-            let r = try await RestoreJob(manifest: manifest, store: store, keyring: keyring).run(to: target)
+            let restore = RestoreJob(manifest: manifest, store: store, keyring: keyring)
+            let r = try await withSignalCancellation { try await restore.run(to: target) }
             if let path = toFile {
                 print("wrote \(ByteFormat.human(r.bytes)) to \(path); restore with: pg_restore -d DATABASE \(path)")
                 return
