@@ -67,6 +67,8 @@ public struct BackupJob: Sendable {
     public var progress: BackupProgress?
     /// "archive" (default: count COPY rows in the stream) or "database" (count in the snapshot).
     public var rowCountSource: String = "archive"
+    /// S3 Object Lock for every object of the backup (from the storage's `object_lock`).
+    public var objectLock: ObjectLock?
 
     public init(name: String, spec: BackupSpec, store: any ObjectStore, keyring: Keyring,
                 logger: Logger = .cairn("backup"), progress: BackupProgress? = nil) {
@@ -131,7 +133,7 @@ public struct BackupJob: Sendable {
             try Task.checkCancellation()
             // Written last: the only proof that the backup is complete.
             _ = try await store.put(key: BackupLayout.manifestKey(prefix: spec.prefix, id: id), data: try manifest.encoded(),
-                                    options: PutOptions(contentType: "application/json"))
+                                    options: PutOptions(contentType: "application/json", objectLock: objectLock))
             log.info("backup finished", metadata: [
                 "bytes": "\(dump.object.plaintextSize)", "stored": "\(dump.object.ciphertextSize)",
                 "parts": "\(dump.object.partCount)", "seconds": "\(String(format: "%.1f", manifest.duration))",
@@ -154,7 +156,7 @@ public struct BackupJob: Sendable {
         let cipherHash = HashingCounter()
         let uploader = MultipartUploader(store: store, partSize: partSize, concurrency: spec.uploadConcurrency,
                                          options: PutOptions(contentType: "application/octet-stream",
-                                                             metadata: ["cairn-job": name]),
+                                                             metadata: ["cairn-job": name], objectLock: objectLock),
                                          logger: logger)
         let result = ResultBox<MultipartUploader.Result>()
         let progress = self.progress

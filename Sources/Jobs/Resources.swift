@@ -52,6 +52,13 @@ public enum Resources {
         return try StorageLocation.open(storage.locationURL, credentials: credentials, env: env)
     }
 
+    /// The Object Lock retention for objects written now, from the storage's `object_lock`.
+    public static func objectLock(_ storage: StorageConfig, now: Date = Date()) -> ObjectLock? {
+        guard let l = storage.objectLock else { return nil }
+        return ObjectLock(mode: l.mode == .compliance ? .compliance : .governance,
+                          retainUntil: now.addingTimeInterval(TimeInterval(l.days) * 86_400))
+    }
+
     public static func storage(named name: String, in config: CairnConfig) throws -> StorageConfig {
         guard let s = config.storages[name] else {
             throw CairnError(.config, "storage '\(name)' is not defined in \(config.path)")

@@ -20,13 +20,16 @@ struct RunCommand: AsyncParsableCommand {
             let job = try options.job(job, in: config)
             switch job.spec {
             case .backup(let spec):
-                let store = try Resources.store(try Resources.storage(named: job.storage, in: config))
+                let storage = try Resources.storage(named: job.storage, in: config)
+                let store = try Resources.store(storage)
                 let keyring = try Resources.keyring(config.keys, requireActive: true)
                 let progress = BackupProgress()
                 let reporter = ProgressReporter(progress: progress)
                 reporter.start()
                 defer { reporter.stop() }
-                let backup = BackupJob(name: job.name, spec: spec, store: store, keyring: keyring, progress: progress)
+                var configured = BackupJob(name: job.name, spec: spec, store: store, keyring: keyring, progress: progress)
+                configured.objectLock = Resources.objectLock(storage)
+                let backup = configured
                 let manifest = try await withSignalCancellation { try await backup.run() }
                 reporter.stop()
                 print("backup \(manifest.id) of \(manifest.database): \(ByteFormat.human(manifest.dump.plaintextSize)) dumped, \(ByteFormat.human(manifest.dump.ciphertextSize)) stored (ratio \(String(format: "%.2f", manifest.compressionRatio))), \(manifest.dump.partCount) part(s), \(manifest.rowCounts.count) tables, \(String(format: "%.1f", manifest.duration)) s")
