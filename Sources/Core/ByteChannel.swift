@@ -115,9 +115,16 @@ public final class ByteChannel: @unchecked Sendable {
     private func takeLocked() -> Data? {
         guard head < chunks.count else { return nil }
         let d = chunks[head]
+        chunks[head] = Data()   // drop the reference: a channel that never drains must not keep consumed chunks
         head += 1
         buffered -= d.count
-        if head == chunks.count { chunks.removeAll(keepingCapacity: true); head = 0 }
+        if head == chunks.count {
+            chunks.removeAll(keepingCapacity: true)
+            head = 0
+        } else if head >= 1024 {
+            chunks.removeFirst(head)
+            head = 0
+        }
         return d
     }
 

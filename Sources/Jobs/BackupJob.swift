@@ -66,7 +66,7 @@ public struct BackupJob: Sendable {
     public var logger: Logger
     public var progress: BackupProgress?
     /// "archive" (default: count COPY rows in the stream) or "database" (count in the snapshot).
-    public var rowCountSource: String = "archive"
+    public var rowCountSource: String = ProcessInfo.processInfo.environment["CAIRN_ROW_COUNTS"] ?? "archive"
     /// S3 Object Lock for every object of the backup (from the storage's `object_lock`).
     public var objectLock: ObjectLock?
 

@@ -85,3 +85,30 @@ final class ManagedAtomicCounter: @unchecked Sendable {
         }
     }
 }
+
+@Suite struct ByteChannelMemoryTests {
+    /// A channel whose buffer never empties (the producer always keeps it
+    /// non-empty) must not keep references to chunks already consumed.
+    @Test func consumedChunksAreReleasedEvenIfTheBufferNeverDrains() async throws {
+        final class Tracker: @unchecked Sendable {
+            let lock = NSLock()
+            var live = 0
+            func inc() { lock.lock(); live += 1; lock.unlock() }
+            func dec() { lock.lock(); live -= 1; lock.unlock() }
+        }
+        let tracker = Tracker()
+        func chunk() -> Data {
+            let n = 1024
+            let p = UnsafeMutableRawPointer.allocate(byteCount: n, alignment: 8)
+            tracker.inc()
+            return Data(bytesNoCopy: p, count: n, deallocator: .custom { ptr, _ in ptr.deallocate(); tracker.dec() })
+        }
+        let ch = ByteChannel(capacity: 8 * 1024)
+        for _ in 0..<4 { try await ch.send(chunk()) }   // the buffer never drains below 3 chunks
+        for _ in 0..<200 {
+            try await ch.send(chunk())
+            _ = try await ch.receive()
+        }
+        #expect(tracker.live <= 10)
+    }
+}
