@@ -112,13 +112,23 @@ enum CronField: Sendable {
         }
     }
 
-    var allowed: String {
+    /// The values a number or name may take.
+    var range: String {
         switch self {
         case .second, .minute: "0-59"
         case .hour: "0-23"
-        case .dayOfMonth: "1-31, L, LW or nW"
+        case .dayOfMonth: "1-31"
         case .month: "1-12 or JAN-DEC"
-        case .dayOfWeek: "0-7 or SUN-SAT, nL, d#n"
+        case .dayOfWeek: "0-7 or SUN-SAT"
+        }
+    }
+
+    /// Everything the field accepts besides `*`, ranges, steps and lists.
+    var allowed: String {
+        switch self {
+        case .dayOfMonth: "1-31, L, LW or nW"
+        case .dayOfWeek: "0-7, SUN-SAT, nL or d#n"
+        default: range
         }
     }
 
@@ -215,13 +225,13 @@ struct FieldParser {
             let startText = base[..<dash]
             let endText = base[base.index(after: dash)...]
             if startText.isEmpty || endText.isEmpty { throw error(base, "is not a valid range (a-b with \(field.allowed))") }
-            low = try value(startText)
-            high = try value(endText)
+            low = try value(startText, item: item)
+            high = try value(endText, item: item)
             // SAT-SUN: a range that ends on the name SUN means Sunday as 7.
             if field == .dayOfWeek, high == 0, low > 0, endText.uppercased() == "SUN" { high = 7 }
             if low > high { throw error(base, "is a backwards range (the start must not be after the end)") }
         } else {
-            low = try value(base)
+            low = try value(base, item: item)
             high = hasStep ? field.bounds.upperBound : low
         }
         var v = low
@@ -232,11 +242,12 @@ struct FieldParser {
     }
 
     /// Parses one number or name, checking it against the field's range.
-    private func value(_ token: Substring, reportAs whole: Substring? = nil) throws -> Int {
+    /// `whole` replaces the token in messages; `item` is the list item the token came from.
+    private func value(_ token: Substring, reportAs whole: Substring? = nil, item: Substring? = nil) throws -> Int {
         let upper = token.uppercased()
         if isDigits(token) {
             guard token.count <= 3, let v = Int(token), field.bounds.contains(v) else {
-                throw error(whole ?? token, "is out of range (\(field.allowed))")
+                throw error(whole ?? token, "is out of range (\(field.range))")
             }
             return v
         }
@@ -251,7 +262,7 @@ struct FieldParser {
             case .dayOfMonth: "is not allowed here (nL such as 5L is for day-of-week; day-of-month takes L, LW or nW)"
             default: "is not allowed here (L and LW are for day-of-month, nL such as 5L for day-of-week)"
             }
-            throw error(whole ?? token, problem)
+            throw error(field == .dayOfMonth ? (item ?? token) : (whole ?? token), problem)
         }
         if upper.hasSuffix("W"), isDigits(rest) {
             throw error(whole ?? token, "is not allowed here (nW is for day-of-month only)")
