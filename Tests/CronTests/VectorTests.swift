@@ -58,7 +58,7 @@ import Cron
         for (instant, text) in zip(expected, vector.expected) {
             #expect(expression.next(after: cursor, in: zone) == instant, "\(vector.id) after \(cursor)")
             #expect(expression.matches(instant, in: zone), "\(vector.id): \(text) should match")
-            #expect(!expression.matches(instant.addingTimeInterval(-1), in: zone) || vector.expression.split(separator: " ").count == 6)
+            #expect(!expression.matches(instant.addingTimeInterval(-1), in: zone))
             #expect(zone.secondsFromGMT(for: instant) == Self.writtenOffset(text), "\(vector.id): offset of \(text)")
             cursor = instant
         }
