@@ -4,6 +4,7 @@ import Core
 import Foundation
 import Jobs
 import ObjectStore
+import Cron
 
 /// `--config`, shared by every command that reads cairn.toml.
 struct ConfigOptions: ParsableArguments {
@@ -76,7 +77,9 @@ struct ConfigCommand: AsyncParsableCommand {
     }
 }
 
-/// The cron parser arrives with the scheduler (issue #4); until then schedules are only checked for emptiness.
+/// `cairn config check` validates every job's `schedule` with the Cron parser.
 enum CronSupport {
-    static let validator: (@Sendable (String) -> String?)? = nil
+    static let validator: (@Sendable (String) -> String?)? = { text in
+        do { _ = try CronExpression(text); return nil } catch let e as CronError { return e.message } catch { return "\(error)" }
+    }
 }
