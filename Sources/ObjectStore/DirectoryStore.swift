@@ -402,7 +402,7 @@ public final class DirectoryStore: ObjectStore {
                 guard st.isRegular else {
                     throw CairnError(.notFound, "\(self.displayName): NoSuchKey: \(key) does not exist")
                 }
-                var info = self.info(key, st, self.sidecar(key, matching: st), full: true)
+                let info = self.info(key, st, self.sidecar(key, matching: st), full: true)
                 var start: Int64 = 0
                 var length = st.size
                 if let range {
@@ -412,7 +412,7 @@ public final class DirectoryStore: ObjectStore {
                     start = range.start
                     let end = min(range.end ?? (st.size - 1), st.size - 1)
                     length = end - start + 1
-                    info.size = length
+                    // info.size stays the whole object's size, as S3 reports it (Content-Range total)
                 }
                 return (fd, info, start, length)
             } catch {

@@ -79,7 +79,8 @@ public struct ByteRange: Sendable, Equatable {
     public var headerValue: String { "bytes=\(start)-\(end.map(String.init) ?? "")" }
 }
 
-/// A streaming download: `info` from the response headers, `body` the bytes.
+/// A streaming download: `info` from the response headers (`info.size` is the
+/// whole object's size, also for a ranged GET), `body` the bytes.
 public struct ObjectDownload: Sendable {
     public var info: ObjectInfo
     public var body: ByteChannel

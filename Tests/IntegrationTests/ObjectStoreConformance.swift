@@ -170,6 +170,10 @@ struct ObjectStoreConformance: Sendable {
         #expect(try await get(ByteRange(start: 990)) == data.subdata(in: 990..<1000))
         #expect(try await get(ByteRange(start: 995, end: 5000)) == data.subdata(in: 995..<1000))
         #expect(try await get(ByteRange(start: 0)) == data)
+        // info.size is the whole object's size, also for a range
+        let ranged = try await store.get(key: key, range: ByteRange(start: 10, end: 19))
+        #expect(ranged.info.size == 1000)
+        _ = try await readAll(ranged)
         await #expect(throws: (any Error).self) {
             _ = try await get(ByteRange(start: 1000))
         }
