@@ -38,3 +38,8 @@ release_binary() {
   (cd "$root" && swift build -c release --product cairn >/dev/null) || return 1
   echo "$root/.build/release/cairn"
 }
+
+# bench_db_name SCALE: cairn_bench at scale 1, else cairn_bench_<scale> (0.5 -> cairn_bench_0_5)
+bench_db_name() {
+  python3 -c "import sys; s=float(sys.argv[1]); print('cairn_bench' if s == 1 else 'cairn_bench_' + ('%g' % s).replace('.', '_'))" "$1"
+}
