@@ -11,6 +11,7 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
         .package(url: "https://github.com/apple/swift-log", from: "1.6.0"),
         .package(url: "https://github.com/LebJe/TOMLKit", from: "0.6.0"),
+        .package(url: "https://github.com/groue/GRDB.swift", from: "7.0.0"),
     ],
     targets: [
         // C libraries from Debian, each wrapped once (design.md §4.1).
@@ -28,10 +29,11 @@ let package = Package(
         .target(name: "Postgres", dependencies: ["Core", "CLibPQ", .product(name: "Logging", package: "swift-log")]),
         .target(name: "Config", dependencies: ["Core", "Crypto", "TOMLKit"]),
         .target(name: "Cron", dependencies: []),
+        .target(name: "State", dependencies: ["Core", .product(name: "GRDB", package: "GRDB.swift")]),
         .target(name: "Jobs", dependencies: ["Core", "Crypto", "Config", "Pipeline", "ObjectStore", "Postgres",
                                              .product(name: "Logging", package: "swift-log")]),
         .executableTarget(name: "cairn", dependencies: [
-            "Core", "HTTP", "Crypto", "ObjectStore", "Pipeline", "Postgres", "Config", "Jobs", "Cron",
+            "Core", "HTTP", "Crypto", "ObjectStore", "Pipeline", "Postgres", "Config", "Jobs", "Cron", "State",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "Logging", package: "swift-log"),
         ]),
@@ -40,11 +42,12 @@ let package = Package(
         .testTarget(name: "HTTPTests", dependencies: ["HTTP", "Core", "Crypto"], exclude: ["echo_server.py"]),
         .testTarget(name: "CryptoTests", dependencies: ["Crypto", "Core"]),
         .testTarget(name: "ObjectStoreTests", dependencies: ["ObjectStore", "HTTP", "Crypto", "Core"], resources: [.copy("Fixtures")]),
+        .testTarget(name: "StateTests", dependencies: ["State", "Core"]),
         .testTarget(name: "CronTests", dependencies: ["Cron"], resources: [.copy("Fixtures")]),
         .testTarget(name: "ConfigTests", dependencies: ["Config", "Core", "Crypto"]),
         .testTarget(name: "PipelineTests", dependencies: ["Pipeline", "Crypto", "Core"]),
         .testTarget(name: "PostgresTests", dependencies: ["Postgres", "Core"]),
-        .testTarget(name: "IntegrationTests", dependencies: ["ObjectStore", "HTTP", "Crypto", "Core", "Pipeline", "Postgres", "Config", "Jobs"]),
+        .testTarget(name: "IntegrationTests", dependencies: ["ObjectStore", "HTTP", "Crypto", "Core", "Pipeline", "Postgres", "Config", "Jobs", "State"]),
     ],
     swiftLanguageModes: [.v6]
 )

@@ -6,6 +6,7 @@ import Jobs
 import Logging
 import ObjectStore
 import Postgres
+import State
 
 struct RunCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(commandName: "run", abstract: "Run a job now, in this process.")
@@ -18,6 +19,24 @@ struct RunCommand: AsyncParsableCommand {
         try await reportingErrors {
             let config = try options.load()
             let job = try options.job(job, in: config)
+            // One run of a job at a time on this host (shared with the daemon), recorded in the history.
+            let lock = try JobLock(stateDir: config.stateDir, job: job.name)
+            let state = try StateStore(stateDir: config.stateDir)
+            let runID = try state.start(job: job.name, trigger: "manual")
+            do {
+                let (bytes, backupID) = try await runJob(job, config: config)
+                try state.finish(id: runID, result: .ok, bytes: bytes, backupID: backupID)
+            } catch {
+                let cancelled = error is CancellationError || (error as? CairnError)?.code == .cancelled
+                try? state.finish(id: runID, result: cancelled ? .cancelled : .failed, error: "\(error)")
+                throw error
+            }
+            withExtendedLifetime(lock) {}
+        }
+    }
+
+    /// Runs the job in this process; returns the bytes dumped and the backup id.
+    func runJob(_ job: JobConfig, config: CairnConfig) async throws -> (Int64?, String?) {
             switch job.spec {
             case .backup(let spec):
                 let storage = try Resources.storage(named: job.storage, in: config)
@@ -33,10 +52,10 @@ struct RunCommand: AsyncParsableCommand {
                 let manifest = try await withSignalCancellation { try await backup.run() }
                 reporter.stop()
                 print("backup \(manifest.id) of \(manifest.database): \(ByteFormat.human(manifest.dump.plaintextSize)) dumped, \(ByteFormat.human(manifest.dump.ciphertextSize)) stored (ratio \(String(format: "%.2f", manifest.compressionRatio))), \(manifest.dump.partCount) part(s), \(manifest.rowCounts.count) tables, \(String(format: "%.1f", manifest.duration)) s")
+                return (manifest.dump.plaintextSize, manifest.id)
             default:
                 throw CairnError(.usage, "job \(job.name) is a \(job.kind.rawValue) job; running it arrives with a later release")
             }
-        }
     }
 }
 

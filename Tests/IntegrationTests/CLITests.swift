@@ -2,6 +2,7 @@ import Foundation
 import Testing
 import Core
 import Crypto
+import State
 
 /// Runs the built `cairn` executable (swift build --build-tests builds it next to the tests).
 struct CLI {
@@ -136,5 +137,23 @@ struct CLI {
         let after = try CLI.run(["backups", "list", "-c", cfg, "--json"])
         let arr2 = try #require(try JSONSerialization.jsonObject(with: Data(after.stdout.utf8)) as? [[String: Any]])
         #expect(arr2.count == 1)
+
+        // Both runs are in the history, the failure with its error.
+        let ok = try CLI.run(["history", "-c", cfg, "db", "--json"])
+        let okRuns = try #require(try JSONSerialization.jsonObject(with: Data(ok.stdout.utf8)) as? [[String: Any]])
+        #expect(okRuns.count == 1)
+        #expect(okRuns.first?["result"] as? String == "ok")
+        #expect(okRuns.first?["backupID"] as? String == (arr.first?["id"] as? String))
+        let failed = try CLI.run(["history", "-c", cfg, "bad", "--json"])
+        let failedRuns = try #require(try JSONSerialization.jsonObject(with: Data(failed.stdout.utf8)) as? [[String: Any]])
+        #expect(failedRuns.first?["result"] as? String == "failed")
+        #expect((failedRuns.first?["error"] as? String)?.contains("cairn_cli_missing") == true)
+
+        // A run while another holds the job's lock is refused, not run twice.
+        let held = try JobLock(stateDir: dir + "/state", job: "db")
+        let refused = try CLI.run(["run", "-c", cfg, "db"])
+        #expect(refused.status == 13)
+        #expect(refused.stderr.contains("already running"))
+        withExtendedLifetime(held) {}
     }
 }

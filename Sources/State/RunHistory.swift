@@ -1,0 +1,146 @@
+import Core
+import Foundation
+import GRDB
+
+/// One run of a job, as recorded in the state database.
+public struct RunRecord: Sendable, Equatable, Codable {
+    public enum Result: String, Sendable, Codable { case running, ok, failed, cancelled }
+    public var id: Int64
+    public var job: String
+    /// "manual" (cairn run) or "schedule".
+    public var trigger: String
+    public var scheduledAt: Date?
+    public var startedAt: Date
+    public var finishedAt: Date?
+    public var result: Result
+    public var error: String?
+    public var bytes: Int64?
+    public var backupID: String?
+
+    public var duration: TimeInterval? { finishedAt.map { $0.timeIntervalSince(startedAt) } }
+}
+
+/// The state database (`STATE_DIR/cairn.sqlite`): run history, through GRDB
+/// with named migrations. One connection (a DatabaseQueue) per process.
+public final class StateStore: Sendable {
+    private let db: DatabaseQueue
+    public let path: String
+
+    public init(stateDir: String) throws {
+        do {
+            try FileManager.default.createDirectory(atPath: stateDir, withIntermediateDirectories: true,
+                                                    attributes: [.posixPermissions: 0o700])
+        } catch {
+            throw CairnError(.io, "cannot create state directory \(stateDir): \(error.localizedDescription)")
+        }
+        path = stateDir + "/cairn.sqlite"
+        do {
+            var config = Configuration()
+            config.busyMode = .timeout(10)
+            db = try DatabaseQueue(path: path, configuration: config)
+            try Self.migrator.migrate(db)
+        } catch {
+            throw CairnError(.io, "cannot open state database \(path): \(error)")
+        }
+    }
+
+    static var migrator: DatabaseMigrator {
+        var m = DatabaseMigrator()
+        m.registerMigration("v1-runs") { db in
+            try db.create(table: "runs") { t in
+                t.autoIncrementedPrimaryKey("id")
+                t.column("job", .text).notNull().indexed()
+                t.column("trigger", .text).notNull()
+                t.column("scheduled_at", .datetime)
+                t.column("started_at", .datetime).notNull()
+                t.column("finished_at", .datetime)
+                t.column("result", .text).notNull()
+                t.column("error", .text)
+                t.column("bytes", .integer)
+                t.column("backup_id", .text)
+            }
+        }
+        return m
+    }
+
+    /// Records the start of a run; returns its id.
+    public func start(job: String, trigger: String, scheduledAt: Date? = nil, at now: Date = Date()) throws -> Int64 {
+        try wrap("record the start of \(job)") {
+            try db.write { db in
+                try db.execute(sql: "INSERT INTO runs (job, trigger, scheduled_at, started_at, result) VALUES (?, ?, ?, ?, 'running')",
+                               arguments: [job, trigger, scheduledAt, now])
+                return db.lastInsertedRowID
+            }
+        }
+    }
+
+    /// Records how a run ended.
+    public func finish(id: Int64, result: RunRecord.Result, error: String? = nil, bytes: Int64? = nil,
+                       backupID: String? = nil, at now: Date = Date()) throws {
+        try wrap("record the end of run \(id)") {
+            try db.write { db in
+                try db.execute(sql: "UPDATE runs SET finished_at = ?, result = ?, error = ?, bytes = ?, backup_id = ? WHERE id = ?",
+                               arguments: [now, result.rawValue, error, bytes, backupID, id])
+            }
+        }
+    }
+
+    /// A job's runs, newest first.
+    public func history(job: String, limit: Int = 20) throws -> [RunRecord] {
+        try wrap("read the history of \(job)") {
+            try db.read { db in
+                try Row.fetchAll(db, sql: "SELECT * FROM runs WHERE job = ? ORDER BY started_at DESC, id DESC LIMIT ?",
+                                 arguments: [job, limit]).map(Self.record)
+            }
+        }
+    }
+
+    /// The latest run of every job.
+    public func latestRuns() throws -> [String: RunRecord] {
+        try wrap("read the latest runs") {
+            try db.read { db in
+                let rows = try Row.fetchAll(db, sql: """
+                    SELECT * FROM runs r WHERE id = (SELECT id FROM runs WHERE job = r.job ORDER BY started_at DESC, id DESC LIMIT 1)
+                    """)
+                return Dictionary(uniqueKeysWithValues: rows.map(Self.record).map { ($0.job, $0) })
+            }
+        }
+    }
+
+    static func record(_ row: Row) -> RunRecord {
+        RunRecord(id: row["id"], job: row["job"], trigger: row["trigger"], scheduledAt: row["scheduled_at"],
+                  startedAt: row["started_at"], finishedAt: row["finished_at"],
+                  result: RunRecord.Result(rawValue: row["result"]) ?? .failed, error: row["error"],
+                  bytes: row["bytes"], backupID: row["backup_id"])
+    }
+
+    private func wrap<T>(_ what: String, _ body: () throws -> T) throws -> T {
+        do { return try body() } catch let e as CairnError { throw e } catch {
+            throw CairnError(.io, "state database \(path): cannot \(what): \(error)")
+        }
+    }
+}
+
+/// An exclusive per-job lock (flock on `STATE_DIR/locks/JOB.lock`), shared by
+/// `cairn run` and the daemon: a job never runs twice at once on one host.
+public final class JobLock: @unchecked Sendable {
+    private let fd: Int32
+    public let path: String
+
+    /// Takes the lock or fails at once with `.busy`.
+    public init(stateDir: String, job: String) throws {
+        let dir = stateDir + "/locks"
+        try? FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
+        path = dir + "/\(job).lock"
+        fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0o600)
+        guard fd >= 0 else { throw CairnError(.io, "cannot open lock file \(path): \(errnoString())") }
+        if flock(fd, LOCK_EX | LOCK_NB) != 0 {
+            let busy = errno == EWOULDBLOCK
+            close(fd)
+            throw busy ? CairnError(.busy, "job \(job) is already running (lock \(path) is held)")
+                       : CairnError(.io, "cannot lock \(path): \(errnoString())")
+        }
+    }
+
+    deinit { flock(fd, LOCK_UN); close(fd) }
+}

@@ -1,0 +1,74 @@
+import ArgumentParser
+import Config
+import Core
+import Cron
+import Foundation
+import State
+
+struct HistoryCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "history", abstract: "A job's recent runs, newest first, with errors.")
+    @OptionGroup var options: ConfigOptions
+    @Argument(help: "Job name.") var job: String
+    @Option(help: "How many runs.") var limit: Int = 20
+    @Flag(help: "JSON output.") var json = false
+
+    func run() async throws {
+        try await reportingErrors {
+            let config = try options.load()
+            _ = try options.job(job, in: config)
+            let runs = try StateStore(stateDir: config.stateDir).history(job: job, limit: limit)
+            if json { print(try jsonString(runs)); return }
+            print("STARTED (UTC)         TRIGGER   RESULT     DURATION  BYTES       ERROR")
+            for r in runs {
+                let dur = r.duration.map { String(format: "%7.1fs", $0) } ?? "      -"
+                let bytes = r.bytes.map { ByteFormat.human($0) } ?? "-"
+                print("\(utc(r.startedAt))  \(r.trigger.padding(toLength: 8, withPad: " ", startingAt: 0))  \(r.result.rawValue.padding(toLength: 9, withPad: " ", startingAt: 0))  \(dur)  \(bytes.padding(toLength: 10, withPad: " ", startingAt: 0))  \(r.error ?? "")")
+            }
+            if runs.isEmpty { print("no runs of \(job) recorded in \(config.stateDir)") }
+        }
+    }
+}
+
+struct StatusCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "status", abstract: "Per job: last result, when, duration, next run.")
+    @OptionGroup var options: ConfigOptions
+    @Flag(help: "JSON output.") var json = false
+
+    struct JobStatus: Codable {
+        var job: String
+        var kind: String
+        var schedule: String?
+        var lastRun: RunRecord?
+        var nextRun: Date?
+    }
+
+    func run() async throws {
+        try await reportingErrors {
+            let config = try options.load()
+            let latest = try StateStore(stateDir: config.stateDir).latestRuns()
+            let statuses = config.sortedJobs.map { j -> JobStatus in
+                let next = j.enabled ? j.schedule.flatMap { try? CronExpression($0) }?.next(after: Date(), in: j.timeZone) : nil
+                return JobStatus(job: j.name, kind: j.kind.rawValue, schedule: j.schedule, lastRun: latest[j.name], nextRun: next)
+            }
+            if json { print(try jsonString(statuses)); return }
+            print("JOB                    KIND       LAST RESULT  LAST RUN (UTC)        DURATION  NEXT RUN (UTC)")
+            for s in statuses {
+                let last = s.lastRun
+                print("\(s.job.padding(toLength: 22, withPad: " ", startingAt: 0)) \(s.kind.padding(toLength: 10, withPad: " ", startingAt: 0)) \((last?.result.rawValue ?? "never").padding(toLength: 12, withPad: " ", startingAt: 0)) \(last.map { utc($0.startedAt) } ?? "-".padding(toLength: 19, withPad: " ", startingAt: 0))  \(last?.duration.map { String(format: "%7.1fs", $0) } ?? "       -")  \(s.nextRun.map(utc) ?? "-")")
+            }
+        }
+    }
+}
+
+func utc(_ d: Date) -> String {
+    let f = ISO8601DateFormatter()
+    f.formatOptions = [.withInternetDateTime]
+    return String(f.string(from: d).prefix(19))
+}
+
+func jsonString<T: Encodable>(_ value: T) throws -> String {
+    let e = JSONEncoder()
+    e.outputFormatting = [.prettyPrinted, .sortedKeys]
+    e.dateEncodingStrategy = .iso8601
+    return String(decoding: try e.encode(value), as: UTF8.self)
+}
