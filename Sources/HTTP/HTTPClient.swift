@@ -99,8 +99,9 @@ public final class HTTPClient: Sendable {
 
     private func perform(_ ctx: TransferContext) throws {
         let handle = try pool.take()
-        var reusable = true
-        defer { pool.give(handle, reusable: reusable) }
+        // Even after an error the handle is fine to reuse: curl drops broken
+        // connections from its cache by itself.
+        defer { pool.give(handle) }
         let h = handle.raw
         let req = ctx.request
         var headerList: UnsafeMutablePointer<curl_slist>? = nil
@@ -112,7 +113,6 @@ public final class HTTPClient: Sendable {
 
         func check(_ rc: CURLcode, _ what: String) throws {
             if rc != CURLE_OK {
-                reusable = false
                 throw CairnError(.internal, "curl option \(what) failed: \(String(cString: curl_easy_strerror(rc)))")
             }
         }
@@ -173,7 +173,6 @@ public final class HTTPClient: Sendable {
         let rc = curl_easy_perform(h)
         ctx.easy = nil
         if rc != CURLE_OK {
-            reusable = false
             let detail = errbuf.withUnsafeBufferPointer { String(cString: $0.baseAddress!) }
             throw ctx.failure(for: rc, detail: detail)
         }
@@ -216,9 +215,7 @@ final class HandlePool: @unchecked Sendable {
         return try CurlHandle()
     }
 
-    func give(_ h: CurlHandle, reusable: Bool) {
-        // Even after an error the handle is fine to reuse: curl drops broken
-        // connections from its cache by itself.
+    func give(_ h: CurlHandle) {
         lock.lock()
         if idle.count < maxIdle { idle.append(h) }
         lock.unlock()

@@ -37,25 +37,25 @@ struct RunCommand: AsyncParsableCommand {
 
     /// Runs the job in this process; returns the bytes dumped and the backup id.
     func runJob(_ job: JobConfig, config: CairnConfig) async throws -> (Int64?, String?) {
-            switch job.spec {
-            case .backup(let spec):
-                let storage = try Resources.storage(named: job.storage, in: config)
-                let store = try Resources.store(storage)
-                let keyring = try Resources.keyring(config.keys, requireActive: true)
-                let progress = BackupProgress()
-                let reporter = ProgressReporter(progress: progress)
-                reporter.start()
-                defer { reporter.stop() }
-                var configured = BackupJob(name: job.name, spec: spec, store: store, keyring: keyring, progress: progress)
-                configured.objectLock = Resources.objectLock(storage)
-                let backup = configured
-                let manifest = try await withSignalCancellation { try await backup.run() }
-                reporter.stop()
-                print("backup \(manifest.id) of \(manifest.database): \(ByteFormat.human(manifest.dump.plaintextSize)) dumped, \(ByteFormat.human(manifest.dump.ciphertextSize)) stored (ratio \(String(format: "%.2f", manifest.compressionRatio))), \(manifest.dump.partCount) part(s), \(manifest.rowCounts.count) tables, \(String(format: "%.1f", manifest.duration)) s")
-                return (manifest.dump.plaintextSize, manifest.id)
-            default:
-                throw CairnError(.usage, "job \(job.name) is a \(job.kind.rawValue) job; running it arrives with a later release")
-            }
+        switch job.spec {
+        case .backup(let spec):
+            let storage = try Resources.storage(named: job.storage, in: config)
+            let store = try Resources.store(storage)
+            let keyring = try Resources.keyring(config.keys, requireActive: true)
+            let progress = BackupProgress()
+            let reporter = ProgressReporter(progress: progress)
+            reporter.start()
+            defer { reporter.stop() }
+            var configured = BackupJob(name: job.name, spec: spec, store: store, keyring: keyring, progress: progress)
+            configured.objectLock = Resources.objectLock(storage)
+            let backup = configured
+            let manifest = try await withSignalCancellation { try await backup.run() }
+            reporter.stop()
+            print("backup \(manifest.id) of \(manifest.database): \(ByteFormat.human(manifest.dump.plaintextSize)) dumped, \(ByteFormat.human(manifest.dump.ciphertextSize)) stored (ratio \(String(format: "%.2f", manifest.compressionRatio))), \(manifest.dump.partCount) part(s), \(manifest.rowCounts.count) tables, \(String(format: "%.1f", manifest.duration)) s")
+            return (manifest.dump.plaintextSize, manifest.id)
+        default:
+            throw CairnError(.usage, "job \(job.name) is a \(job.kind.rawValue) job; running it arrives with a later release")
+        }
     }
 }
 
