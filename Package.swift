@@ -30,10 +30,12 @@ let package = Package(
         .target(name: "Config", dependencies: ["Core", "Crypto", "TOMLKit"]),
         .target(name: "Cron", dependencies: []),
         .target(name: "State", dependencies: ["Core", .product(name: "GRDB", package: "GRDB.swift")]),
-        .target(name: "Jobs", dependencies: ["Core", "Crypto", "Config", "Pipeline", "ObjectStore", "Postgres",
+        .target(name: "Jobs", dependencies: ["Core", "Crypto", "Config", "Pipeline", "ObjectStore", "Postgres", "State",
                                              .product(name: "Logging", package: "swift-log")]),
+        .target(name: "Scheduler", dependencies: ["Core", "Config", "Cron", "Jobs", "State", "Postgres",
+                                                  .product(name: "Logging", package: "swift-log")]),
         .executableTarget(name: "cairn", dependencies: [
-            "Core", "HTTP", "Crypto", "ObjectStore", "Pipeline", "Postgres", "Config", "Jobs", "Cron", "State",
+            "Core", "HTTP", "Crypto", "ObjectStore", "Pipeline", "Postgres", "Config", "Jobs", "Cron", "State", "Scheduler",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "Logging", package: "swift-log"),
         ]),
@@ -47,7 +49,8 @@ let package = Package(
         .testTarget(name: "ConfigTests", dependencies: ["Config", "Core", "Crypto"]),
         .testTarget(name: "PipelineTests", dependencies: ["Pipeline", "Crypto", "Core"]),
         .testTarget(name: "PostgresTests", dependencies: ["Postgres", "Core"]),
-        .testTarget(name: "IntegrationTests", dependencies: ["ObjectStore", "HTTP", "Crypto", "Core", "Pipeline", "Postgres", "Config", "Jobs", "State"]),
+        .testTarget(name: "SchedulerTests", dependencies: ["Scheduler", "Cron", "Config", "Core"]),
+        .testTarget(name: "IntegrationTests", dependencies: ["ObjectStore", "HTTP", "Crypto", "Core", "Pipeline", "Postgres", "Config", "Jobs", "State", "Scheduler"]),
     ],
     swiftLanguageModes: [.v6]
 )

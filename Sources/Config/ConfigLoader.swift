@@ -136,7 +136,7 @@ public struct ConfigLoader: Sendable {
         guard let main, issues.isEmpty else { return (nil, issues) }
         let config = CairnConfig(path: absPath, stateDir: main.stateDir, jobsDir: jobsDir, timeZone: main.timeZone,
                                  storages: main.storages, keys: main.keys, defaults: main.defaults,
-                                 alerts: main.alerts, jobs: jobs)
+                                 alerts: main.alerts, daemon: main.daemon, cluster: main.cluster, jobs: jobs)
         return (config, [])
     }
 
@@ -180,11 +180,15 @@ public struct ConfigLoader: Sendable {
         var keys = KeysConfig(active: nil, sources: [:])
         var defaults = DefaultsConfig(storage: nil, compressionLevel: 3, retentionDays: 30)
         var alerts: [String: ConfigValue]?
+        var daemon = DaemonConfig()
+        var cluster: ClusterConfig?
         var reportedNoActiveKey = false
         init(ctx: FileContext) { self.ctx = ctx }
     }
 
-    static let mainKeys = ["state_dir", "jobs_dir", "timezone", "storage", "keys", "defaults", "alerts"]
+    static let mainKeys = ["state_dir", "jobs_dir", "timezone", "storage", "keys", "defaults", "alerts", "daemon", "cluster"]
+    static let daemonKeys = ["socket", "max_concurrent_jobs", "stop_grace_period", "watchdog"]
+    static let clusterKeys = ["lock_database", "password_file", "node"]
     static let storageKeys = ["url", "endpoint", "region", "path_style", "access_key_id", "secret_access_key_file", "object_lock"]
     static let keysKeys = ["active", "files"]
     static let defaultsKeys = ["storage", "compression_level", "retention_days"]
@@ -259,6 +263,25 @@ public struct ConfigLoader: Sendable {
 
         if r.has("alerts") {
             if let a = r.table("alerts") { m.alerts = a.values }
+        }
+
+        if let d = r.table("daemon") {
+            d.rejectUnknownKeys(allowed: Self.daemonKeys)
+            if let s = d.string("socket") {
+                if s.hasPrefix("/") { m.daemon.socket = s } else { d.report(.invalidValue, "socket", "expected an absolute path, got \"\(s)\"") }
+            }
+            if let n = d.int("max_concurrent_jobs", in: 1...64) { m.daemon.maxConcurrentJobs = n }
+            if let g = d.duration("stop_grace_period") { m.daemon.stopGracePeriod = g }
+            if let w = d.bool("watchdog") { m.daemon.watchdog = w }
+        }
+        if let c = r.table("cluster") {
+            c.rejectUnknownKeys(allowed: Self.clusterKeys)
+            if let url = connectionString(c, "lock_database", required: true) {
+                var cluster = ClusterConfig(lockDatabase: url)
+                if let pf = c.string("password_file") { cluster.passwordFile = absolute(pf, relativeTo: configDir) }
+                if let node = c.string("node") { cluster.node = node }
+                m.cluster = cluster
+            }
         }
         return m
     }

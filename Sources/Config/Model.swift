@@ -17,6 +17,10 @@ public struct CairnConfig: Sendable, CustomStringConvertible {
     public var defaults: DefaultsConfig
     /// `[alerts]`, kept unparsed until the Alerts module defines it.
     public var alerts: [String: ConfigValue]?
+    /// `[daemon]`: how `cairn serve` runs.
+    public var daemon: DaemonConfig = DaemonConfig()
+    /// `[cluster]`: several daemons sharing jobs through a PostgreSQL lock database.
+    public var cluster: ClusterConfig?
     /// Jobs by name.
     public var jobs: [String: JobConfig]
 
@@ -29,6 +33,8 @@ public struct CairnConfig: Sendable, CustomStringConvertible {
         lines.append("  \(keys)")
         lines.append("  \(defaults)")
         if let alerts { lines.append("  alerts: \(ConfigValue.table(alerts))") }
+        lines.append("  \(daemon)")
+        if let cluster { lines.append("  \(cluster)") }
         for job in sortedJobs { lines.append("  \(job)") }
         return lines.joined(separator: "\n")
     }
@@ -323,4 +329,46 @@ public struct MigrateSpec: Sendable, Equatable, CustomStringConvertible {
         if let bandwidthLimit { s += " bwlimit=\(ConfigUnits.formatSize(bandwidthLimit))/s" }
         return s
     }
+}
+
+/// `[daemon]` in cairn.toml.
+public struct DaemonConfig: Sendable, Equatable, CustomStringConvertible {
+    /// The control socket; default `$RUNTIME_DIRECTORY/cairn.sock`, else `/run/cairn/cairn.sock`
+    /// (root) or `$XDG_RUNTIME_DIR/cairn.sock`.
+    public var socket: String?
+    /// Jobs running at once, across all jobs (default 2).
+    public var maxConcurrentJobs: Int = 2
+    /// On SIGTERM, how long running jobs may take to finish before they are cancelled (default 5 min).
+    public var stopGracePeriod: Duration = .seconds(300)
+    /// Send `WATCHDOG=1` when systemd asks for it (`WATCHDOG_USEC`); default true.
+    public var watchdog: Bool = true
+    public init() {}
+
+    /// The socket path: explicit, else from the environment.
+    public func socketPath(env: [String: String] = ProcessInfo.processInfo.environment) -> String {
+        if let socket { return socket }
+        if let dir = env["RUNTIME_DIRECTORY"], !dir.isEmpty {
+            return dir.split(separator: ":").first.map(String.init)! + "/cairn.sock"
+        }
+        if getuid() != 0, let dir = env["XDG_RUNTIME_DIR"], !dir.isEmpty { return dir + "/cairn.sock" }
+        return "/run/cairn/cairn.sock"
+    }
+
+    public var description: String {
+        "daemon: socket=\(socket ?? "(default)") max_concurrent_jobs=\(maxConcurrentJobs) stop_grace_period=\(stopGracePeriod) watchdog=\(watchdog)"
+    }
+}
+
+/// `[cluster]` in cairn.toml.
+public struct ClusterConfig: Sendable, Equatable, CustomStringConvertible {
+    /// libpq URL of the lock database (no password in it).
+    public var lockDatabase: String
+    /// A file holding the lock database password (chmod 600), optional.
+    public var passwordFile: String?
+    /// This node's name in the cluster runs table (default: the host name).
+    public var node: String?
+    public init(lockDatabase: String, passwordFile: String? = nil, node: String? = nil) {
+        self.lockDatabase = lockDatabase; self.passwordFile = passwordFile; self.node = node
+    }
+    public var description: String { "cluster: lock_database=\(lockDatabase) node=\(node ?? "(host name)")" }
 }
