@@ -24,6 +24,19 @@ public final class BackupProgress: @unchecked Sendable {
     }
 }
 
+extension BackupProgress: JobProgress {
+    public var line: String {
+        let s = snapshot
+        let rate = Double(s.dumped) / max(Date().timeIntervalSince(started), 0.001)
+        let ratio = s.uploaded > 0 ? Double(s.dumped) / Double(s.uploaded) : 0
+        return "dumped \(ByteFormat.human(s.dumped)) (\(ByteFormat.human(Int64(rate)))/s), uploaded \(ByteFormat.human(s.uploaded)) in \(s.parts) part(s), ratio \(String(format: "%.2f", ratio))"
+    }
+    public var fields: [String: String] {
+        let s = snapshot
+        return ["dumped": "\(s.dumped)", "uploaded": "\(s.uploaded)", "parts": "\(s.parts)"]
+    }
+}
+
 /// Plaintext side of a dump: SHA-256, size, and COPY rows per table counted
 /// as the archive streams past (no extra scan of the database).
 final class DumpInspector: ByteTransform, @unchecked Sendable {

@@ -1,1 +1,69 @@
+import Config
 import Core
+import Foundation
+
+/// What a running job reports while it works, read by whoever shows progress
+/// (the CLI's progress line, the daemon's log, `cairn run --wait`).
+public protocol JobProgress: AnyObject, Sendable {
+    /// One line for a human, such as "dumped 1.2 GiB (40 MiB/s), uploaded 300 MiB in 3 part(s)".
+    var line: String { get }
+    /// The same as key–value pairs for a log line.
+    var fields: [String: String] { get }
+}
+
+/// How a job run ended, when it succeeded.
+public struct JobOutcome: Sendable, Equatable, Codable {
+    /// Bytes the job moved (dumped plaintext for a backup, uploaded for a migration).
+    public var bytes: Int64?
+    /// The backup id, for a backup job.
+    public var backupID: String?
+    /// One line for the operator.
+    public var summary: String
+    public init(bytes: Int64? = nil, backupID: String? = nil, summary: String) {
+        self.bytes = bytes; self.backupID = backupID; self.summary = summary
+    }
+}
+
+/// Runs one job of any kind to its end in the calling task. Cancelling the
+/// task cancels the job, which cleans up (child processes killed and reaped,
+/// multipart uploads aborted) before `run` throws.
+public struct JobRunner: Sendable {
+    public let config: CairnConfig
+    public let env: [String: String]
+
+    public init(config: CairnConfig, env: [String: String] = ProcessInfo.processInfo.environment) {
+        self.config = config
+        self.env = env
+    }
+
+    /// Runs `job`; `started` receives the job's progress as soon as there is one.
+    public func run(_ job: JobConfig, started: @Sendable (any JobProgress) -> Void = { _ in }) async throws -> JobOutcome {
+        switch job.spec {
+        case .backup(let spec):
+            let storage = try Resources.storage(named: job.storage, in: config)
+            let store = try Resources.store(storage, env: env)
+            let keyring = try Resources.keyring(config.keys, env: env, requireActive: true)
+            let progress = BackupProgress()
+            started(progress)
+            var backup = BackupJob(name: job.name, spec: spec, store: store, keyring: keyring, progress: progress)
+            backup.objectLock = Resources.objectLock(storage)
+            let manifest = try await backup.run()
+            let summary = "backup \(manifest.id) of \(manifest.database): \(ByteFormat.human(manifest.dump.plaintextSize)) dumped, \(ByteFormat.human(manifest.dump.ciphertextSize)) stored (ratio \(String(format: "%.2f", manifest.compressionRatio))), \(manifest.dump.partCount) part(s), \(manifest.rowCounts.count) tables, \(String(format: "%.1f", manifest.duration)) s"
+            return JobOutcome(bytes: manifest.dump.plaintextSize, backupID: manifest.id, summary: summary)
+        case .migrate:
+            throw CairnError(.usage, "job \(job.name) is a migrate job; running it arrives with a later release")
+        case .verify, .retention:
+            throw CairnError(.usage, "job \(job.name) is a \(job.kind.rawValue) job; running it arrives with a later release")
+        }
+    }
+}
+
+/// Byte counts for humans: "512 B", "1.5 MiB".
+public enum ByteFormat {
+    public static func human(_ n: Int64) -> String {
+        let units = ["B", "KiB", "MiB", "GiB", "TiB"]
+        var v = Double(n), i = 0
+        while v >= 1024 && i < units.count - 1 { v /= 1024; i += 1 }
+        return i == 0 ? "\(n) B" : String(format: "%.1f %@", v, units[i])
+    }
+}

@@ -35,27 +35,16 @@ struct RunCommand: AsyncParsableCommand {
         }
     }
 
-    /// Runs the job in this process; returns the bytes dumped and the backup id.
+    /// Runs the job in this process, with a progress line on a TTY.
     func runJob(_ job: JobConfig, config: CairnConfig) async throws -> (Int64?, String?) {
-        switch job.spec {
-        case .backup(let spec):
-            let storage = try Resources.storage(named: job.storage, in: config)
-            let store = try Resources.store(storage)
-            let keyring = try Resources.keyring(config.keys, requireActive: true)
-            let progress = BackupProgress()
-            let reporter = ProgressReporter(progress: progress)
-            reporter.start()
-            defer { reporter.stop() }
-            var configured = BackupJob(name: job.name, spec: spec, store: store, keyring: keyring, progress: progress)
-            configured.objectLock = Resources.objectLock(storage)
-            let backup = configured
-            let manifest = try await withSignalCancellation { try await backup.run() }
-            reporter.stop()
-            print("backup \(manifest.id) of \(manifest.database): \(ByteFormat.human(manifest.dump.plaintextSize)) dumped, \(ByteFormat.human(manifest.dump.ciphertextSize)) stored (ratio \(String(format: "%.2f", manifest.compressionRatio))), \(manifest.dump.partCount) part(s), \(manifest.rowCounts.count) tables, \(String(format: "%.1f", manifest.duration)) s")
-            return (manifest.dump.plaintextSize, manifest.id)
-        default:
-            throw CairnError(.usage, "job \(job.name) is a \(job.kind.rawValue) job; running it arrives with a later release")
+        let reporter = ProgressReporter()
+        defer { reporter.stop() }
+        let outcome = try await withSignalCancellation {
+            try await JobRunner(config: config).run(job) { reporter.start($0) }
         }
+        reporter.stop()
+        print(outcome.summary)
+        return (outcome.bytes, outcome.backupID)
     }
 }
 
@@ -176,48 +165,35 @@ struct RestoreCommand: AsyncParsableCommand {
     }
 }
 
-enum ByteFormat {
-    static func human(_ n: Int64) -> String {
-        let units = ["B", "KiB", "MiB", "GiB", "TiB"]
-        var v = Double(n), i = 0
-        while v >= 1024 && i < units.count - 1 { v /= 1024; i += 1 }
-        return i == 0 ? "\(n) B" : String(format: "%.1f %@", v, units[i])
-    }
-}
-
 /// On a TTY a progress line every second (dumped bytes, rate, parts);
 /// otherwise a log line every 10 seconds.
 final class ProgressReporter: @unchecked Sendable {
-    let progress: BackupProgress
+    private let lock = NSLock()
     private var task: Task<Void, Never>?
     private let tty = isatty(2) == 1
     private let logger = Logger.cairn("progress")
 
-    init(progress: BackupProgress) { self.progress = progress }
+    init() {}
 
-    func start() {
-        let tty = self.tty, progress = self.progress, logger = self.logger
-        task = Task {
+    func start(_ progress: any JobProgress) {
+        let tty = self.tty, logger = self.logger
+        let t = Task {
             while !Task.isCancelled {
                 try? await Task.sleep(for: .seconds(tty ? 1 : 10))
                 if Task.isCancelled { break }
-                let s = progress.snapshot
-                let secs = max(Date().timeIntervalSince(progress.started), 0.001)
-                let rate = Double(s.dumped) / secs
-                let ratio = s.uploaded > 0 ? Double(s.dumped) / Double(s.uploaded) : 0
                 if tty {
-                    let line = "\r  dumped \(ByteFormat.human(s.dumped)) (\(ByteFormat.human(Int64(rate)))/s), uploaded \(ByteFormat.human(s.uploaded)) in \(s.parts) part(s), ratio \(String(format: "%.2f", ratio))   "
-                    FileHandle.standardError.write(Data(line.utf8))
+                    FileHandle.standardError.write(Data("\r  \(progress.line)   ".utf8))
                 } else {
-                    logger.info("backup progress", metadata: ["dumped": "\(s.dumped)", "uploaded": "\(s.uploaded)", "parts": "\(s.parts)"])
+                    logger.info("progress", metadata: progress.fields.mapValues { .string($0) })
                 }
             }
         }
+        lock.lock(); task = t; lock.unlock()
     }
 
     func stop() {
-        guard let t = task else { return }
-        task = nil
+        lock.lock(); let t = task; task = nil; lock.unlock()
+        guard let t else { return }
         t.cancel()
         if tty { FileHandle.standardError.write(Data("\n".utf8)) }
     }

@@ -3,6 +3,7 @@ import Config
 import Core
 import Cron
 import Foundation
+import Jobs
 import State
 
 struct HistoryCommand: AsyncParsableCommand {
