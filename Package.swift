@@ -20,6 +20,9 @@ let package = Package(
         .systemLibrary(name: "CLibPQ", pkgConfig: "libpq", providers: [.apt(["libpq-dev"])]),
         .systemLibrary(name: "COpenSSL", pkgConfig: "libcrypto", providers: [.apt(["libssl-dev"])]),
 
+        // Linux calls Glibc's module lacks (timerfd, SO_PEERCRED), for the Scheduler only.
+        .target(name: "CLinux"),
+
         // Shared bottom layer: error model, blocking-thread executor, bounded byte channels.
         .target(name: "Core", dependencies: [.product(name: "Logging", package: "swift-log")]),
         .target(name: "Crypto", dependencies: ["Core", "COpenSSL"]),
@@ -32,7 +35,7 @@ let package = Package(
         .target(name: "State", dependencies: ["Core", .product(name: "GRDB", package: "GRDB.swift")]),
         .target(name: "Jobs", dependencies: ["Core", "Crypto", "Config", "Pipeline", "ObjectStore", "Postgres", "State",
                                              .product(name: "Logging", package: "swift-log")]),
-        .target(name: "Scheduler", dependencies: ["Core", "Config", "Cron", "Jobs", "State", "Postgres",
+        .target(name: "Scheduler", dependencies: ["Core", "CLinux", "Config", "Cron", "Jobs", "State", "Postgres",
                                                   .product(name: "Logging", package: "swift-log")]),
         .executableTarget(name: "cairn", dependencies: [
             "Core", "HTTP", "Crypto", "ObjectStore", "Pipeline", "Postgres", "Config", "Jobs", "Cron", "State", "Scheduler",

@@ -4,7 +4,7 @@ import GRDB
 
 /// One run of a job, as recorded in the state database.
 public struct RunRecord: Sendable, Equatable, Codable {
-    public enum Result: String, Sendable, Codable { case running, ok, failed, cancelled }
+    public enum Result: String, Sendable, Codable { case running, ok, failed, cancelled, skipped }
     public var id: Int64
     public var job: String
     /// "manual" (cairn run) or "schedule".
@@ -16,6 +16,8 @@ public struct RunRecord: Sendable, Equatable, Codable {
     public var error: String?
     public var bytes: Int64?
     public var backupID: String?
+    /// 1 for a first attempt, 2 for the first retry, …
+    public var attempt: Int = 1
 
     public var duration: TimeInterval? { finishedAt.map { $0.timeIntervalSince(startedAt) } }
 }
@@ -60,16 +62,63 @@ public final class StateStore: Sendable {
                 t.column("backup_id", .text)
             }
         }
+        m.registerMigration("v2-attempts") { db in
+            try db.alter(table: "runs") { t in
+                t.add(column: "attempt", .integer).notNull().defaults(to: 1)
+            }
+            try db.create(index: "runs_job_scheduled", on: "runs", columns: ["job", "scheduled_at"])
+        }
         return m
     }
 
     /// Records the start of a run; returns its id.
-    public func start(job: String, trigger: String, scheduledAt: Date? = nil, at now: Date = Date()) throws -> Int64 {
+    public func start(job: String, trigger: String, scheduledAt: Date? = nil, attempt: Int = 1, at now: Date = Date()) throws -> Int64 {
         try wrap("record the start of \(job)") {
             try db.write { db in
-                try db.execute(sql: "INSERT INTO runs (job, trigger, scheduled_at, started_at, result) VALUES (?, ?, ?, ?, 'running')",
-                               arguments: [job, trigger, scheduledAt, now])
+                try db.execute(sql: "INSERT INTO runs (job, trigger, scheduled_at, started_at, result, attempt) VALUES (?, ?, ?, ?, 'running', ?)",
+                               arguments: [job, trigger, scheduledAt, now, attempt])
                 return db.lastInsertedRowID
+            }
+        }
+    }
+
+    /// Records a run that did not happen (overlap, missed instant, ran on another node).
+    public func recordSkipped(job: String, trigger: String, scheduledAt: Date?, reason: String, at now: Date = Date()) throws {
+        try wrap("record a skipped run of \(job)") {
+            try db.write { db in
+                try db.execute(sql: """
+                    INSERT INTO runs (job, trigger, scheduled_at, started_at, finished_at, result, error) VALUES (?, ?, ?, ?, ?, 'skipped', ?)
+                    """, arguments: [job, trigger, scheduledAt, now, now, reason])
+            }
+        }
+    }
+
+    /// Per job, the latest scheduled instant that was run or attempted (for catch-up).
+    public func lastScheduled() throws -> [String: Date] {
+        try wrap("read the last scheduled runs") {
+            try db.read { db in
+                let rows = try Row.fetchAll(db, sql: """
+                    SELECT job, MAX(scheduled_at) AS last FROM runs
+                    WHERE scheduled_at IS NOT NULL AND trigger IN ('schedule', 'catch-up') GROUP BY job
+                    """)
+                var out: [String: Date] = [:]
+                for r in rows { if let d: Date = r["last"] { out[r["job"]] = d } }
+                return out
+            }
+        }
+    }
+
+    /// Runs of `job` still marked running (their process died): marks them failed.
+    /// Call only while holding the job's lock. Returns how many were marked.
+    @discardableResult
+    public func markInterrupted(job: String, at now: Date = Date()) throws -> Int {
+        try wrap("mark interrupted runs of \(job)") {
+            try db.write { db in
+                try db.execute(sql: """
+                    UPDATE runs SET result = 'failed', finished_at = ?, error = 'interrupted: the process running it stopped (killed, crashed or host restarted)'
+                    WHERE job = ? AND result = 'running'
+                    """, arguments: [now, job])
+                return db.changesCount
             }
         }
     }
@@ -111,7 +160,7 @@ public final class StateStore: Sendable {
         RunRecord(id: row["id"], job: row["job"], trigger: row["trigger"], scheduledAt: row["scheduled_at"],
                   startedAt: row["started_at"], finishedAt: row["finished_at"],
                   result: RunRecord.Result(rawValue: row["result"]) ?? .failed, error: row["error"],
-                  bytes: row["bytes"], backupID: row["backup_id"])
+                  bytes: row["bytes"], backupID: row["backup_id"], attempt: row["attempt"] ?? 1)
     }
 
     private func wrap<T>(_ what: String, _ body: () throws -> T) throws -> T {

@@ -1,0 +1,21 @@
+// Linux calls that Glibc's Swift module does not expose: timerfd (a wall-clock
+// timer that notices clock jumps) and SO_PEERCRED. Imported only by Scheduler.
+#ifndef CAIRN_CLINUX_H
+#define CAIRN_CLINUX_H
+#include <sys/types.h>
+#include <stdint.h>
+
+/// A CLOCK_REALTIME timerfd (close-on-exec); -1 and errno on error.
+int cairn_timerfd_create(void);
+/// Arms `fd` to expire at the absolute wall time sec.nsec, cancelled when the
+/// clock is set (read() then fails with ECANCELED). sec = nsec = 0 disarms.
+int cairn_timerfd_arm(int fd, int64_t sec, int64_t nsec);
+/// Blocks until the timer expires (returns 1), the clock was set (returns 0),
+/// or an error (returns -1, errno set; EINTR is retried).
+int cairn_timerfd_wait(int fd);
+/// The peer of a connected Unix socket; 0 or -1 and errno.
+int cairn_peer_credentials(int fd, uid_t *uid, pid_t *pid);
+/// CLOCK_MONOTONIC in microseconds (for sd_notify MONOTONIC_USEC).
+uint64_t cairn_monotonic_usec(void);
+
+#endif
