@@ -333,8 +333,7 @@ public struct MigrateSpec: Sendable, Equatable, CustomStringConvertible {
 
 /// `[daemon]` in cairn.toml.
 public struct DaemonConfig: Sendable, Equatable, CustomStringConvertible {
-    /// The control socket; default `$RUNTIME_DIRECTORY/cairn.sock`, else `/run/cairn/cairn.sock`
-    /// (root) or `$XDG_RUNTIME_DIR/cairn.sock`.
+    /// The control socket (default: see `socketPath(stateDir:env:)`).
     public var socket: String?
     /// Jobs running at once, across all jobs (default 2).
     public var maxConcurrentJobs: Int = 2
@@ -344,14 +343,19 @@ public struct DaemonConfig: Sendable, Equatable, CustomStringConvertible {
     public var watchdog: Bool = true
     public init() {}
 
-    /// The socket path: explicit, else from the environment.
-    public func socketPath(env: [String: String] = ProcessInfo.processInfo.environment) -> String {
+    /// The socket path: explicit; else `$RUNTIME_DIRECTORY/cairn.sock` (systemd's
+    /// `RuntimeDirectory=`); else `/run/cairn/cairn.sock` when `/run/cairn` exists;
+    /// else `STATE_DIR/cairn.sock`. The daemon and the CLI compute the same path.
+    public func socketPath(stateDir: String, env: [String: String] = ProcessInfo.processInfo.environment) -> String {
         if let socket { return socket }
         if let dir = env["RUNTIME_DIRECTORY"], !dir.isEmpty {
             return dir.split(separator: ":").first.map(String.init)! + "/cairn.sock"
         }
-        if getuid() != 0, let dir = env["XDG_RUNTIME_DIR"], !dir.isEmpty { return dir + "/cairn.sock" }
-        return "/run/cairn/cairn.sock"
+        var isDir: ObjCBool = false
+        if FileManager.default.fileExists(atPath: "/run/cairn", isDirectory: &isDir), isDir.boolValue {
+            return "/run/cairn/cairn.sock"
+        }
+        return stateDir + "/cairn.sock"
     }
 
     public var description: String {

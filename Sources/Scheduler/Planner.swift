@@ -272,6 +272,17 @@ public struct Planner: Sendable {
         return advance(to: now)
     }
 
+    /// The wall clock was set. Forward: `advance` runs what became due (the
+    /// latest missed instant once). Backward by up to 3 hours: nothing changes,
+    /// so instants that already ran are not run again (like Debian cron).
+    /// Further back: every next instant is recomputed from the new time.
+    public mutating func clockChanged(now: Date, previous: Date) -> [PlannerAction] {
+        if now < previous && previous.timeIntervalSince(now) > 3 * 3600 {
+            for (name, p) in policies { fires[name] = nextFire(p, after: now) }
+        }
+        return advance(to: now)
+    }
+
     /// Shutdown: nothing new starts; returns the runs still running.
     public mutating func stop() -> [PlannedRun] {
         fires = [:]; retries = [:]; queued = [:]; ready = []

@@ -144,12 +144,12 @@ public final class StateStore: Sendable {
         }
     }
 
-    /// The latest run of every job.
+    /// The latest run of every job (skipped runs aside).
     public func latestRuns() throws -> [String: RunRecord] {
         try wrap("read the latest runs") {
             try db.read { db in
                 let rows = try Row.fetchAll(db, sql: """
-                    SELECT * FROM runs r WHERE id = (SELECT id FROM runs WHERE job = r.job ORDER BY started_at DESC, id DESC LIMIT 1)
+                    SELECT * FROM runs r WHERE id = (SELECT id FROM runs WHERE job = r.job AND result != 'skipped' ORDER BY started_at DESC, id DESC LIMIT 1)
                     """)
                 return Dictionary(uniqueKeysWithValues: rows.map(Self.record).map { ($0.job, $0) })
             }

@@ -4,6 +4,7 @@ import Core
 import Cron
 import Foundation
 import Jobs
+import Scheduler
 import State
 
 struct HistoryCommand: AsyncParsableCommand {
@@ -41,22 +42,37 @@ struct StatusCommand: AsyncParsableCommand {
         var schedule: String?
         var lastRun: RunRecord?
         var nextRun: Date?
+        /// From the running daemon: running, waiting, retrying, idle; nil without a daemon.
+        var state: String?
+        var progress: String?
     }
 
     func run() async throws {
         try await reportingErrors {
             let config = try options.load()
             let latest = try StateStore(stateDir: config.stateDir).latestRuns()
+            // The running daemon knows what runs now and the exact next start (with jitter).
+            var live: [String: ControlMessage.JobStatus] = [:]
+            let socket = config.daemon.socketPath(stateDir: config.stateDir)
+            if let conn = try? ControlClient.connectIfRunning(path: socket) {
+                defer { conn.close() }
+                if await conn.send(ControlMessage(op: "status")), let reply = try? await conn.receive() {
+                    live = Dictionary((reply.jobs ?? []).map { ($0.job, $0) }, uniquingKeysWith: { a, _ in a })
+                }
+            }
             let statuses = config.sortedJobs.map { j -> JobStatus in
                 let next = j.enabled ? j.schedule.flatMap { try? CronExpression($0) }?.next(after: Date(), in: j.timeZone) : nil
-                return JobStatus(job: j.name, kind: j.kind.rawValue, schedule: j.schedule, lastRun: latest[j.name], nextRun: next)
+                return JobStatus(job: j.name, kind: j.kind.rawValue, schedule: j.schedule, lastRun: latest[j.name],
+                                 nextRun: live[j.name]?.next ?? next, state: live[j.name]?.state, progress: live[j.name]?.progress)
             }
             if json { print(try jsonString(statuses)); return }
-            print("JOB                    KIND       LAST RESULT  LAST RUN (UTC)        DURATION  NEXT RUN (UTC)")
+            print("JOB                    KIND       NOW       LAST RESULT  LAST RUN (UTC)        DURATION  NEXT RUN (UTC)")
             for s in statuses {
                 let last = s.lastRun
-                print("\(s.job.padding(toLength: 22, withPad: " ", startingAt: 0)) \(s.kind.padding(toLength: 10, withPad: " ", startingAt: 0)) \((last?.result.rawValue ?? "never").padding(toLength: 12, withPad: " ", startingAt: 0)) \(last.map { utc($0.startedAt) } ?? "-".padding(toLength: 19, withPad: " ", startingAt: 0))  \(last?.duration.map { String(format: "%7.1fs", $0) } ?? "       -")  \(s.nextRun.map(utc) ?? "-")")
+                print("\(s.job.padding(toLength: 22, withPad: " ", startingAt: 0)) \(s.kind.padding(toLength: 10, withPad: " ", startingAt: 0)) \((s.state ?? "-").padding(toLength: 9, withPad: " ", startingAt: 0)) \((last?.result.rawValue ?? "never").padding(toLength: 12, withPad: " ", startingAt: 0)) \(last.map { utc($0.startedAt) } ?? "-".padding(toLength: 19, withPad: " ", startingAt: 0))  \(last?.duration.map { String(format: "%7.1fs", $0) } ?? "       -")  \(s.nextRun.map(utc) ?? "-")")
+                if let p = s.progress { print("    \(p)") }
             }
+            if live.isEmpty { print("(no cairn serve answers on \(socket))") }
         }
     }
 }

@@ -38,11 +38,14 @@ struct LogfmtHandler: LogHandler {
     }
 
     static func timestamp() -> String {
-        var t = time(nil)
+        // clock_gettime, not time(): time() reads the coarse clock, which can lag a few ms behind.
+        var ts = timespec()
+        clock_gettime(CLOCK_REALTIME, &ts)
+        var t = ts.tv_sec
         var tmv = tm()
         gmtime_r(&t, &tmv)
         var buf = [CChar](repeating: 0, count: 32)
-        strftime(&buf, buf.count, "%Y-%m-%dT%H:%M:%SZ", &tmv)
-        return String(cString: buf)
+        strftime(&buf, buf.count, "%Y-%m-%dT%H:%M:%S", &tmv)
+        return String(cString: buf) + String(format: ".%03dZ", Int(ts.tv_nsec / 1_000_000))
     }
 }

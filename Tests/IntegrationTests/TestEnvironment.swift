@@ -52,6 +52,7 @@ struct ProxyControl {
         var action: String
         var status: Int? = nil
         var code: String? = nil
+        var seconds: Double? = nil
         var count: Int = 1
     }
 

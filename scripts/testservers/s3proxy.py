@@ -238,6 +238,11 @@ class Handler(http.server.BaseHTTPRequestHandler):
             if action == "drop":
                 STATE.record(entry)
                 return self.hard_close()
+            if action == "delay":
+                # Hold the request (a slow or hung server), then forward it.
+                # Logged now too, so that a test sees the request arrive.
+                STATE.record(dict(entry, status=None))
+                time.sleep(float(fault.get("seconds") or 5))
             # drop_mid_response: forwarded below, cut after half the body
 
         # 2. strict rules
@@ -425,8 +430,8 @@ class Handler(http.server.BaseHTTPRequestHandler):
                     if not isinstance(rule, dict):
                         raise ValueError("rule must be a JSON object")
                     action = rule.get("action", "status")
-                    if action not in ("status", "drop", "drop_mid_response"):
-                        raise ValueError("action must be status, drop or drop_mid_response")
+                    if action not in ("status", "drop", "drop_mid_response", "delay"):
+                        raise ValueError("action must be status, drop, drop_mid_response or delay")
                     clean = {
                         "method": rule.get("method"),
                         "path_contains": rule.get("path_contains"),
@@ -434,6 +439,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
                         "action": action,
                         "status": int(rule.get("status") or 503),
                         "code": rule.get("code") or "SlowDown",
+                        "seconds": float(rule.get("seconds") or 5),
                         "count": int(rule.get("count", 1)),
                     }
                     clean["remaining"] = clean["count"]

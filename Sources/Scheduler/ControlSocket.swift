@@ -1,0 +1,291 @@
+import CLinux
+import Core
+import Foundation
+import Logging
+
+/// One line of the control protocol: JSON, newline-terminated, both ways.
+///
+/// Requests: `{"op":"run","job":"db","wait":true}`, `{"op":"status"}`.
+/// Answers to `run`: `accepted` or `queued` (with `run`), or `refused`; with
+/// `wait`, then `started`, `progress` (about every second), `retry`, and
+/// finally `finished` with `result` and, on failure, `error` and `code`.
+public struct ControlMessage: Codable, Sendable, Equatable {
+    public var op: String?
+    public var type: String?
+    public var job: String?
+    public var wait: Bool?
+    public var run: Int?
+    public var attempt: Int?
+    public var line: String?
+    public var result: String?
+    public var summary: String?
+    public var error: String?
+    /// The `ErrorCode` raw value of a failure, so the client exits with the right status.
+    public var code: String?
+    public var at: Date?
+    /// `status`: one entry per job.
+    public var jobs: [JobStatus]?
+
+    public init(op: String? = nil, type: String? = nil, job: String? = nil, wait: Bool? = nil, run: Int? = nil,
+                attempt: Int? = nil, line: String? = nil, result: String? = nil, summary: String? = nil,
+                error: String? = nil, code: String? = nil, at: Date? = nil, jobs: [JobStatus]? = nil) {
+        self.op = op; self.type = type; self.job = job; self.wait = wait; self.run = run; self.attempt = attempt
+        self.line = line; self.result = result; self.summary = summary; self.error = error; self.code = code
+        self.at = at; self.jobs = jobs
+    }
+
+    public struct JobStatus: Codable, Sendable, Equatable {
+        public var job: String
+        /// "running", "waiting" (for a slot), "queued", "retrying", or "idle".
+        public var state: String
+        public var next: Date?
+        public var progress: String?
+        public init(job: String, state: String, next: Date?, progress: String?) {
+            self.job = job; self.state = state; self.next = next; self.progress = progress
+        }
+    }
+
+    static let encoder: JSONEncoder = {
+        let e = JSONEncoder()
+        e.dateEncodingStrategy = .iso8601
+        e.outputFormatting = [.sortedKeys]
+        return e
+    }()
+    static let decoder: JSONDecoder = {
+        let d = JSONDecoder()
+        d.dateDecodingStrategy = .iso8601
+        return d
+    }()
+
+    func encodedLine() -> Data {
+        var d = (try? Self.encoder.encode(self)) ?? Data("{}".utf8)
+        d.append(0x0A)
+        return d
+    }
+}
+
+/// A connected control-socket peer (either side).
+public final class ControlConnection: @unchecked Sendable {
+    let fd: Int32
+    /// The peer's uid and pid (SO_PEERCRED), for the log.
+    public let peerUID: uid_t
+    public let peerPID: pid_t
+    private let lock = NSLock()
+    private var closed = false
+    private var buffer = Data()
+
+    init(fd: Int32) {
+        self.fd = fd
+        var uid: uid_t = 0, pid: pid_t = 0
+        if cairn_peer_credentials(fd, &uid, &pid) != 0 { uid = uid_t.max; pid = 0 }
+        peerUID = uid
+        peerPID = pid
+    }
+
+    deinit { close() }
+
+    /// Sends one message; false when the peer is gone.
+    @discardableResult
+    public func send(_ message: ControlMessage) async -> Bool {
+        let data = message.encodedLine()
+        return (try? await runBlocking { [self] in self.writeAll(data) }) ?? false
+    }
+
+    private func writeAll(_ data: Data) -> Bool {
+        lock.lock(); defer { lock.unlock() }
+        if closed { return false }
+        return data.withUnsafeBytes { raw -> Bool in
+            var off = 0
+            while off < raw.count {
+                let n = Glibc.send(fd, raw.baseAddress! + off, raw.count - off, Int32(MSG_NOSIGNAL))
+                if n < 0 { if errno == EINTR { continue }; return false }
+                off += n
+            }
+            return true
+        }
+    }
+
+    /// Reads the next message (blocking, on a pool thread); nil at end of stream.
+    public func receive() async throws -> ControlMessage? {
+        try await runBlocking { [self] in try self.readMessage() }
+    }
+
+    private func readMessage() throws -> ControlMessage? {
+        while true {
+            if let nl = buffer.firstIndex(of: 0x0A) {
+                let line = buffer[buffer.startIndex..<nl]
+                buffer = Data(buffer[(nl + 1)...])
+                if line.isEmpty { continue }
+                do { return try ControlMessage.decoder.decode(ControlMessage.self, from: line) } catch {
+                    throw CairnError(.usage, "control socket: malformed message: \(String(decoding: line.prefix(200), as: UTF8.self))")
+                }
+            }
+            guard buffer.count < 1 << 20 else { throw CairnError(.usage, "control socket: message longer than 1 MiB") }
+            var chunk = [UInt8](repeating: 0, count: 4096)
+            let n = recv(fd, &chunk, chunk.count, 0)
+            if n < 0 {
+                if errno == EINTR { continue }
+                if errno == EAGAIN || errno == EWOULDBLOCK { throw CairnError(.timeout, "control socket: no message within the time limit") }
+                throw CairnError(.io, "control socket: read failed: \(errnoString())")
+            }
+            if n == 0 { return nil }
+            buffer.append(contentsOf: chunk[0..<n])
+        }
+    }
+
+    /// Sets a receive time limit (the server uses it for the first line).
+    func setReceiveTimeout(seconds: Int) {
+        var tv = timeval(tv_sec: seconds, tv_usec: 0)
+        setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, socklen_t(MemoryLayout<timeval>.size))
+    }
+
+    public func close() {
+        lock.lock(); defer { lock.unlock() }
+        if closed { return }
+        closed = true
+        Glibc.shutdown(fd, Int32(SHUT_RDWR))
+        Glibc.close(fd)
+    }
+}
+
+/// The daemon's side: a Unix stream socket, mode 0660, accepting on a thread
+/// of its own; each connection's first message goes to `handler`.
+public final class ControlServer: @unchecked Sendable {
+    public let path: String
+    private let fd: Int32
+    private let lock = NSLock()
+    private var stopped = false
+    private let logger = Logger.cairn("control")
+
+    /// Binds the socket. Fails when another daemon answers on it; a stale socket file is replaced.
+    public init(path: String) throws {
+        self.path = path
+        let dir = (path as NSString).deletingLastPathComponent
+        if !FileManager.default.fileExists(atPath: dir) {
+            do {
+                try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o750])
+            } catch {
+                throw CairnError(.io, "control socket: cannot create directory \(dir): \(error.localizedDescription)")
+            }
+        }
+        if FileManager.default.fileExists(atPath: path) {
+            if let probe = try? ControlClient.connect(path: path) {
+                probe.close()
+                throw CairnError(.busy, "another cairn serve is running (it answers on \(path))")
+            }
+            unlink(path)
+        }
+        var addr = try unixAddress(path)
+        fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
+        guard fd >= 0 else { throw CairnError(.io, "control socket: socket(): \(errnoString())") }
+        let old = umask(0o117)
+        let rc = withUnsafePointer(to: &addr) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
+        }
+        umask(old)
+        guard rc == 0 else {
+            let why = errnoString()
+            Glibc.close(fd)
+            throw CairnError(.io, "control socket: cannot bind \(path): \(why)")
+        }
+        chmod(path, 0o660)
+        guard listen(fd, 16) == 0 else {
+            let why = errnoString()
+            Glibc.close(fd)
+            throw CairnError(.io, "control socket: cannot listen on \(path): \(why)")
+        }
+    }
+
+    /// Accepts connections on a dedicated thread until `stop()`.
+    public func start(handler: @escaping @Sendable (ControlMessage, ControlConnection) async -> Void) {
+        let fd = self.fd, logger = self.logger
+        let thread = Thread { [self] in
+            while true {
+                let c = accept(fd, nil, nil)
+                if c < 0 {
+                    if errno == EINTR || errno == ECONNABORTED { continue }
+                    if self.isStopped { return }
+                    logger.error("control socket: accept failed", metadata: ["error": "\(errnoString())"])
+                    usleep(100_000)
+                    continue
+                }
+                if self.isStopped { Glibc.close(c); return }
+                _ = fcntl(c, F_SETFD, FD_CLOEXEC)
+                let conn = ControlConnection(fd: c)
+                conn.setReceiveTimeout(seconds: 10)
+                Task {
+                    do {
+                        guard let request = try await conn.receive() else { conn.close(); return }
+                        conn.setReceiveTimeout(seconds: 0)
+                        await handler(request, conn)
+                    } catch {
+                        await conn.send(ControlMessage(type: "refused", error: "\(error)", code: ErrorCode.usage.rawValue))
+                    }
+                    conn.close()
+                }
+            }
+        }
+        thread.name = "cairn-control"
+        thread.start()
+    }
+
+    private var isStopped: Bool { lock.lock(); defer { lock.unlock() }; return stopped }
+
+    /// Stops accepting and removes the socket file.
+    public func stop() {
+        lock.lock()
+        let was = stopped
+        stopped = true
+        lock.unlock()
+        if was { return }
+        unlink(path)
+        Glibc.shutdown(fd, Int32(SHUT_RDWR))   // wakes the blocked accept()
+        Glibc.close(fd)
+    }
+}
+
+/// The CLI's side.
+public enum ControlClient {
+    /// Connects to a running daemon; nil when none listens there (no socket file, or a stale one).
+    public static func connectIfRunning(path: String) throws -> ControlConnection? {
+        guard FileManager.default.fileExists(atPath: path) else { return nil }
+        do { return try connect(path: path) } catch let e as CairnError where e.code == .notFound {
+            return nil
+        }
+    }
+
+    static func connect(path: String) throws -> ControlConnection {
+        var addr = try unixAddress(path)
+        let fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
+        guard fd >= 0 else { throw CairnError(.io, "control socket: socket(): \(errnoString())") }
+        let rc = withUnsafePointer(to: &addr) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { Glibc.connect(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
+        }
+        if rc != 0 {
+            let err = errno
+            let why = errnoString()
+            Glibc.close(fd)
+            switch err {
+            case ENOENT, ECONNREFUSED: throw CairnError(.notFound, "no cairn serve answers on \(path)")
+            case EACCES, EPERM: throw CairnError(.io, "control socket \(path): permission denied (the socket is mode 0660: run as the daemon's user or a member of its group)")
+            default: throw CairnError(.io, "control socket \(path): \(why)")
+            }
+        }
+        return ControlConnection(fd: fd)
+    }
+}
+
+private func unixAddress(_ path: String) throws -> sockaddr_un {
+    var addr = sockaddr_un()
+    addr.sun_family = sa_family_t(AF_UNIX)
+    let bytes = Array(path.utf8)
+    let capacity = MemoryLayout.size(ofValue: addr.sun_path)
+    guard bytes.count < capacity else {
+        throw CairnError(.config, "control socket path is \(bytes.count) bytes, longer than the \(capacity - 1) a Unix socket allows: \(path)")
+    }
+    withUnsafeMutableBytes(of: &addr.sun_path) { raw in
+        raw.copyBytes(from: bytes)
+        raw[bytes.count] = 0
+    }
+    return addr
+}

@@ -1,0 +1,467 @@
+import Config
+import Core
+import Cron
+import Dispatch
+import Foundation
+import Jobs
+import Logging
+import State
+
+/// `cairn serve`: loads and checks everything, then sleeps until something is
+/// due, runs jobs, answers the control socket, reloads on SIGHUP and stops
+/// gracefully on SIGTERM. The decisions are the `Planner`'s; this actor
+/// carries them out.
+public actor Daemon {
+    public struct Options: Sendable {
+        public var configPath: String
+        public var env: [String: String]
+        public init(configPath: String, env: [String: String] = ProcessInfo.processInfo.environment) {
+            self.configPath = configPath
+            self.env = env
+        }
+    }
+
+    enum Event: Sendable {
+        case wake
+        case clockChanged
+        case signal(Int32)
+        case watchdog
+        case graceExpired
+        /// Jobs did not end within a minute of being cancelled: stop waiting for them.
+        case giveUp
+        case finished(runID: Int, end: RunEnd, message: ControlMessage)
+    }
+
+    /// A run in progress.
+    final class Running: @unchecked Sendable {
+        let run: PlannedRun
+        let task: Task<Void, Never>
+        let progress: ProgressBox
+        init(run: PlannedRun, task: Task<Void, Never>, progress: ProgressBox) { self.run = run; self.task = task; self.progress = progress }
+    }
+
+    final class ProgressBox: @unchecked Sendable {
+        private let lock = NSLock()
+        private var value: (any JobProgress)?
+        func set(_ p: any JobProgress) { lock.lock(); value = p; lock.unlock() }
+        var line: String? { lock.lock(); defer { lock.unlock() }; return value?.line }
+    }
+
+    let options: Options
+    let logger = Logger.cairn("scheduler")
+    var config: CairnConfig
+    var planner: Planner
+    let state: StateStore
+    let notifier: SDNotifier?
+    let socketPath: String
+    var running: [Int: Running] = [:]
+    /// Why a run was cancelled by the planner (a timeout); absent: shutdown.
+    var cancelReasons: [Int: String] = [:]
+    /// `cairn run --wait` clients, by run id.
+    var watchers: [Int: [AsyncStream<ControlMessage>.Continuation]] = [:]
+    var stopping = false
+    var lastAdvance = Date()
+    private var timer: WallTimer?
+    private let events: AsyncStream<Event>
+    private let emit: AsyncStream<Event>.Continuation
+
+    /// The config loader the daemon uses: it also checks every schedule with the cron parser.
+    public static let loader = ConfigLoader(scheduleValidator: { text in
+        do { _ = try CronExpression(text); return nil } catch { return "\(error)" }
+    })
+
+    /// Loads and checks the configuration (config, schedules, storages, keys,
+    /// state directory) before anything starts; any problem is an error here.
+    public init(options: Options) throws {
+        self.options = options
+        let config = try Self.loader.load(path: options.configPath)
+        try Self.preflight(config, env: options.env)
+        self.config = config
+        self.state = try StateStore(stateDir: config.stateDir)
+        self.notifier = SDNotifier(env: options.env)
+        self.socketPath = config.daemon.socketPath(stateDir: config.stateDir, env: options.env)
+        let now = Date()
+        // Runs left "running" by a process that died: marked failed (only when nobody holds the job's lock).
+        for job in config.sortedJobs {
+            if let lock = try? JobLock(stateDir: config.stateDir, job: job.name) {
+                try state.markInterrupted(job: job.name, at: now)
+                withExtendedLifetime(lock) {}
+            }
+        }
+        self.planner = Planner(policies: try config.sortedJobs.map(JobPolicy.init), maxConcurrent: config.daemon.maxConcurrentJobs,
+                               now: now, lastScheduled: try state.lastScheduled())
+        (events, emit) = AsyncStream<Event>.makeStream()
+    }
+
+    /// Everything a job needs that can be checked without running it.
+    static func preflight(_ config: CairnConfig, env: [String: String]) throws {
+        for job in config.sortedJobs {
+            _ = try JobPolicy(job)
+            if job.kind == .backup || job.kind == .migrate || job.kind == .verify || job.kind == .retention {
+                let storage = try Resources.storage(named: job.storage, in: config)
+                _ = try Resources.store(storage, env: env)
+            }
+        }
+        if config.jobs.values.contains(where: { $0.kind == .backup }) {
+            _ = try Resources.keyring(config.keys, env: env, requireActive: true)
+        }
+    }
+
+    // MARK: Main loop
+
+    /// Runs until SIGTERM/SIGINT and every job has ended.
+    public func run() async throws {
+        let server = try ControlServer(path: socketPath)
+        let emit = self.emit
+        let timer = try WallTimer { event in emit.yield(event == .fired ? .wake : .clockChanged) }
+        self.timer = timer
+        let signals = Self.installSignals { emit.yield(.signal($0)) }
+        defer {
+            signals.forEach { $0.cancel() }
+            timer.stop()
+            server.stop()
+        }
+        server.start { [weak self] request, conn in await self?.handle(request, conn) }
+        var watchdogTask: Task<Void, Never>?
+        if config.daemon.watchdog, let interval = notifier?.watchdogInterval {
+            watchdogTask = Task {
+                while !Task.isCancelled {
+                    try? await Task.sleep(for: interval / 2)
+                    emit.yield(.watchdog)
+                }
+            }
+        }
+        defer { watchdogTask?.cancel() }
+
+        logger.notice("cairn serve started", metadata: [
+            "config": "\(config.path)", "jobs": "\(config.jobs.count)", "socket": "\(socketPath)",
+            "max_concurrent_jobs": "\(config.daemon.maxConcurrentJobs)", "version": "\(CairnVersion.current)",
+        ])
+        apply(planner.advance(to: Date()))
+        lastAdvance = Date()
+        timer.arm(at: planner.nextWake)
+        notifier?.ready(status: statusLine())
+
+        for await event in events {
+            switch event {
+            case .wake:
+                apply(planner.advance(to: Date()))
+                lastAdvance = Date()
+            case .clockChanged:
+                let now = Date()
+                logger.notice("the wall clock was set", metadata: ["jump_seconds": "\(Int(now.timeIntervalSince(lastAdvance)))"])
+                apply(planner.clockChanged(now: now, previous: lastAdvance))
+                lastAdvance = now
+            case .watchdog:
+                notifier?.watchdog()
+            case .signal(let sig) where sig == SIGHUP:
+                if !stopping { reload() }
+            case .signal:
+                if stopping {
+                    logger.warning("second stop signal: cancelling running jobs now")
+                    cancelAll()
+                } else {
+                    beginStop(server: server, timer: timer)
+                }
+            case .graceExpired:
+                if !running.isEmpty {
+                    logger.warning("stop grace period over: cancelling running jobs", metadata: ["running": "\(running.count)"])
+                    cancelAll()
+                    let emit = self.emit
+                    Task {
+                        try? await Task.sleep(for: .seconds(60))
+                        emit.yield(.giveUp)
+                    }
+                }
+            case .giveUp:
+                logger.error("jobs did not stop within 60 s of being cancelled; exiting anyway", metadata: ["running": "\(running.count)"])
+            case .finished(let id, let end, let message):
+                runEnded(id, end, message)
+            }
+            if stopping && (running.isEmpty || event.isGiveUp) { break }
+            replanned()
+        }
+        for (_, list) in watchers { list.forEach { $0.finish() } }
+        logger.notice("cairn serve stopped")
+    }
+
+    /// After any change to the planner: wake at its next due time, tell systemd.
+    private func replanned() {
+        guard !stopping else { return }
+        timer?.arm(at: planner.nextWake)
+        notifier?.status(statusLine())
+    }
+
+    private func beginStop(server: ControlServer, timer: WallTimer) {
+        stopping = true
+        server.stop()
+        timer.arm(at: nil)
+        let still = planner.stop()
+        notifier?.stopping(status: still.isEmpty ? "stopping" : "stopping: waiting for \(still.map(\.job).joined(separator: ", "))")
+        logger.notice("stopping", metadata: ["running": "\(still.count)", "grace_period": "\(config.daemon.stopGracePeriod)"])
+        if running.isEmpty {
+            emit.yield(.graceExpired)
+            return
+        }
+        let emit = self.emit, grace = config.daemon.stopGracePeriod
+        Task {
+            try? await Task.sleep(for: grace)
+            emit.yield(.graceExpired)
+        }
+    }
+
+    private func cancelAll() {
+        for r in running.values { r.task.cancel() }
+    }
+
+    // MARK: Carrying out the planner's decisions
+
+    private func apply(_ actions: [PlannerAction]) {
+        for action in actions {
+            switch action {
+            case .start(let run, _):
+                start(run)
+            case .cancel(let id, let reason):
+                guard let r = running[id] else { continue }
+                logger.warning("cancelling run", metadata: ["job": "\(r.run.job)", "run": "\(id)", "reason": "\(reason)"])
+                cancelReasons[id] = reason
+                r.task.cancel()
+            case .retryScheduled(let run, let at):
+                logger.notice("retry scheduled", metadata: ["job": "\(run.job)", "run": "\(run.id)", "attempt": "\(run.attempt)", "at": "\(iso(at))"])
+                broadcast(run.id, ControlMessage(type: "retry", job: run.job, run: run.id, attempt: run.attempt, at: at))
+            case .skip(let job, let at, let trigger, let reason):
+                logger.notice("run skipped", metadata: ["job": "\(job)", "scheduled_at": "\(at.map(iso) ?? "-")", "reason": "\(reason)"])
+                do { try state.recordSkipped(job: job, trigger: trigger.rawValue, scheduledAt: at, reason: reason) } catch {
+                    logger.error("cannot record a skipped run", metadata: ["job": "\(job)", "error": "\(error)"])
+                }
+            }
+        }
+    }
+
+    private func start(_ run: PlannedRun) {
+        guard let job = config.jobs[run.job] else { return }
+        let runner = JobRunner(config: config, env: options.env)
+        let state = self.state, logger = self.logger, emit = self.emit
+        let progress = ProgressBox()
+        logger.notice("run started", metadata: [
+            "job": "\(run.job)", "run": "\(run.id)", "trigger": "\(run.trigger.rawValue)", "attempt": "\(run.attempt)",
+            "scheduled_at": "\(run.scheduledAt.map(iso) ?? "-")",
+        ])
+        let task = Task.detached { [weak self] in
+            let started = Date()
+            var end = RunEnd.failed
+            var message = ControlMessage(type: "finished", job: run.job, run: run.id, attempt: run.attempt)
+            let lock: JobLock
+            do {
+                lock = try JobLock(stateDir: runner.config.stateDir, job: run.job)
+            } catch let e as CairnError where e.code == .busy {
+                message.result = RunRecord.Result.skipped.rawValue
+                message.error = "\(e.message) (a `cairn run` in another process?)"
+                message.code = ErrorCode.busy.rawValue
+                emit.yield(.finished(runID: run.id, end: .busy(message.error!), message: message))
+                return
+            } catch {
+                message.result = RunRecord.Result.failed.rawValue
+                message.error = "\(error)"
+                emit.yield(.finished(runID: run.id, end: .failed, message: message))
+                return
+            }
+            var dbID: Int64?
+            do {
+                dbID = try state.start(job: run.job, trigger: run.trigger.rawValue, scheduledAt: run.scheduledAt, attempt: run.attempt, at: started)
+                let outcome = try await runner.run(job) { p in progress.set(p) }
+                try? state.finish(id: dbID!, result: .ok, bytes: outcome.bytes, backupID: outcome.backupID)
+                end = .succeeded
+                message.result = RunRecord.Result.ok.rawValue
+                message.summary = outcome.summary
+            } catch {
+                let cancelled = Task.isCancelled || error is CancellationError || (error as? CairnError)?.code == .cancelled
+                let reason = cancelled ? await self?.cancelReason(run.id) : nil
+                let (result, text, code): (RunRecord.Result, String, ErrorCode)
+                if cancelled, let reason {
+                    (result, text, code, end) = (.failed, reason, .timeout, .timedOut)
+                } else if cancelled {
+                    (result, text, code, end) = (.cancelled, "cancelled: cairn serve is stopping", .cancelled, .cancelled)
+                } else {
+                    (result, text, code, end) = (.failed, "\(error)", (error as? CairnError)?.code ?? .internal, .failed)
+                }
+                if let dbID { try? state.finish(id: dbID, result: result, error: text) }
+                message.result = result.rawValue
+                message.error = text
+                message.code = code.rawValue
+            }
+            withExtendedLifetime(lock) {}
+            let duration = Date().timeIntervalSince(started)
+            var meta: Logger.Metadata = ["job": "\(run.job)", "run": "\(run.id)", "result": "\(message.result ?? "-")",
+                                         "duration": "\(String(format: "%.1f", duration))s"]
+            if let e = message.error { meta["error"] = "\(e)" }
+            if let s = message.summary { meta["summary"] = "\(s)" }
+            if end == .succeeded { logger.notice("run finished", metadata: meta) } else { logger.error("run failed", metadata: meta) }
+            emit.yield(.finished(runID: run.id, end: end, message: message))
+        }
+        running[run.id] = Running(run: run, task: task, progress: progress)
+        broadcast(run.id, ControlMessage(type: "started", job: run.job, run: run.id, attempt: run.attempt))
+    }
+
+    func cancelReason(_ id: Int) -> String? { cancelReasons[id] }
+
+    private func runEnded(_ id: Int, _ end: RunEnd, _ message: ControlMessage) {
+        running[id] = nil
+        cancelReasons[id] = nil
+        apply(planner.finished(runID: id, end, now: Date()))
+        // Final unless the planner will retry it.
+        if !planner.pendingRetries.contains(where: { $0.run.id == id }) {
+            broadcast(id, message)
+            watchers[id]?.forEach { $0.finish() }
+            watchers[id] = nil
+        }
+    }
+
+    private func broadcast(_ id: Int, _ message: ControlMessage) {
+        watchers[id]?.forEach { $0.yield(message) }
+    }
+
+    // MARK: Reload
+
+    private func reload() {
+        notifier?.reloading()
+        defer { notifier?.ready() }
+        let new: CairnConfig
+        do {
+            new = try Self.loader.load(path: options.configPath)
+            try Self.preflight(new, env: options.env)
+            _ = try new.sortedJobs.map(JobPolicy.init)
+        } catch {
+            logger.error("reload failed; keeping the previous configuration", metadata: ["error": "\(error)"])
+            notifier?.status("reload failed, running the previous configuration: \(error)")
+            return
+        }
+        if new.daemon.socketPath(stateDir: new.stateDir, env: options.env) != socketPath || new.stateDir != config.stateDir {
+            logger.warning("the control socket and state_dir change only on restart")
+        }
+        let policies = (try? new.sortedJobs.map(JobPolicy.init)) ?? []
+        config = new
+        apply(planner.reconfigure(policies: policies, maxConcurrent: new.daemon.maxConcurrentJobs, now: Date()))
+        logger.notice("configuration reloaded", metadata: ["jobs": "\(new.jobs.count)"])
+    }
+
+    // MARK: Control requests
+
+    func handle(_ request: ControlMessage, _ conn: ControlConnection) async {
+        switch request.op {
+        case "run":
+            guard let job = request.job else {
+                await conn.send(ControlMessage(type: "refused", error: "run: no job given", code: ErrorCode.usage.rawValue))
+                return
+            }
+            let (reply, stream) = requestRun(job, wait: request.wait == true, peer: conn.peerUID)
+            await conn.send(reply)
+            guard let stream else { return }
+            let ticker = Task { [weak self] in
+                var last: String?
+                while !Task.isCancelled {
+                    try? await Task.sleep(for: .seconds(1))
+                    guard let line = await self?.progressLine(reply.run ?? -1), line != last else { continue }
+                    last = line
+                    if !(await conn.send(ControlMessage(type: "progress", job: job, run: reply.run, line: line))) { return }
+                }
+            }
+            for await message in stream {
+                if !(await conn.send(message)) { break }
+            }
+            ticker.cancel()
+        case "status":
+            await conn.send(ControlMessage(type: "status", jobs: jobStatuses()))
+        default:
+            await conn.send(ControlMessage(type: "refused", error: "unknown request '\(request.op ?? "")'", code: ErrorCode.usage.rawValue))
+        }
+    }
+
+    func requestRun(_ job: String, wait: Bool, peer: uid_t) -> (ControlMessage, AsyncStream<ControlMessage>?) {
+        if stopping {
+            return (ControlMessage(type: "refused", job: job, error: "cairn serve is stopping", code: ErrorCode.busy.rawValue), nil)
+        }
+        guard config.jobs[job] != nil else {
+            let known = config.sortedJobs.map(\.name).joined(separator: ", ")
+            return (ControlMessage(type: "refused", job: job, error: "no job '\(job)' in \(config.jobsDir)" + (known.isEmpty ? "" : " (jobs: \(known))"),
+                                   code: ErrorCode.notFound.rawValue), nil)
+        }
+        var stream: AsyncStream<ControlMessage>?
+        func watch(_ id: Int) {
+            guard wait else { return }
+            let (s, c) = AsyncStream<ControlMessage>.makeStream()
+            watchers[id, default: []].append(c)
+            stream = s
+        }
+        let (decision, actions) = planner.requestManual(job, now: Date())
+        switch decision {
+        case .accepted(let run):
+            logger.notice("run requested", metadata: ["job": "\(job)", "run": "\(run.id)", "uid": "\(peer)"])
+            watch(run.id)
+            apply(actions)
+            replanned()
+            return (ControlMessage(type: "accepted", job: job, run: run.id), stream)
+        case .queued(let run):
+            logger.notice("run requested, queued", metadata: ["job": "\(job)", "run": "\(run.id)", "uid": "\(peer)"])
+            watch(run.id)
+            return (ControlMessage(type: "queued", job: job, run: run.id), stream)
+        case .refused(let why):
+            logger.notice("run request refused", metadata: ["job": "\(job)", "reason": "\(why)", "uid": "\(peer)"])
+            return (ControlMessage(type: "refused", job: job, error: why, code: ErrorCode.busy.rawValue), nil)
+        }
+    }
+
+    func progressLine(_ id: Int) -> String? { running[id]?.progress.line }
+
+    func jobStatuses() -> [ControlMessage.JobStatus] {
+        let upcoming = Dictionary(planner.upcoming.map { ($0.job, $0.due) }, uniquingKeysWith: { a, _ in a })
+        return config.sortedJobs.map { job in
+            var stateText = "idle"
+            var line: String?
+            if let r = planner.runningRuns.first(where: { $0.job == job.name }) {
+                stateText = "running"
+                line = running[r.id]?.progress.line
+            } else if planner.waitingRuns.contains(where: { $0.job == job.name }) {
+                stateText = "waiting"
+            } else if planner.pendingRetries.contains(where: { $0.run.job == job.name }) {
+                stateText = "retrying"
+            }
+            if planner.queuedRuns.contains(where: { $0.job == job.name }) { stateText += "+queued" }
+            return ControlMessage.JobStatus(job: job.name, state: stateText, next: upcoming[job.name], progress: line)
+        }
+    }
+
+    func statusLine() -> String {
+        let runningJobs = planner.runningRuns.map(\.job)
+        var parts: [String] = []
+        if !runningJobs.isEmpty { parts.append("running: \(runningJobs.joined(separator: ", "))") }
+        if let next = planner.upcoming.first {
+            parts.append("next: \(next.job) at \(iso(next.due))")
+        } else {
+            parts.append("no scheduled jobs")
+        }
+        return parts.joined(separator: "; ")
+    }
+
+    // MARK: Signals
+
+    nonisolated static func installSignals(_ handler: @escaping @Sendable (Int32) -> Void) -> [DispatchSourceSignal] {
+        [SIGHUP, SIGTERM, SIGINT].map { sig in
+            signal(sig, SIG_IGN)
+            let s = DispatchSource.makeSignalSource(signal: sig, queue: .global())
+            s.setEventHandler { handler(sig) }
+            s.resume()
+            return s
+        }
+    }
+}
+
+extension Daemon.Event {
+    var isGiveUp: Bool { if case .giveUp = self { return true }; return false }
+}
+
+func iso(_ d: Date) -> String {
+    let f = ISO8601DateFormatter()
+    f.formatOptions = [.withInternetDateTime, .withFractionalSeconds]
+    return f.string(from: d)
+}

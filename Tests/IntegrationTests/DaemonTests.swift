@@ -1,0 +1,353 @@
+import Core
+import Foundation
+import ObjectStore
+import State
+import Testing
+
+/// A config directory for `cairn serve`: S3 storage through the strict proxy
+/// under a fresh prefix, a key, a secret file, and job units.
+struct DaemonFixture {
+    let dir: String
+    let prefix: String
+    var config: String { dir + "/cairn.toml" }
+    var stateDir: String { dir + "/state" }
+    var socket: String { dir + "/cairn.sock" }
+
+    init(daemon: String = "", cluster: String = "") throws {
+        dir = FileManager.default.temporaryDirectory.appendingPathComponent("cairn-serve-\(UUID().uuidString.prefix(8))").path
+        prefix = TestEnv.uniquePrefix("serve")
+        try FileManager.default.createDirectory(atPath: dir + "/jobs", withIntermediateDirectories: true)
+        let gen = try CLI.run(["key", "generate", "--out", dir + "/k.key"])
+        guard gen.status == 0 else { throw CairnError(.internal, "key generate failed: \(gen.stderr)") }
+        try Data(try TestEnv.secretKey.utf8).write(to: URL(fileURLWithPath: dir + "/s3secret"))
+        chmod(dir + "/s3secret", 0o600)
+        try """
+        state_dir = "\(dir)/state"
+        timezone = "UTC"
+        [storage.s3]
+        url = "s3://\(try TestEnv.bucket)/\(prefix)"
+        endpoint = "\(try TestEnv.proxyEndpoint)"
+        region = "us-east-1"
+        path_style = true
+        access_key_id = "\(try TestEnv.accessKey)"
+        secret_access_key_file = "\(dir)/s3secret"
+        [keys]
+        active = "k"
+        [keys.files]
+        k = "\(dir)/k.key"
+        [daemon]
+        socket = "\(dir)/cairn.sock"
+        \(daemon)
+        \(cluster)
+        """.write(toFile: config, atomically: true, encoding: .utf8)
+    }
+
+    func writeJob(_ name: String, _ text: String) throws {
+        try text.write(toFile: dir + "/jobs/\(name).toml", atomically: true, encoding: .utf8)
+    }
+
+    func history(_ job: String) throws -> [RunRecord] {
+        try StateStore(stateDir: stateDir).history(job: job, limit: 1000)
+    }
+
+    func store() throws -> S3Store { try TestEnv.s3(prefix: "") }
+
+    /// Keys under this fixture's prefix.
+    func objects() async throws -> [String] {
+        try await store().list(prefix: prefix).map(\.key)
+    }
+
+    func remove() { try? FileManager.default.removeItem(atPath: dir) }
+}
+
+/// `cairn serve` as a child process.
+final class DaemonProcess: @unchecked Sendable {
+    let process = Process()
+    let logPath: String
+
+    init(config: String, env extra: [String: String] = [:], logPath: String) throws {
+        self.logPath = logPath
+        process.executableURL = URL(fileURLWithPath: try CLI.binary)
+        process.arguments = ["serve", "-c", config, "--log-level", "info"]
+        var env = ProcessInfo.processInfo.environment
+        env.removeValue(forKey: "NOTIFY_SOCKET")
+        env.merge(extra) { $1 }
+        process.environment = env
+        FileManager.default.createFile(atPath: logPath, contents: nil)
+        let log = try FileHandle(forWritingTo: URL(fileURLWithPath: logPath))
+        process.standardOutput = log
+        process.standardError = log
+        try process.run()
+    }
+
+    var pid: Int32 { process.processIdentifier }
+    var log: String { (try? String(contentsOfFile: logPath, encoding: .utf8)) ?? "" }
+    func signal(_ sig: Int32) { kill(process.processIdentifier, sig) }
+
+    /// Waits for the exit; nil on timeout.
+    func waitExit(timeout: Double) async -> Int32? {
+        let deadline = Date().addingTimeInterval(timeout)
+        while process.isRunning {
+            if Date() > deadline { return nil }
+            try? await Task.sleep(for: .milliseconds(50))
+        }
+        return process.terminationStatus
+    }
+
+    deinit {
+        if process.isRunning { kill(process.processIdentifier, SIGKILL); process.waitUntilExit() }
+    }
+}
+
+/// A test NOTIFY_SOCKET: a datagram socket that collects sd_notify messages.
+final class NotifyListener: @unchecked Sendable {
+    let path: String
+    private let fd: Int32
+    private let lock = NSLock()
+    private var _messages: [String] = []
+
+    init() throws {
+        path = FileManager.default.temporaryDirectory.appendingPathComponent("notify-\(UUID().uuidString.prefix(8)).sock").path
+        let fd = socket(AF_UNIX, Int32(SOCK_DGRAM.rawValue), 0)
+        self.fd = fd
+        var addr = sockaddr_un()
+        addr.sun_family = sa_family_t(AF_UNIX)
+        withUnsafeMutableBytes(of: &addr.sun_path) { raw in
+            let b = Array(path.utf8)
+            raw.copyBytes(from: b)
+            raw[b.count] = 0
+        }
+        let rc = withUnsafePointer(to: &addr) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
+        }
+        guard rc == 0 else { throw CairnError(.io, "bind \(path): \(errnoString())") }
+        let sock = self.fd
+        Thread { [weak self] in
+            var buf = [UInt8](repeating: 0, count: 4096)
+            while true {
+                let n = recv(sock, &buf, buf.count, 0)
+                if n <= 0 { return }
+                guard let self else { return }
+                self.lock.lock()
+                self._messages.append(String(decoding: buf[0..<n], as: UTF8.self))
+                self.lock.unlock()
+            }
+        }.start()
+    }
+
+    var messages: [String] { lock.lock(); defer { lock.unlock() }; return _messages }
+
+    func waitFor(_ timeout: Double, _ predicate: (String) -> Bool) async -> Bool {
+        await eventually(timeout) { self.messages.contains(where: predicate) }
+    }
+
+    deinit { shutdown(fd, Int32(SHUT_RDWR)); close(fd); unlink(path) }
+}
+
+/// Polls `condition` every 100 ms until it holds or `timeout` seconds pass.
+func eventually(_ timeout: Double, _ condition: () async throws -> Bool) async rethrows -> Bool {
+    let deadline = Date().addingTimeInterval(timeout)
+    while Date() < deadline {
+        if try await condition() { return true }
+        try? await Task.sleep(for: .milliseconds(100))
+    }
+    return try await condition()
+}
+
+/// A database whose dump does not compress: `rows` × 64 KiB of random bytes.
+func randomBytesSQL(mib: Int) -> String {
+    """
+    CREATE TABLE blobs (id int PRIMARY KEY, data bytea NOT NULL);
+    INSERT INTO blobs SELECT g, decode(string_agg(md5(random()::text || g::text || s::text), ''), 'hex')
+      FROM generate_series(1, \(mib * 16)) g, generate_series(1, 4096) s GROUP BY g;
+    """
+}
+
+@Suite(.serialized) struct DaemonTests {
+    @Test func serveRunsOnScheduleAnswersTheSocketReloadsAndStops() async throws {
+        let db = try await TestDatabase.create("serve", sql: marketplaceSQL)
+        defer { Task { await db.drop() } }
+        let fx = try DaemonFixture(daemon: "stop_grace_period = \"30s\"")
+        defer { fx.remove() }
+        let job = """
+        kind = "backup"
+        schedule = "*/2 * * * * *"
+        overlap = "queue"
+        [backup]
+        database = "\(db.url)"
+        """
+        try fx.writeJob("db", job)
+        let notify = try NotifyListener()
+        let daemon = try DaemonProcess(config: fx.config, env: ["NOTIFY_SOCKET": notify.path], logPath: fx.dir + "/serve.log")
+
+        #expect(await notify.waitFor(20) { $0.contains("READY=1") && $0.contains("STATUS=") }, "no READY=1: \(daemon.log)")
+        #expect(notify.messages.contains { $0.contains("STATUS=next: db at ") })
+
+        // Scheduled runs happen on their own, at the cron instants.
+        #expect(try await eventually(30) { try fx.history("db").filter { $0.trigger == "schedule" && $0.result == .ok }.count >= 2 },
+                "no scheduled runs: \(daemon.log)")
+        for r in try fx.history("db") where r.trigger == "schedule" {
+            let at = try #require(r.scheduledAt)
+            #expect(Int(at.timeIntervalSince1970) % 2 == 0 && at.timeIntervalSince1970 == at.timeIntervalSince1970.rounded())
+            #expect(r.startedAt >= at)
+        }
+
+        // cairn run --wait goes through the socket and exits with the run's result.
+        let manual = try CLI.run(["run", "-c", fx.config, "db", "--wait"])
+        #expect(manual.status == 0, "\(manual.stderr)")
+        #expect(manual.stdout.contains("cairn serve started run") || manual.stdout.contains("queued run"))
+        #expect(manual.stdout.contains("backup ") && manual.stdout.contains("dumped"))
+        #expect(try fx.history("db").contains { $0.trigger == "manual" && $0.result == .ok })
+
+        // cairn status asks the daemon.
+        let status = try CLI.run(["status", "-c", fx.config, "--json"])
+        #expect(status.status == 0)
+        let parsed = try #require(try JSONSerialization.jsonObject(with: Data(status.stdout.utf8)) as? [[String: Any]])
+        #expect(parsed.first?["state"] as? String != nil)
+
+        // SIGHUP with a broken config: reported, the old one kept, scheduling goes on.
+        try fx.writeJob("db", job + "\nnot_a_key = 1\n")
+        let before = try fx.history("db").count
+        daemon.signal(SIGHUP)
+        #expect(await notify.waitFor(10) { $0.contains("RELOADING=1") && $0.contains("MONOTONIC_USEC=") })
+        #expect(await notify.waitFor(10) { $0.contains("reload failed") })
+        #expect(await eventually(10) { daemon.log.contains("reload failed; keeping the previous configuration") })
+        #expect(daemon.log.contains("not_a_key"))
+        #expect(try await eventually(15) { try fx.history("db").count >= before + 2 }, "scheduling stopped after a failed reload")
+        // A good reload takes effect: the job is now on demand only.
+        try fx.writeJob("db", job.replacingOccurrences(of: "schedule = \"*/2 * * * * *\"\n", with: ""))
+        daemon.signal(SIGHUP)
+        #expect(await eventually(10) { daemon.log.contains("configuration reloaded") })
+
+        daemon.signal(SIGTERM)
+        let status0 = await daemon.waitExit(timeout: 40)
+        #expect(status0 == 0, "\(daemon.log)")
+        #expect(notify.messages.contains { $0.contains("STOPPING=1") })
+        #expect(!FileManager.default.fileExists(atPath: fx.socket))
+        // Every run ended recorded, none left "running".
+        #expect(try fx.history("db").allSatisfy { $0.result != .running })
+        // No socket: cairn run falls back to running in-process.
+        let local = try CLI.run(["run", "-c", fx.config, "db"])
+        #expect(local.status == 0, "\(local.stderr)")
+        #expect(!local.stdout.contains("cairn serve"))
+    }
+
+    /// SIGTERM while a backup is mid-upload: the daemon waits out the grace
+    /// period, cancels the run, which aborts its multipart upload and writes no
+    /// manifest, and exits 0. Also: a manual run meanwhile is refused (overlap skip),
+    /// in the daemon and in-process.
+    @Test func sigtermDuringABackupAbortsTheUploadAndExitsZero() async throws {
+        let db = try await TestDatabase.create("sigterm", sql: randomBytesSQL(mib: 12))
+        defer { Task { await db.drop() } }
+        let fx = try DaemonFixture(daemon: "stop_grace_period = \"2s\"")
+        defer { fx.remove() }
+        try fx.writeJob("db", """
+        kind = "backup"
+        [backup]
+        database = "\(db.url)"
+        part_size = "5MiB"
+        upload_concurrency = 1
+        """)
+        let proxy = try ProxyControl()
+        try await proxy.inject(.init(method: "PUT", path_contains: fx.prefix, query_contains: "partNumber=2", action: "delay", seconds: 60))
+        let daemon = try DaemonProcess(config: fx.config, logPath: fx.dir + "/serve.log")
+        #expect(await eventually(20) { FileManager.default.fileExists(atPath: fx.socket) })
+
+        let started = try CLI.run(["run", "-c", fx.config, "db"])
+        #expect(started.status == 0, "\(started.stderr)")
+        #expect(try await eventually(30) { try await proxy.log(pathContaining: fx.prefix).contains { $0.part_number == 2 } },
+                "the backup never reached part 2: \(daemon.log)")
+
+        // Overlap: refused by the daemon, and in-process (the daemon holds the job lock).
+        let again = try CLI.run(["run", "-c", fx.config, "db"])
+        #expect(again.status == 13, "\(again.stdout) \(again.stderr)")
+        #expect(again.stderr.contains("already running"))
+        let local = try CLI.run(["run", "-c", fx.config, "db", "--local"])
+        #expect(local.status == 13)
+
+        let t0 = Date()
+        daemon.signal(SIGTERM)
+        let status = await daemon.waitExit(timeout: 30)
+        #expect(status == 0, "\(daemon.log)")
+        #expect(Date().timeIntervalSince(t0) < 20)
+        #expect(daemon.log.contains("stop grace period over"))
+
+        let runs = try fx.history("db")
+        #expect(runs.count == 1)
+        #expect(runs.first?.result == .cancelled)
+        // No manifest, and the multipart upload was aborted (possibly just after exit: the abort is detached).
+        #expect(try await fx.objects().allSatisfy { !$0.hasSuffix(".manifest.json") })
+        #expect(try await eventually(10) {
+            try await fx.store().listMultipartUploads(prefix: fx.prefix).isEmpty
+        }, "multipart upload left behind")
+        #expect(try await proxy.log(pathContaining: fx.prefix).contains { $0.method == "DELETE" && ($0.query ?? "").contains("uploadId") })
+    }
+
+    /// A job's timeout cancels it like a stop would (upload aborted), records
+    /// it as failed with "timed out", and retries it.
+    @Test func timeoutCancelsARunAndRetries() async throws {
+        let db = try await TestDatabase.create("timeout", sql: randomBytesSQL(mib: 12))
+        defer { Task { await db.drop() } }
+        let fx = try DaemonFixture()
+        defer { fx.remove() }
+        try fx.writeJob("db", """
+        kind = "backup"
+        timeout = "3s"
+        retries = 1
+        retry_backoff = "1s"
+        [backup]
+        database = "\(db.url)"
+        part_size = "5MiB"
+        upload_concurrency = 1
+        """)
+        let proxy = try ProxyControl()
+        try await proxy.inject(.init(method: "PUT", path_contains: fx.prefix, query_contains: "partNumber=2", action: "delay", seconds: 30))
+        let daemon = try DaemonProcess(config: fx.config, logPath: fx.dir + "/serve.log")
+        #expect(await eventually(20) { FileManager.default.fileExists(atPath: fx.socket) })
+        let run = try CLI.run(["run", "-c", fx.config, "db", "--wait"])
+        // The first attempt times out; the retry (no delay this time) succeeds.
+        #expect(run.status == 0, "\(run.stderr) \(daemon.log)")
+        #expect(run.stderr.contains("attempt 2"))
+        let runs = try fx.history("db").sorted { $0.id < $1.id }
+        #expect(runs.map(\.result) == [.failed, .ok], "\(daemon.log)")
+        #expect(runs.first?.error?.contains("timed out after 3s") == true)
+        #expect(runs.map(\.attempt) == [1, 2])
+        let manifests = try await fx.objects().filter { $0.hasSuffix(".manifest.json") }
+        #expect(manifests.count == 1)
+        #expect(try await eventually(10) { try await fx.store().listMultipartUploads(prefix: fx.prefix).isEmpty })
+        daemon.signal(SIGTERM)
+        #expect(await daemon.waitExit(timeout: 20) == 0)
+    }
+
+    @Test func serveRefusesABrokenConfigBeforeStarting() throws {
+        let fx = try DaemonFixture()
+        defer { fx.remove() }
+        try fx.writeJob("db", """
+        kind = "backup"
+        schedule = "61 * * * *"
+        [backup]
+        database = "postgres:///x"
+        """)
+        let r = try CLI.run(["serve", "-c", fx.config])
+        #expect(r.status == 3)
+        #expect(r.stderr.contains("jobs/db.toml") && r.stderr.contains("61"))
+        #expect(!FileManager.default.fileExists(atPath: fx.socket))
+    }
+
+    @Test func aSecondDaemonOnTheSameSocketIsRefused() async throws {
+        let fx = try DaemonFixture()
+        defer { fx.remove() }
+        try fx.writeJob("db", """
+        kind = "backup"
+        [backup]
+        database = "postgres:///x"
+        """)
+        let first = try DaemonProcess(config: fx.config, logPath: fx.dir + "/1.log")
+        #expect(await eventually(20) { FileManager.default.fileExists(atPath: fx.socket) })
+        let second = try CLI.run(["serve", "-c", fx.config])
+        #expect(second.status == 13)
+        #expect(second.stderr.contains("another cairn serve is running"))
+        first.signal(SIGTERM)
+        #expect(await first.waitExit(timeout: 20) == 0)
+    }
+}
