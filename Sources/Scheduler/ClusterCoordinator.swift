@@ -180,21 +180,25 @@ public final class ClusterCoordinator: Sendable {
 
     /// Connects once and creates the tables if they are missing (version 1).
     /// Safe when several daemons start at once: creation runs in a transaction
-    /// under a transaction-level advisory lock. A role without CREATE can use
-    /// tables that already exist.
+    /// begun under a session-level advisory lock (the session ends right
+    /// after). A role without CREATE can use tables that already exist.
     public func prepare() async throws {
         let conn = try await openSession()
         do {
             if try await Self.schemaVersion(conn) != Self.schemaVersion {
+                // Lock first, then start the transaction: a transaction that
+                // began before another daemon committed the tables could still
+                // see them missing through its cached catalog entries.
+                try await conn.execute("SELECT pg_advisory_lock($1::int4, 0)", params: [String(Self.schemaLockClassID)])
                 try await conn.execute("BEGIN")
-                try await conn.execute("SELECT pg_advisory_xact_lock($1::int4, 0)", params: [String(Self.schemaLockClassID)])
                 let current = try await Self.schemaVersion(conn)
                 if current < 1 {
                     for statement in Self.schemaV1 { try await conn.execute(statement) }
-                    try await conn.execute("INSERT INTO cairn_cluster_schema (version) VALUES (1)")
+                    try await conn.execute("INSERT INTO cairn_cluster_schema (version) VALUES (1) ON CONFLICT DO NOTHING")
                     logger.info("created cluster tables", metadata: ["version": "1"])
                 }
                 try await conn.execute("COMMIT")
+                try await conn.execute("SELECT pg_advisory_unlock($1::int4, 0)", params: [String(Self.schemaLockClassID)])
             }
         } catch {
             _ = try? await conn.execute("ROLLBACK")

@@ -173,13 +173,16 @@ import Testing
         }
     }
 
-    @Test func concurrentPrepareOnANewDatabaseSucceedsEverywhere() async throws {
-        try await withPair("prepare", prepare: false) { p in
+    @Test(arguments: 1...5)
+    func concurrentPrepareOnANewDatabaseSucceedsEverywhere(round: Int) async throws {
+        try await withPair("prepare\(round)", prepare: false) { p in
             let c = ClusterCoordinator(config: ClusterConfig(lockDatabase: p.db.url, node: "node-c"))
+            // Each checks for the tables first, so all three usually race into creation.
             async let x: Void = p.a.prepare()
             async let y: Void = p.b.prepare()
             async let z: Void = c.prepare()
             _ = try await (x, y, z)
+            #expect(try await p.a.claim(job: "j", scheduledAt: instant(0)).claim != nil)
             try await p.a.prepare()   // idempotent
             let conn = try await PGConnection.connect(p.db.url)
             #expect(try await conn.query("SELECT version FROM cairn_cluster_schema") == [["1"]])
