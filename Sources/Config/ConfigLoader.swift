@@ -278,7 +278,7 @@ public struct ConfigLoader: Sendable {
             c.rejectUnknownKeys(allowed: Self.clusterKeys)
             if let url = connectionString(c, "lock_database", required: true) {
                 var cluster = ClusterConfig(lockDatabase: url)
-                if let pf = c.string("password_file") { cluster.passwordFile = absolute(pf, relativeTo: configDir) }
+                if let pf = c.string("password_file") { cluster.passwordFile = secretPath(pf, relativeTo: configDir) }
                 if let node = c.string("node") { cluster.node = node }
                 m.cluster = cluster
             }
@@ -314,7 +314,7 @@ public struct ConfigLoader: Sendable {
         s.region = t.string("region")
         s.pathStyle = t.bool("path_style")
         s.accessKeyID = t.string("access_key_id")
-        if let f = t.string("secret_access_key_file") { s.secretAccessKeyFile = absolute(f, relativeTo: configDir) }
+        if let f = t.string("secret_access_key_file") { s.secretAccessKeyFile = secretPath(f, relativeTo: configDir) }
         if t.has("object_lock") {
             if let ol = t.table("object_lock") {
                 ol.rejectUnknownKeys(allowed: ["mode", "days"])
@@ -419,7 +419,7 @@ public struct ConfigLoader: Sendable {
             let partSize = k.size("part_size", in: Self.minPartSize...Self.maxPartSize)
             spec = .backup(BackupSpec(
                 database: database,
-                passwordFile: k.string("password_file").map { absolute($0, relativeTo: configDir) },
+                passwordFile: k.string("password_file").map { secretPath($0, relativeTo: configDir) },
                 compressionLevel: k.int("compression_level", in: 1...19) ?? defaults?.compressionLevel ?? 3,
                 zstdWorkers: k.int("zstd_workers", in: 0...16) ?? 0,
                 prefix: prefix,
@@ -431,7 +431,7 @@ public struct ConfigLoader: Sendable {
             spec = .verify(VerifySpec(
                 backupJob: jobReference(k) ?? "",
                 scratchDatabaseURL: connectionString(k, "scratch_database_url", required: true) ?? "",
-                passwordFile: k.string("password_file").map { absolute($0, relativeTo: configDir) },
+                passwordFile: k.string("password_file").map { secretPath($0, relativeTo: configDir) },
                 checks: k.stringArray("checks") ?? []))
         case .retention:
             spec = .retention(RetentionSpec(
@@ -538,6 +538,12 @@ public struct ConfigLoader: Sendable {
         guard let configDir else { return path }
         let prefix = configDir.hasSuffix("/") ? configDir : configDir + "/"
         return path.hasPrefix(prefix) ? String(path.dropFirst(prefix.count)) : path
+    }
+
+    /// A secret file setting: `"credential:NAME"` (a systemd credential, kept
+    /// as written and resolved when read, see `SecretFile.resolve`) or a path.
+    private func secretPath(_ value: String, relativeTo dir: String) -> String {
+        value.hasPrefix("credential:") ? value : absolute(value, relativeTo: dir)
     }
 
     private func absolute(_ path: String, relativeTo dir: String) -> String {

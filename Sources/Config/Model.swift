@@ -104,9 +104,10 @@ public struct StorageConfig: Sendable, Equatable, CustomStringConvertible {
 
     /// Reads the secret access key from `secret_access_key_file`, or returns
     /// nil when none is configured (the AWS credential chain applies).
-    public func readSecretAccessKey() throws -> String? {
+    /// `"credential:NAME"` reads the systemd credential from `$CREDENTIALS_DIRECTORY` in `env`.
+    public func readSecretAccessKey(env: [String: String] = ProcessInfo.processInfo.environment) throws -> String? {
         guard let f = secretAccessKeyFile else { return nil }
-        return try SecretFile.read(f, what: "storage '\(name)' secret_access_key_file")
+        return try SecretFile.read(f, what: "storage '\(name)' secret_access_key_file", env: env)
     }
 
     /// The URL that `ObjectStore.StorageLocation.open` takes:
@@ -268,9 +269,9 @@ public struct BackupSpec: Sendable, Equatable, CustomStringConvertible {
 
     /// Reads the password from `password_file`, or nil when none is configured
     /// (libpq then uses PGPASSFILE / ~/.pgpass).
-    public func readPassword() throws -> String? {
+    public func readPassword(env: [String: String] = ProcessInfo.processInfo.environment) throws -> String? {
         guard let f = passwordFile else { return nil }
-        return try SecretFile.read(f, what: "password_file")
+        return try SecretFile.read(f, what: "password_file", env: env)
     }
 
     public var description: String {
@@ -290,9 +291,9 @@ public struct VerifySpec: Sendable, Equatable, CustomStringConvertible {
     public var passwordFile: String?
     public var checks: [String]
 
-    public func readPassword() throws -> String? {
+    public func readPassword(env: [String: String] = ProcessInfo.processInfo.environment) throws -> String? {
         guard let f = passwordFile else { return nil }
-        return try SecretFile.read(f, what: "password_file")
+        return try SecretFile.read(f, what: "password_file", env: env)
     }
 
     public var description: String {
@@ -367,12 +368,19 @@ public struct DaemonConfig: Sendable, Equatable, CustomStringConvertible {
 public struct ClusterConfig: Sendable, Equatable, CustomStringConvertible {
     /// libpq URL of the lock database (no password in it).
     public var lockDatabase: String
-    /// A file holding the lock database password (chmod 600), optional.
+    /// A file holding the lock database password (chmod 600), or
+    /// `"credential:NAME"` (a systemd credential); optional.
     public var passwordFile: String?
     /// This node's name in the cluster runs table (default: the host name).
     public var node: String?
     public init(lockDatabase: String, passwordFile: String? = nil, node: String? = nil) {
         self.lockDatabase = lockDatabase; self.passwordFile = passwordFile; self.node = node
+    }
+    /// Reads the password from `password_file`, or nil when none is configured
+    /// (libpq then uses PGPASSWORD / PGPASSFILE / ~/.pgpass).
+    public func readPassword(env: [String: String] = ProcessInfo.processInfo.environment) throws -> String? {
+        guard let f = passwordFile else { return nil }
+        return try SecretFile.read(f, what: "[cluster] password_file", env: env)
     }
     public var description: String { "cluster: lock_database=\(lockDatabase) node=\(node ?? "(host name)")" }
 }

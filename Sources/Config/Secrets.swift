@@ -76,7 +76,13 @@ public enum SecretFile {
     /// - Throws: `CairnError(.config)` with `chmod 600 PATH` advice for a file
     ///   that others can read, `.io` when it cannot be read. Messages name the
     ///   file, never its content.
-    public static func read(_ path: String, what: String = "secret file") throws -> String {
+    ///
+    /// `path` may also be `"credential:NAME"`: the systemd credential `NAME`
+    /// (`LoadCredential=NAME:/path` in the unit), read from
+    /// `$CREDENTIALS_DIRECTORY/NAME` (see `resolveKeyPath`).
+    public static func read(_ path: String, what: String = "secret file",
+                            env: [String: String] = ProcessInfo.processInfo.environment) throws -> String {
+        let path = try resolve(path, what: what, env: env)
         var st = stat()
         guard stat(path, &st) == 0 else {
             throw CairnError(.io, "\(what) \(path): \(errnoString())")
@@ -103,5 +109,23 @@ public enum SecretFile {
             throw CairnError(.config, "\(what) \(path) is empty")
         }
         return text
+    }
+
+    /// The file a secret setting names: the path itself, or
+    /// `$CREDENTIALS_DIRECTORY/NAME` for `"credential:NAME"`.
+    ///
+    /// - Throws: `CairnError(.config)` for an unusable credential name or when
+    ///   `CREDENTIALS_DIRECTORY` is not set.
+    public static func resolve(_ value: String, what: String = "secret file",
+                               env: [String: String] = ProcessInfo.processInfo.environment) throws -> String {
+        guard value.hasPrefix("credential:") else { return value }
+        guard let source = KeySource(configValue: value), case .credential = source else {
+            throw CairnError(.config, "\(what): \"\(value)\" is not a usable credential name")
+        }
+        do {
+            return try resolveKeyPath(source, env: env)
+        } catch let e as CairnError {
+            throw CairnError(.config, "\(what): " + e.message.replacingOccurrences(of: "key credential", with: "credential"))
+        }
     }
 }

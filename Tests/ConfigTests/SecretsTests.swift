@@ -95,4 +95,49 @@ import Testing
         let none = StorageConfig(name: "l", url: "file:///x", location: .directory(path: "/x"))
         #expect(try none.readSecretAccessKey() == nil)
     }
+    @Test func credentialNotationReadsFromCREDENTIALS_DIRECTORY() throws {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("cairn-creds-\(UUID().uuidString)").path
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        try "from-systemd\n".write(toFile: dir + "/s3-secret", atomically: true, encoding: .utf8)
+        #expect(chmod(dir + "/s3-secret", 0o400) == 0)   // systemd credentials are 0400
+        let env = ["CREDENTIALS_DIRECTORY": dir]
+        #expect(try SecretFile.resolve("credential:s3-secret", env: env) == dir + "/s3-secret")
+        #expect(try SecretFile.resolve("/etc/cairn/s3-secret", env: [:]) == "/etc/cairn/s3-secret")
+        #expect(try SecretFile.read("credential:s3-secret", env: env) == "from-systemd")
+
+        let storage = StorageConfig(name: "p", url: "s3://b", location: .s3(bucket: "b", prefix: ""),
+                                    accessKeyID: "AK", secretAccessKeyFile: "credential:s3-secret")
+        #expect(try storage.readSecretAccessKey(env: env) == "from-systemd")
+        let cluster = ClusterConfig(lockDatabase: "postgres://h/db", passwordFile: "credential:s3-secret")
+        #expect(try cluster.readPassword(env: env) == "from-systemd")
+    }
+
+    @Test func credentialNotationFailsClearlyOutsideSystemd() {
+        let unset = #expect(throws: CairnError.self) { try SecretFile.read("credential:s3-secret", what: "password_file", env: [:]) }
+        #expect(unset?.code == .config)
+        #expect(unset?.message.contains("password_file") == true)
+        #expect(unset?.message.contains("LoadCredential=s3-secret:") == true)
+        let bad = #expect(throws: CairnError.self) { try SecretFile.read("credential:../etc/shadow", env: ["CREDENTIALS_DIRECTORY": "/run/c"]) }
+        #expect(bad?.code == .config)
+    }
+
+    @Test func loaderKeepsCredentialNotationForSecretFiles() throws {
+        let main = ConfigFixture.main.replacingOccurrences(
+            of: "secret_access_key_file = \"/run/credentials/cairn.service/s3-secret\"",
+            with: "secret_access_key_file = \"credential:s3-secret\"") + """
+
+        [cluster]
+        lock_database = "postgres://cairn@locks.example/cairn_locks"
+        password_file = "credential:lock-db-password"
+        """
+        let f = try ConfigFixture(main: main, jobs: ["db": ConfigFixture.backup])
+        let config = try ConfigLoader.load(path: f.configPath)
+        #expect(config.storages["primary"]?.secretAccessKeyFile == "credential:s3-secret")
+        #expect(config.cluster?.passwordFile == "credential:lock-db-password")
+        // Relative paths are still resolved against the config directory.
+        let rel = try ConfigFixture(main: main.replacingOccurrences(of: "\"credential:lock-db-password\"", with: "\"lock.pw\""),
+                                    jobs: ["db": ConfigFixture.backup])
+        #expect(try ConfigLoader.load(path: rel.configPath).cluster?.passwordFile == rel.dir + "/lock.pw")
+    }
 }
