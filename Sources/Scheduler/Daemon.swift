@@ -54,6 +54,8 @@ public actor Daemon {
     let state: StateStore
     let notifier: SDNotifier?
     let socketPath: String
+    /// With `[cluster]`: the lock database that makes each scheduled instant run once across daemons.
+    let cluster: ClusterCoordinator?
     var running: [Int: Running] = [:]
     /// Why a run was cancelled by the planner (a timeout); absent: shutdown.
     var cancelReasons: [Int: String] = [:]
@@ -80,6 +82,7 @@ public actor Daemon {
         self.state = try StateStore(stateDir: config.stateDir)
         self.notifier = SDNotifier(env: options.env)
         self.socketPath = config.daemon.socketPath(stateDir: config.stateDir, env: options.env)
+        self.cluster = config.cluster.map { ClusterCoordinator(config: $0, env: options.env) }
         let now = Date()
         // Runs left "running" by a process that died: marked failed (only when nobody holds the job's lock).
         for job in config.sortedJobs {
@@ -111,6 +114,7 @@ public actor Daemon {
 
     /// Runs until SIGTERM/SIGINT and every job has ended.
     public func run() async throws {
+        try await cluster?.prepare()
         let server = try ControlServer(path: socketPath)
         let emit = self.emit
         let timer = try WallTimer { event in emit.yield(event == .fired ? .wake : .clockChanged) }
@@ -136,6 +140,7 @@ public actor Daemon {
         logger.notice("cairn serve started", metadata: [
             "config": "\(config.path)", "jobs": "\(config.jobs.count)", "socket": "\(socketPath)",
             "max_concurrent_jobs": "\(config.daemon.maxConcurrentJobs)", "version": "\(CairnVersion.current)",
+            "cluster_node": "\(cluster?.node ?? "-")",
         ])
         apply(planner.advance(to: Date()))
         lastAdvance = Date()
@@ -241,7 +246,7 @@ public actor Daemon {
     private func start(_ run: PlannedRun) {
         guard let job = config.jobs[run.job] else { return }
         let runner = JobRunner(config: config, env: options.env)
-        let state = self.state, logger = self.logger, emit = self.emit
+        let state = self.state, logger = self.logger, emit = self.emit, cluster = self.cluster
         let progress = ProgressBox()
         logger.notice("run started", metadata: [
             "job": "\(run.job)", "run": "\(run.id)", "trigger": "\(run.trigger.rawValue)", "attempt": "\(run.attempt)",
@@ -265,6 +270,28 @@ public actor Daemon {
                 message.error = "\(error)"
                 emit.yield(.finished(runID: run.id, end: .failed, message: message))
                 return
+            }
+            var claim: ClusterClaim?
+            if let cluster {
+                switch await Self.clusterClaim(cluster, run) {
+                case .success(let c):
+                    claim = c
+                case .failure(let outcome):
+                    message.result = outcome.result
+                    message.error = outcome.reason
+                    message.code = outcome.code.rawValue
+                    if outcome.result == RunRecord.Result.skipped.rawValue && outcome.end == .succeeded {
+                        try? state.recordSkipped(job: run.job, trigger: run.trigger.rawValue, scheduledAt: run.scheduledAt, reason: outcome.reason)
+                        logger.info("run skipped", metadata: ["job": "\(run.job)", "run": "\(run.id)", "reason": "\(outcome.reason)"])
+                    } else if outcome.result == RunRecord.Result.failed.rawValue {
+                        let id = try? state.start(job: run.job, trigger: run.trigger.rawValue, scheduledAt: run.scheduledAt, attempt: run.attempt, at: started)
+                        if let id { try? state.finish(id: id, result: .failed, error: outcome.reason) }
+                        logger.error("run failed", metadata: ["job": "\(run.job)", "run": "\(run.id)", "error": "\(outcome.reason)"])
+                    }
+                    withExtendedLifetime(lock) {}
+                    emit.yield(.finished(runID: run.id, end: outcome.end, message: message))
+                    return
+                }
             }
             var dbID: Int64?
             do {
@@ -290,6 +317,9 @@ public actor Daemon {
                 message.error = text
                 message.code = code.rawValue
             }
+            if let claim, let cluster {
+                await cluster.finish(claim, result: message.result ?? "failed", error: message.error)
+            }
             withExtendedLifetime(lock) {}
             let duration = Date().timeIntervalSince(started)
             var meta: Logger.Metadata = ["job": "\(run.job)", "run": "\(run.id)", "result": "\(message.result ?? "-")",
@@ -304,6 +334,57 @@ public actor Daemon {
     }
 
     func cancelReason(_ id: Int) -> String? { cancelReasons[id] }
+
+    struct NotClaimed: Error {
+        var end: RunEnd
+        var result: String
+        var reason: String
+        var code: ErrorCode
+    }
+
+    /// Claims the run in the lock database. A scheduled instant that another
+    /// node is running right now is waited for: when that node finishes it,
+    /// the instant is recorded as skipped here; when that node dies, its lock
+    /// goes with its session and this node takes the instant over.
+    nonisolated static func clusterClaim(_ cluster: ClusterCoordinator, _ run: PlannedRun) async -> Result<ClusterClaim, NotClaimed> {
+        do {
+            guard let at = run.scheduledAt else {
+                switch try await cluster.claimManual(job: run.job) {
+                case .claimed(let c): return .success(c)
+                case .runningElsewhere(let node), .alreadyRan(let node as String?):
+                    let why = "\(run.job) is running on cluster node \(node ?? "?")"
+                    return .failure(NotClaimed(end: .busy(why), result: RunRecord.Result.skipped.rawValue, reason: why, code: .busy))
+                }
+            }
+            var sawNoRow = 0
+            while true {
+                try Task.checkCancellation()
+                switch try await cluster.claim(job: run.job, scheduledAt: at) {
+                case .claimed(let c):
+                    return .success(c)
+                case .alreadyRan(let node):
+                    return .failure(NotClaimed(end: .succeeded, result: RunRecord.Result.skipped.rawValue,
+                                               reason: "this instant ran on cluster node \(node)", code: .busy))
+                case .runningElsewhere(let node):
+                    let rows = try await cluster.recentRuns(job: run.job, limit: 10)
+                    let sameInstant = rows.contains { abs($0.scheduledAt.timeIntervalSince(at)) < 0.001 && $0.finishedAt == nil }
+                    if !sameInstant {
+                        // The holder may not have written its row yet; look again before calling it an overlap.
+                        sawNoRow += 1
+                        if sawNoRow > 3 {
+                            let why = "\(run.job) is still running on cluster node \(node ?? "?") (an earlier run)"
+                            return .failure(NotClaimed(end: .busy(why), result: RunRecord.Result.skipped.rawValue, reason: why, code: .busy))
+                        }
+                    }
+                    try await Task.sleep(for: .milliseconds(sameInstant ? 1000 : 300))
+                }
+            }
+        } catch is CancellationError {
+            return .failure(NotClaimed(end: .cancelled, result: RunRecord.Result.cancelled.rawValue, reason: "cancelled while waiting for the cluster lock", code: .cancelled))
+        } catch {
+            return .failure(NotClaimed(end: .failed, result: RunRecord.Result.failed.rawValue, reason: "\(error)", code: (error as? CairnError)?.code ?? .database))
+        }
+    }
 
     private func runEnded(_ id: Int, _ end: RunEnd, _ message: ControlMessage) {
         running[id] = nil
@@ -336,8 +417,9 @@ public actor Daemon {
             notifier?.status("reload failed, running the previous configuration: \(error)")
             return
         }
-        if new.daemon.socketPath(stateDir: new.stateDir, env: options.env) != socketPath || new.stateDir != config.stateDir {
-            logger.warning("the control socket and state_dir change only on restart")
+        if new.daemon.socketPath(stateDir: new.stateDir, env: options.env) != socketPath || new.stateDir != config.stateDir
+            || new.cluster != config.cluster {
+            logger.warning("the control socket, state_dir and [cluster] change only on restart")
         }
         let policies = (try? new.sortedJobs.map(JobPolicy.init)) ?? []
         config = new

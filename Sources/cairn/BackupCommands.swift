@@ -36,14 +36,27 @@ struct RunCommand: AsyncParsableCommand {
             }
             // One run of a job at a time on this host (shared with the daemon), recorded in the history.
             let lock = try JobLock(stateDir: config.stateDir, job: job.name)
+            // With [cluster], also the job's lock in the lock database: no node runs it meanwhile.
+            var cluster: (ClusterCoordinator, ClusterClaim)?
+            if let c = config.cluster {
+                let coordinator = ClusterCoordinator(config: c)
+                try await coordinator.prepare()
+                switch try await coordinator.claimManual(job: job.name) {
+                case .claimed(let claim): cluster = (coordinator, claim)
+                case .runningElsewhere(let node), .alreadyRan(let node as String?):
+                    throw CairnError(.busy, "job \(job.name) is running on cluster node \(node ?? "?")")
+                }
+            }
             let state = try StateStore(stateDir: config.stateDir)
             let runID = try state.start(job: job.name, trigger: "manual")
             do {
                 let (bytes, backupID) = try await runJob(job, config: config)
                 try state.finish(id: runID, result: .ok, bytes: bytes, backupID: backupID)
+                if let (c, claim) = cluster { await c.finish(claim, result: "ok", error: nil) }
             } catch {
                 let cancelled = error is CancellationError || (error as? CairnError)?.code == .cancelled
                 try? state.finish(id: runID, result: cancelled ? .cancelled : .failed, error: "\(error)")
+                if let (c, claim) = cluster { await c.finish(claim, result: cancelled ? "cancelled" : "failed", error: "\(error)") }
                 throw error
             }
             withExtendedLifetime(lock) {}

@@ -28,6 +28,7 @@ struct CronCommand: ParsableCommand {
     @Option(help: "IANA time zone (default: the system's).") var tz: String?
     @Option(help: "Start instant, ISO 8601 with an offset or a local time in --tz (default: now).") var from: String?
     @Option(help: "How many instants.") var count: Int = 5
+    @Flag(help: "Measure: compute --count instants without printing them and report the rate.") var measure = false
 
     func run() throws {
         let zone: TimeZone
@@ -40,6 +41,16 @@ struct CronCommand: ParsableCommand {
         let expr: CronExpression
         do { expr = try CronExpression(expression) } catch let e as CronError { throw fail(.usage, "invalid cron expression '\(expression)': \(e.message)") }
         let start = try from.map { try parseInstant($0, zone) } ?? Date()
+        if measure {
+            let clock = ContinuousClock()
+            var cursor = start, n = 0
+            let elapsed = clock.measure {
+                while n < count, let d = expr.next(after: cursor, in: zone) { cursor = d; n += 1 }
+            }
+            let secs = Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18
+            print("\(n) instants in \(String(format: "%.3f", secs)) s: \(Int(Double(n) / max(secs, 1e-9))) next() per second (last \(isoWithOffset(cursor, zone)))")
+            return
+        }
         let instants = expr.nextInstants(after: start, in: zone, count: count)
         if instants.isEmpty { throw fail(.usage, "'\(expression)' never fires") }
         for d in instants { print(isoWithOffset(d, zone)) }

@@ -1,6 +1,7 @@
 import Core
 import Foundation
 import ObjectStore
+import Postgres
 import State
 import Testing
 
@@ -13,9 +14,9 @@ struct DaemonFixture {
     var stateDir: String { dir + "/state" }
     var socket: String { dir + "/cairn.sock" }
 
-    init(daemon: String = "", cluster: String = "") throws {
+    init(daemon: String = "", cluster: String = "", prefix: String = TestEnv.uniquePrefix("serve")) throws {
         dir = FileManager.default.temporaryDirectory.appendingPathComponent("cairn-serve-\(UUID().uuidString.prefix(8))").path
-        prefix = TestEnv.uniquePrefix("serve")
+        self.prefix = prefix
         try FileManager.default.createDirectory(atPath: dir + "/jobs", withIntermediateDirectories: true)
         let gen = try CLI.run(["key", "generate", "--out", dir + "/k.key"])
         guard gen.status == 0 else { throw CairnError(.internal, "key generate failed: \(gen.stderr)") }
@@ -38,7 +39,7 @@ struct DaemonFixture {
         [daemon]
         socket = "\(dir)/cairn.sock"
         \(daemon)
-        \(cluster)
+        \(cluster.isEmpty ? "" : "[cluster]\n" + cluster)
         """.write(toFile: config, atomically: true, encoding: .utf8)
     }
 
@@ -349,5 +350,68 @@ func randomBytesSQL(mib: Int) -> String {
         #expect(second.stderr.contains("another cairn serve is running"))
         first.signal(SIGTERM)
         #expect(await first.waitExit(timeout: 20) == 0)
+    }
+
+    /// Two daemons share one lock database and one job on a seconds-level
+    /// schedule. One is killed with SIGKILL in the middle of a backup; the
+    /// other takes that instant over. Every instant runs to completion exactly
+    /// once across both: one row per instant in the cluster runs table, all ok,
+    /// no gaps, and exactly one manifest per instant.
+    @Test func twoDaemonsRunEachInstantExactlyOnceAlsoWhenOneIsKilled() async throws {
+        let db = try await TestDatabase.create("cluster", sql: randomBytesSQL(mib: 6))
+        let lockDB = try await TestDatabase.create("lock", sql: "SELECT 1;")
+        defer { Task { await db.drop(); await lockDB.drop() } }
+        let prefix = TestEnv.uniquePrefix("cluster")
+        let job = """
+        kind = "backup"
+        schedule = "*/3 * * * * *"
+        [backup]
+        database = "\(db.url)"
+        """
+        let a = try DaemonFixture(daemon: "stop_grace_period = \"30s\"", cluster: "lock_database = \"\(lockDB.url)\"\nnode = \"node-a\"", prefix: prefix)
+        let b = try DaemonFixture(daemon: "stop_grace_period = \"30s\"", cluster: "lock_database = \"\(lockDB.url)\"\nnode = \"node-b\"", prefix: prefix)
+        defer { a.remove(); b.remove() }
+        try a.writeJob("db", job)
+        try b.writeJob("db", job)
+        let da = try DaemonProcess(config: a.config, logPath: a.dir + "/serve.log")
+        let dbn = try DaemonProcess(config: b.config, logPath: b.dir + "/serve.log")
+        #expect(await eventually(20) { FileManager.default.fileExists(atPath: a.socket) && FileManager.default.fileExists(atPath: b.socket) })
+
+        // Let both run a few instants, then kill A while it is in the middle of a backup.
+        try await Task.sleep(for: .seconds(7))
+        let midBackup = await eventually(30) {
+            let lines = da.log.split(separator: "\n")
+            guard let last = lines.last(where: { $0.contains("cairn.backup") || $0.contains("run finished") || $0.contains("run failed") }) else { return false }
+            return last.contains("backup started")
+        }
+        #expect(midBackup, "node A never ran a backup: \(da.log)")
+        da.signal(SIGKILL)
+        _ = await da.waitExit(timeout: 10)
+        try await Task.sleep(for: .seconds(8))
+        dbn.signal(SIGTERM)
+        #expect(await dbn.waitExit(timeout: 40) == 0, "\(dbn.log)")
+
+        let conn = try await PGConnection.connect(lockDB.url)
+        let rows = try await conn.query("""
+            SELECT extract(epoch FROM scheduled_at)::bigint, node, attempt, result, finished_at IS NOT NULL
+            FROM cairn_cluster_runs WHERE job = 'db' AND trigger = 'schedule' ORDER BY scheduled_at
+            """)
+        await conn.close()
+        let instants = rows.map { Int($0[0]!)! }
+        #expect(instants.count >= 5, "too few runs: \(rows)")
+        // No gaps: consecutive instants 3 s apart, from the first to the last.
+        #expect(zip(instants, instants.dropFirst()).allSatisfy { $1 - $0 == 3 }, "gaps or duplicates: \(instants)")
+        // Every instant finished ok; the one A was running when killed was taken over by B as attempt 2.
+        #expect(rows.allSatisfy { $0[3] == "ok" && $0[4] == "t" }, "\(rows)")
+        #expect(rows.contains { $0[1] == "node-b" && $0[2] == "2" }, "no take-over: \(rows)\nA: \(da.log)")
+        #expect(Set(rows.map { $0[1]! }) == ["node-a", "node-b"])
+        // Exactly one complete backup per instant.
+        let manifests = try await a.objects().filter { $0.hasSuffix(".manifest.json") }
+        #expect(manifests.count == rows.count, "\(manifests.count) manifests for \(rows.count) instants")
+        // Each node recorded the instants the other ran as skipped, never as its own run.
+        let okA = try a.history("db").filter { $0.result == .ok }.compactMap(\.scheduledAt)
+        let okB = try b.history("db").filter { $0.result == .ok }.compactMap(\.scheduledAt)
+        #expect(Set(okA).isDisjoint(with: Set(okB)))
+        #expect(okA.count + okB.count == rows.count)
     }
 }
