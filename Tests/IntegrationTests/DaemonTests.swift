@@ -179,10 +179,13 @@ func randomBytesSQL(mib: Int) -> String {
         """
         try fx.writeJob("db", job)
         let notify = try NotifyListener()
-        let daemon = try DaemonProcess(config: fx.config, env: ["NOTIFY_SOCKET": notify.path], logPath: fx.dir + "/serve.log")
+        let daemon = try DaemonProcess(config: fx.config, env: ["NOTIFY_SOCKET": notify.path, "WATCHDOG_USEC": "1000000"],
+                                       logPath: fx.dir + "/serve.log")
 
         #expect(await notify.waitFor(20) { $0.contains("READY=1") && $0.contains("STATUS=") }, "no READY=1: \(daemon.log)")
         #expect(notify.messages.contains { $0.contains("STATUS=next: db at ") })
+        // WATCHDOG_USEC=1 s: pings every half second.
+        #expect(await notify.waitFor(5) { $0 == "WATCHDOG=1" })
 
         // Scheduled runs happen on their own, at the cron instants.
         #expect(try await eventually(30) { try fx.history("db").filter { $0.trigger == "schedule" && $0.result == .ok }.count >= 2 },
@@ -233,10 +236,11 @@ func randomBytesSQL(mib: Int) -> String {
         #expect(!local.stdout.contains("cairn serve"))
     }
 
-    /// SIGTERM while a backup is mid-upload: the daemon waits out the grace
-    /// period, cancels the run, which aborts its multipart upload and writes no
-    /// manifest, and exits 0. Also: a manual run meanwhile is refused (overlap skip),
-    /// in the daemon and in-process.
+    /// SIGTERM while a scheduled backup is mid-upload: the daemon waits out the
+    /// grace period, cancels the run, which aborts its multipart upload and
+    /// writes no manifest, and exits 0. Meanwhile `cairn run` of the same job is
+    /// refused (overlap = skip), through the daemon and in-process, and the
+    /// instants that came while it ran are recorded as skipped.
     @Test func sigtermDuringABackupAbortsTheUploadAndExitsZero() async throws {
         let db = try await TestDatabase.create("sigterm", sql: randomBytesSQL(mib: 12))
         defer { Task { await db.drop() } }
@@ -244,6 +248,7 @@ func randomBytesSQL(mib: Int) -> String {
         defer { fx.remove() }
         try fx.writeJob("db", """
         kind = "backup"
+        schedule = "*/2 * * * * *"
         [backup]
         database = "\(db.url)"
         part_size = "5MiB"
@@ -254,8 +259,6 @@ func randomBytesSQL(mib: Int) -> String {
         let daemon = try DaemonProcess(config: fx.config, logPath: fx.dir + "/serve.log")
         #expect(await eventually(20) { FileManager.default.fileExists(atPath: fx.socket) })
 
-        let started = try CLI.run(["run", "-c", fx.config, "db"])
-        #expect(started.status == 0, "\(started.stderr)")
         #expect(try await eventually(30) { try await proxy.log(pathContaining: fx.prefix).contains { $0.part_number == 2 } },
                 "the backup never reached part 2: \(daemon.log)")
 
@@ -266,6 +269,9 @@ func randomBytesSQL(mib: Int) -> String {
         let local = try CLI.run(["run", "-c", fx.config, "db", "--local"])
         #expect(local.status == 13)
 
+        // The next instant comes while the run hangs: recorded as skipped.
+        #expect(try await eventually(10) { try fx.history("db").contains { $0.result == .skipped } })
+
         let t0 = Date()
         daemon.signal(SIGTERM)
         let status = await daemon.waitExit(timeout: 30)
@@ -273,9 +279,12 @@ func randomBytesSQL(mib: Int) -> String {
         #expect(Date().timeIntervalSince(t0) < 20)
         #expect(daemon.log.contains("stop grace period over"))
 
-        let runs = try fx.history("db")
+        let all = try fx.history("db")
+        let runs = all.filter { $0.result != .skipped }
         #expect(runs.count == 1)
-        #expect(runs.first?.result == .cancelled)
+        #expect(runs.first?.result == .cancelled && runs.first?.trigger == "schedule")
+        // Instants that came while it ran: skipped, with the reason.
+        #expect(all.contains { $0.result == .skipped && ($0.error ?? "").contains("still running") })
         // No manifest, and the multipart upload was aborted (possibly just after exit: the abort is detached).
         #expect(try await fx.objects().allSatisfy { !$0.hasSuffix(".manifest.json") })
         #expect(try await eventually(10) {
