@@ -164,6 +164,24 @@ func randomBytesSQL(mib: Int) -> String {
     """
 }
 
+/// A backup job in multipart (5 MiB parts, one at a time) whose part 2 the
+/// proxy holds for `hangSeconds` once, and `cairn serve` running it.
+func startWithHungUpload(_ fx: DaemonFixture, db: TestDatabase, jobKeys: String, hangSeconds: Double) async throws -> (ProxyControl, DaemonProcess) {
+    try fx.writeJob("db", """
+    kind = "backup"
+    \(jobKeys)
+    [backup]
+    database = "\(db.url)"
+    part_size = "5MiB"
+    upload_concurrency = 1
+    """)
+    let proxy = try ProxyControl()
+    try await proxy.inject(.init(method: "PUT", path_contains: fx.prefix, query_contains: "partNumber=2", action: "delay", seconds: hangSeconds))
+    let daemon = try DaemonProcess(config: fx.config, logPath: fx.dir + "/serve.log")
+    #expect(await eventually(20) { FileManager.default.fileExists(atPath: fx.socket) })
+    return (proxy, daemon)
+}
+
 @Suite(.serialized) struct DaemonTests {
     @Test func serveRunsOnScheduleAnswersTheSocketReloadsAndStops() async throws {
         let db = try await TestDatabase.create("serve", sql: marketplaceSQL)
@@ -246,18 +264,7 @@ func randomBytesSQL(mib: Int) -> String {
         defer { Task { await db.drop() } }
         let fx = try DaemonFixture(daemon: "stop_grace_period = \"2s\"")
         defer { fx.remove() }
-        try fx.writeJob("db", """
-        kind = "backup"
-        schedule = "*/2 * * * * *"
-        [backup]
-        database = "\(db.url)"
-        part_size = "5MiB"
-        upload_concurrency = 1
-        """)
-        let proxy = try ProxyControl()
-        try await proxy.inject(.init(method: "PUT", path_contains: fx.prefix, query_contains: "partNumber=2", action: "delay", seconds: 60))
-        let daemon = try DaemonProcess(config: fx.config, logPath: fx.dir + "/serve.log")
-        #expect(await eventually(20) { FileManager.default.fileExists(atPath: fx.socket) })
+        let (proxy, daemon) = try await startWithHungUpload(fx, db: db, jobKeys: "schedule = \"*/2 * * * * *\"", hangSeconds: 60)
 
         #expect(try await eventually(30) { try await proxy.log(pathContaining: fx.prefix).contains { $0.part_number == 2 } },
                 "the backup never reached part 2: \(daemon.log)")
@@ -300,20 +307,7 @@ func randomBytesSQL(mib: Int) -> String {
         defer { Task { await db.drop() } }
         let fx = try DaemonFixture()
         defer { fx.remove() }
-        try fx.writeJob("db", """
-        kind = "backup"
-        timeout = "3s"
-        retries = 1
-        retry_backoff = "1s"
-        [backup]
-        database = "\(db.url)"
-        part_size = "5MiB"
-        upload_concurrency = 1
-        """)
-        let proxy = try ProxyControl()
-        try await proxy.inject(.init(method: "PUT", path_contains: fx.prefix, query_contains: "partNumber=2", action: "delay", seconds: 30))
-        let daemon = try DaemonProcess(config: fx.config, logPath: fx.dir + "/serve.log")
-        #expect(await eventually(20) { FileManager.default.fileExists(atPath: fx.socket) })
+        let (_, daemon) = try await startWithHungUpload(fx, db: db, jobKeys: "timeout = \"3s\"\nretries = 1\nretry_backoff = \"1s\"", hangSeconds: 30)
         let run = try CLI.run(["run", "-c", fx.config, "db", "--wait"])
         // The first attempt times out; the retry (no delay this time) succeeds.
         #expect(run.status == 0, "\(run.stderr) \(daemon.log)")
