@@ -1,6 +1,8 @@
 import Config
 import Core
 import Foundation
+import Logging
+import ObjectStore
 
 /// What a running job reports while it works, read by whoever shows progress
 /// (the CLI's progress line, the daemon's log, `cairn run --wait`).
@@ -27,6 +29,9 @@ public struct JobOutcome: Sendable, Equatable, Codable {
 /// Runs one job of any kind to its end in the calling task. Cancelling the
 /// task cancels the job, which cleans up (child processes killed and reaped,
 /// multipart uploads aborted) before `run` throws.
+///
+/// The caller holds the job's lock (`JobLock`, and the cluster claim with
+/// `[cluster]`): no other run of the job is in progress anywhere.
 public struct JobRunner: Sendable {
     public let config: CairnConfig
     public let env: [String: String]
@@ -45,6 +50,7 @@ public struct JobRunner: Sendable {
             let keyring = try Resources.keyring(config.keys, env: env, requireActive: true)
             let progress = BackupProgress()
             started(progress)
+            await Self.abortStaleUploads(store: store, prefix: spec.prefix, job: job.name)
             var backup = BackupJob(name: job.name, spec: spec, store: store, keyring: keyring, progress: progress)
             backup.objectLock = Resources.objectLock(storage)
             let manifest = try await backup.run()
@@ -54,6 +60,26 @@ public struct JobRunner: Sendable {
             throw CairnError(.usage, "job \(job.name) is a migrate job; running it arrives with a later release")
         case .verify, .retention:
             throw CairnError(.usage, "job \(job.name) is a \(job.kind.rawValue) job; running it arrives with a later release")
+        }
+    }
+}
+
+extension JobRunner {
+    /// Multipart uploads of backup data left under the job's prefix by a run
+    /// that could not abort them (kill -9, power loss, a lost network). The
+    /// caller holds the job's lock, so none of them is in progress; they cost
+    /// storage and are never part of a backup (no manifest names them). Best
+    /// effort: a failure here does not stop the backup.
+    static func abortStaleUploads(store: any ObjectStore, prefix: String, job: String) async {
+        let logger = Logger.cairn("backup")
+        let dir = prefix.isEmpty ? "" : prefix + "/"
+        do {
+            for u in try await store.listMultipartUploads(prefix: dir) where BackupLayout.isBackupData(u.key, prefix: prefix) {
+                try await store.abortMultipartUpload(key: u.key, uploadId: u.uploadId)
+                logger.notice("aborted an unfinished upload left by an interrupted run", metadata: ["job": "\(job)", "key": "\(u.key)"])
+            }
+        } catch {
+            logger.warning("cannot clean up unfinished uploads", metadata: ["job": "\(job)", "error": "\(error)"])
         }
     }
 }

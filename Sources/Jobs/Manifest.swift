@@ -111,4 +111,17 @@ public enum BackupLayout {
     public static func dumpKey(prefix: String, id: String) -> String { dir(prefix) + id + dumpSuffix }
     public static func globalsKey(prefix: String, id: String) -> String { dir(prefix) + id + globalsSuffix }
     public static func manifestKey(prefix: String, id: String) -> String { dir(prefix) + id + manifestSuffix }
+
+    /// True if `key` is a dump or globals object of a backup directly under `prefix`
+    /// (`PREFIX/yyyyMMddTHHmmssZ-xxxxxxxx.dump.zst.aes`), nothing else sharing the bucket.
+    public static func isBackupData(_ key: String, prefix: String) -> Bool {
+        let d = dir(prefix)
+        guard key.hasPrefix(d) else { return false }
+        let name = key.dropFirst(d.count)
+        let id: Substring
+        if name.hasSuffix(dumpSuffix) { id = name.dropLast(dumpSuffix.count) }
+        else if name.hasSuffix(globalsSuffix) { id = name.dropLast(globalsSuffix.count) }
+        else { return false }
+        return id.range(of: #"^[0-9]{8}T[0-9]{6}Z-[0-9a-f]{8}$"#, options: .regularExpression) != nil
+    }
 }

@@ -1,5 +1,6 @@
 import Core
 import Foundation
+import Jobs
 import ObjectStore
 import Postgres
 import State
@@ -370,6 +371,7 @@ func startWithHungUpload(_ fx: DaemonFixture, db: TestDatabase, jobKeys: String,
         schedule = "*/3 * * * * *"
         [backup]
         database = "\(db.url)"
+        part_size = "5MiB"
         """
         let a = try DaemonFixture(daemon: "stop_grace_period = \"30s\"", cluster: "lock_database = \"\(lockDB.url)\"\nnode = \"node-a\"", prefix: prefix)
         let b = try DaemonFixture(daemon: "stop_grace_period = \"30s\"", cluster: "lock_database = \"\(lockDB.url)\"\nnode = \"node-b\"", prefix: prefix)
@@ -411,10 +413,32 @@ func startWithHungUpload(_ fx: DaemonFixture, db: TestDatabase, jobKeys: String,
         // Exactly one complete backup per instant.
         let manifests = try await a.objects().filter { $0.hasSuffix(".manifest.json") }
         #expect(manifests.count == rows.count, "\(manifests.count) manifests for \(rows.count) instants")
+        // Every multipart upload was completed or aborted: one cut by the kill was
+        // aborted by B's next run (which held the job's lock).
+        #expect(try await a.store().listMultipartUploads(prefix: prefix).isEmpty)
+        let log = try await ProxyControl().log(pathContaining: prefix)
+        let created = log.filter { $0.method == "POST" && ($0.query ?? "").hasPrefix("uploads") && $0.status == 200 }.count
+        let completed = log.filter { $0.method == "POST" && ($0.query ?? "").contains("uploadId") && $0.status == 200 }.count
+        let aborted = log.filter { $0.method == "DELETE" && ($0.query ?? "").contains("uploadId") && $0.status == 204 }.count
+        #expect(created > 0 && created == completed + aborted, "created \(created), completed \(completed), aborted \(aborted)")
+        if aborted > 0 { #expect(dbn.log.contains("aborted an unfinished upload left by an interrupted run")) }
         // Each node recorded the instants the other ran as skipped, never as its own run.
         let okA = try a.history("db").filter { $0.result == .ok }.compactMap(\.scheduledAt)
         let okB = try b.history("db").filter { $0.result == .ok }.compactMap(\.scheduledAt)
         #expect(Set(okA).isDisjoint(with: Set(okB)))
         #expect(okA.count + okB.count == rows.count)
+    }
+}
+
+@Suite struct BackupLayoutTests {
+    @Test func onlyBackupDataUnderThePrefixCountsAsStale() {
+        #expect(BackupLayout.isBackupData("db/20261127T153210Z-d3273f34.dump.zst.aes", prefix: "db"))
+        #expect(BackupLayout.isBackupData("db/20261127T153210Z-d3273f34.globals.sql.zst.aes", prefix: "db"))
+        #expect(BackupLayout.isBackupData("20261127T153210Z-d3273f34.dump.zst.aes", prefix: ""))
+        #expect(!BackupLayout.isBackupData("db/20261127T153210Z-d3273f34.manifest.json", prefix: "db"))
+        #expect(!BackupLayout.isBackupData("db/sub/20261127T153210Z-d3273f34.dump.zst.aes", prefix: "db"))
+        #expect(!BackupLayout.isBackupData("uploads/2026/11/big-video.mp4", prefix: ""))
+        #expect(!BackupLayout.isBackupData("dbx/20261127T153210Z-d3273f34.dump.zst.aes", prefix: "db"))
+        #expect(!BackupLayout.isBackupData("db/x20261127T153210Z-d3273f34.dump.zst.aes", prefix: "db"))
     }
 }
