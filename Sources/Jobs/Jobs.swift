@@ -41,6 +41,9 @@ public struct JobRunner: Sendable {
         self.env = env
     }
 
+    /// The kinds this version can run; the others are parsed and checked but not run yet.
+    public static let runnableKinds: Set<JobKind> = [.backup, .migrate]
+
     /// Runs `job`; `started` receives the job's progress as soon as there is one.
     public func run(_ job: JobConfig, started: @Sendable (any JobProgress) -> Void = { _ in }) async throws -> JobOutcome {
         switch job.spec {

@@ -91,9 +91,25 @@ public actor Daemon {
                 withExtendedLifetime(lock) {}
             }
         }
-        self.planner = Planner(policies: try config.sortedJobs.map(JobPolicy.init), maxConcurrent: config.daemon.maxConcurrentJobs,
+        self.planner = Planner(policies: try Self.policies(config), maxConcurrent: config.daemon.maxConcurrentJobs,
                                now: now, lastScheduled: try state.lastScheduled())
         (events, emit) = AsyncStream<Event>.makeStream()
+    }
+
+    /// The scheduling policy of every job. Jobs of a kind this version cannot
+    /// run yet are not scheduled (with a warning), instead of failing at each instant.
+    static func policies(_ config: CairnConfig) throws -> [JobPolicy] {
+        try config.sortedJobs.map { job in
+            var p = try JobPolicy(job)
+            if !JobRunner.runnableKinds.contains(job.kind) {
+                if p.enabled && p.schedule != nil {
+                    Logger.cairn("scheduler").warning("job not scheduled: this version cannot run its kind yet",
+                                                      metadata: ["job": "\(job.name)", "kind": "\(job.kind.rawValue)"])
+                }
+                p.enabled = false
+            }
+            return p
+        }
     }
 
     /// Everything a job needs that can be checked without running it.
@@ -421,7 +437,7 @@ public actor Daemon {
             || new.cluster != config.cluster {
             logger.warning("the control socket, state_dir and [cluster] change only on restart")
         }
-        let policies = (try? new.sortedJobs.map(JobPolicy.init)) ?? []
+        let policies = (try? Self.policies(new)) ?? []
         config = new
         apply(planner.reconfigure(policies: policies, maxConcurrent: new.daemon.maxConcurrentJobs, now: Date()))
         logger.notice("configuration reloaded", metadata: ["jobs": "\(new.jobs.count)"])
