@@ -207,12 +207,14 @@ public struct Planner: Sendable {
     public mutating func requestManual(_ job: String, now: Date) -> (ManualDecision, [PlannerAction]) {
         guard let p = policies[job] else { return (.refused("no job named '\(job)'"), []) }
         if isBusy(job) {
-            if p.overlap == .queue && queued[job] == nil {
+            if p.overlap == .queue {
+                // One queued run at most: a request while one waits is served by that run.
+                if let waiting = queued[job] { return (.queued(waiting), []) }
                 let run = newRun(job, .manual, nil)
                 queued[job] = run
                 return (.queued(run), [])
             }
-            let why = queued[job] != nil ? "a run of \(job) is already queued" : "\(job) is already running (overlap = \"skip\")"
+            let why = "\(job) is already running (overlap = \"skip\")"
             return (.refused(why), [])
         }
         let run = newRun(job, .manual, nil)
