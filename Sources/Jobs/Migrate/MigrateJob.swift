@@ -149,7 +149,7 @@ public struct MigrateJob: Sendable {
                 case .failed(let path, let size, let error):
                     report.failed.append(MigrateFileIssue(path: path, reason: error.message))
                     failureCodes.insert(error.code)
-                    logger.warning("file failed", metadata: ["job": "\(name)", "path": "\(path)", "error": "\(error.message)"])
+                    logger.notice("file failed", metadata: ["job": "\(name)", "path": "\(path)", "error": "\(error.message)"])
                     progress.fileFinished(unsentBytes: size, failed: true)
                     if [.network, .timeout, .tls, .storage, .storageAuth, .notFound].contains(error.code) {
                         consecutiveRemote += 1
