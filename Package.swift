@@ -47,7 +47,7 @@ let package = Package(
         .testTarget(name: "HTTPTests", dependencies: ["HTTP", "Core", "Crypto"], exclude: ["echo_server.py"]),
         .testTarget(name: "CryptoTests", dependencies: ["Crypto", "Core"]),
         .testTarget(name: "ObjectStoreTests", dependencies: ["ObjectStore", "HTTP", "Crypto", "Core"], resources: [.copy("Fixtures")]),
-        .testTarget(name: "StateTests", dependencies: ["State", "Core"]),
+        .testTarget(name: "StateTests", dependencies: ["State", "Core", .product(name: "GRDB", package: "GRDB.swift")]),
         .testTarget(name: "CronTests", dependencies: ["Cron"], resources: [.copy("Fixtures")]),
         .testTarget(name: "ConfigTests", dependencies: ["Config", "Core", "Crypto"]),
         .testTarget(name: "PipelineTests", dependencies: ["Pipeline", "Crypto", "Core"]),

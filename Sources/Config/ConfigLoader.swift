@@ -352,7 +352,7 @@ public struct ConfigLoader: Sendable {
                   "part_size", "upload_concurrency", "pg_dump_path"],
         .verify: ["backup_job", "scratch_database_url", "password_file", "checks"],
         .retention: ["backup_job", "keep_days", "keep_last", "dry_run"],
-        .migrate: ["source", "prefix", "concurrency", "multipart_threshold", "part_size", "cache_control", "bwlimit"],
+        .migrate: ["source", "prefix", "concurrency", "multipart_threshold", "part_size", "cache_control", "bwlimit", "mapping_file"],
     ]
 
     static let minPartSize: Int64 = 5 << 20
@@ -453,7 +453,8 @@ public struct ConfigLoader: Sendable {
                 multipartThreshold: k.size("multipart_threshold", in: Self.minPartSize...Self.maxPartSize) ?? 64 << 20,
                 partSize: k.size("part_size", in: Self.minPartSize...Self.maxPartSize) ?? 16 << 20,
                 cacheControl: k.string("cache_control"),
-                bandwidthLimit: k.rate("bwlimit")))
+                bandwidthLimit: k.rate("bwlimit"),
+                mappingFile: k.string("mapping_file").map { absolute($0, relativeTo: configDir) }))
         }
 
         let job = JobConfig(name: name, file: file, jobDescription: jobDescription, schedule: schedule, timeZone: tz,

@@ -324,6 +324,16 @@ public struct MigrateSpec: Sendable, Equatable, CustomStringConvertible {
     public var cacheControl: String?
     /// Bytes per second; nil = unlimited.
     public var bandwidthLimit: Int64?
+    /// Where the mapping file (JSON lines) is written; nil = `STATE_DIR/migrate/JOB.mapping.jsonl`.
+    public var mappingFile: String?
+
+    public init(source: String, prefix: String, concurrency: Int = 8, multipartThreshold: Int64 = 64 << 20,
+                partSize: Int64 = 16 << 20, cacheControl: String? = nil, bandwidthLimit: Int64? = nil,
+                mappingFile: String? = nil) {
+        self.source = source; self.prefix = prefix; self.concurrency = concurrency
+        self.multipartThreshold = multipartThreshold; self.partSize = partSize; self.cacheControl = cacheControl
+        self.bandwidthLimit = bandwidthLimit; self.mappingFile = mappingFile
+    }
 
     public var description: String {
         var s = "source=\(source) prefix=\(prefix) concurrency=\(concurrency) part_size=\(ConfigUnits.formatSize(partSize))"

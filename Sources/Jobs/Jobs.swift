@@ -59,8 +59,18 @@ public struct JobRunner: Sendable {
             let manifest = try await backup.run()
             let summary = "backup \(manifest.id) of \(manifest.database): \(ByteFormat.human(manifest.dump.plaintextSize)) dumped, \(ByteFormat.human(manifest.dump.ciphertextSize)) stored (ratio \(String(format: "%.2f", manifest.compressionRatio))), \(manifest.dump.partCount) part(s), \(manifest.rowCounts.count) tables, \(String(format: "%.1f", manifest.duration)) s"
             return JobOutcome(bytes: manifest.dump.plaintextSize, backupID: manifest.id, summary: summary)
-        case .migrate:
-            throw CairnError(.usage, "job \(job.name) is a migrate job; running it arrives with a later release")
+        case .migrate(let spec):
+            let storage = try Resources.storage(named: job.storage, in: config)
+            let store = try Resources.store(storage, env: env)
+            let migration = MigrateJob(name: job.name, spec: spec, store: store, stateDir: config.stateDir,
+                                       objectLock: Resources.objectLock(storage))
+            started(migration.progress)
+            let report = try await migration.run()
+            if !report.failed.isEmpty {
+                let first = report.failed[0]
+                throw CairnError(report.failureCode, "migration \(job.name): \(report.failed.count) file(s) failed (first: \(first.path): \(first.reason)); \(report.summary)")
+            }
+            return JobOutcome(bytes: report.uploadedBytes, summary: report.summary)
         case .verify, .retention:
             throw CairnError(.usage, "job \(job.name) is a \(job.kind.rawValue) job; running it arrives with a later release")
         }

@@ -244,6 +244,23 @@ private func check(main: String = ConfigFixture.main, jobs: [String: String] = [
         #expect(issues.count == 3)
     }
 
+    @Test func migrateMappingFileIsResolvedNextToTheConfig() throws {
+        let f = try ConfigFixture(main: ConfigFixture.main, jobs: [
+            "m": "kind = \"migrate\"\n[migrate]\nsource = \"/srv/u\"\nprefix = \"media/\"\nmapping_file = \"out/media.jsonl\"\ncache_control = \"public, max-age=60\"\n",
+            "n": "kind = \"migrate\"\n[migrate]\nsource = \"/srv/u\"\nprefix = \"media\"\nmaping_file = \"x\"\n",
+        ])
+        let issues = ConfigLoader().check(path: f.configPath).map(\.description)
+        #expect(issues.count == 1)
+        #expect(issues.first?.contains("jobs/n.toml:5: unknown key 'maping_file'") == true)
+        try f.write("jobs/n.toml", "kind = \"migrate\"\n[migrate]\nsource = \"/srv/u\"\nprefix = \"media\"\n")
+        let c = try ConfigLoader.load(path: f.configPath)
+        let m = try #require(c.jobs["m"]?.migrate)
+        #expect(m.mappingFile == f.dir + "/out/media.jsonl")
+        #expect(m.prefix == "media")
+        #expect(m.cacheControl == "public, max-age=60")
+        #expect(c.jobs["n"]?.migrate?.mappingFile == nil)
+    }
+
     @Test func scheduleMustBeNonEmptyAndPassTheValidatorHook() throws {
         let empty = try check(jobs: ["db": "schedule = \"  \"\n" + ConfigFixture.backup.replacingOccurrences(of: "schedule = \"30 2 * * *\"\n", with: "")])
         #expect(empty == ["jobs/db.toml:1: schedule: must not be empty; remove the key for a job that only runs on demand"])

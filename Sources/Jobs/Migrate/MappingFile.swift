@@ -1,0 +1,85 @@
+import Core
+import Foundation
+import ObjectStore
+import State
+
+/// One line of the mapping file: where a source file now lives.
+public struct MappingEntry: Sendable, Equatable, Codable {
+    public var path: String
+    /// The object's key in the bucket (including the storage's own prefix).
+    public var key: String
+    public var size: Int64
+    public var sha256: String
+    public var content_type: String
+    /// The object's URL (path-style or virtual-hosted as the storage is configured;
+    /// `file://` for a local directory storage), percent-encoded like S3 request paths.
+    public var url: String?
+}
+
+/// The mapping file: JSON lines, one per done file, ordered by path, written
+/// atomically (temporary file, fsync, rename).
+public enum MappingFile {
+    /// The object's full key in the bucket and its URL for a store.
+    public static func location(store: any ObjectStore, key: String) -> (key: String, url: String?) {
+        if let s3 = store as? S3Store {
+            let c = s3.config
+            let full = c.prefix + key
+            let path = "/" + AWSURI.encode(full, encodeSlash: false)
+            let pathStyle = c.pathStyle ?? (c.endpoint != nil || c.bucket.contains("."))
+            let bucket = AWSURI.encode(c.bucket, encodeSlash: true)
+            if let e = c.endpoint {
+                if pathStyle { return (full, e + "/" + bucket + path) }
+                if let r = e.range(of: "://") { return (full, String(e[..<r.upperBound]) + c.bucket + "." + String(e[r.upperBound...]) + path) }
+                return (full, e + path)
+            }
+            let host = "s3.\(c.region).amazonaws.com"
+            return (full, pathStyle ? "https://\(host)/\(bucket)\(path)" : "https://\(c.bucket).\(host)\(path)")
+        }
+        if let d = store as? DirectoryStore {
+            let root = d.root.hasSuffix("/") ? String(d.root.dropLast()) : d.root
+            return (key, "file://" + AWSURI.encode(root + "/" + key, encodeSlash: false))
+        }
+        return (key, nil)
+    }
+
+    public static func entries(_ rows: [CheckpointFile], store: any ObjectStore) -> [MappingEntry] {
+        rows.filter { $0.state == .done }.sorted { Array($0.path.utf8).lexicographicallyPrecedes(Array($1.path.utf8)) }.map { r in
+            let loc = location(store: store, key: r.key)
+            return MappingEntry(path: r.path, key: loc.key, size: r.size, sha256: r.sha256 ?? "",
+                                content_type: r.contentType ?? MimeTypes.fallback, url: loc.url)
+        }
+    }
+
+    public static func encode(_ entries: [MappingEntry]) throws -> Data {
+        let enc = JSONEncoder()
+        enc.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
+        var out = Data()
+        for e in entries {
+            out.append(try enc.encode(e))
+            out.append(0x0A)
+        }
+        return out
+    }
+
+    /// Blocking: writes `data` to `path` atomically (mode 0644).
+    public static func write(_ data: Data, to path: String) throws {
+        let dir = (path as NSString).deletingLastPathComponent
+        if !dir.isEmpty { try? FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true) }
+        let tmp = (dir.isEmpty ? "." : dir) + "/." + (path as NSString).lastPathComponent + ".tmp-\(getpid())"
+        let fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
+        guard fd >= 0 else { throw CairnError(.io, "cannot create mapping file \(tmp): \(errnoString())") }
+        do {
+            defer { close(fd) }
+            try writeAll(fd, data, path: tmp)
+            guard fsync(fd) == 0 else { throw CairnError(.io, "cannot sync mapping file \(tmp): \(errnoString())") }
+        } catch {
+            unlink(tmp)
+            throw error
+        }
+        guard rename(tmp, path) == 0 else {
+            let e = CairnError(.io, "cannot rename \(tmp) to \(path): \(errnoString())")
+            unlink(tmp)
+            throw e
+        }
+    }
+}

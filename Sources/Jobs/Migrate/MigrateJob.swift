@@ -1,0 +1,621 @@
+import Config
+import Core
+import Crypto
+import Foundation
+import Logging
+import ObjectStore
+import State
+
+/// Copies a directory tree (the platform's uploads volume) to object storage,
+/// resumably: a checkpoint database (`STATE_DIR/migrate/JOB.sqlite`) records
+/// every file and every completed part, committed as they finish, so a run
+/// that is killed at any moment loses at most the transfers in flight.
+///
+/// - Small files (< `multipart_threshold`): hashed (SHA-256 and MD5), then one
+///   PUT with `Content-MD5`, metadata `sha256` and `mtime`, the content type
+///   from the extension, `Cache-Control` and Object Lock when configured.
+/// - Large files: hashed first (the SHA-256 goes into the object's metadata,
+///   which is fixed when the multipart upload is created), then equal parts
+///   read from the file by range, uploaded in parallel within the global
+///   transfer limit, each part committed to the checkpoint. A re-run confirms
+///   the recorded parts with ListParts and sends only the missing ones; if the
+///   upload is gone it starts over. Failed or cancelled runs never abort an
+///   upload (the next run resumes it); a file that changed does abort its old one.
+/// - Before a file is uploaded, an object already at its key with the same
+///   size (from one LIST of the prefix per run) is HEADed: the same `sha256`
+///   metadata (or, without it, a single-part ETag equal to the file's MD5)
+///   records the file as done without sending it.
+///
+/// Source files are only ever opened read-only.
+public struct MigrateJob: Sendable {
+    public let name: String
+    public let spec: MigrateSpec
+    public let store: any ObjectStore
+    public let stateDir: String
+    public let objectLock: ObjectLock?
+    public var progress: MigrateProgress
+    public var mimeTypes: MimeTypes
+    /// Bytes per second across all transfers; nil = unlimited. Defaults to the job's `bwlimit`.
+    public var bandwidthLimit: Int64?
+    /// Transfers at once (small-file PUTs and parts together). Defaults to the job's `concurrency`.
+    public var concurrency: Int
+    /// Where the mapping file goes; defaults to the job's `mapping_file`, else `STATE_DIR/migrate/JOB.mapping.jsonl`.
+    public var mappingFile: String
+    /// Files up to this size are read into memory once: the bytes hashed are the bytes sent.
+    public var inMemoryLimit: Int64 = 1 << 20
+    public var logger: Logger
+
+    public init(name: String, spec: MigrateSpec, store: any ObjectStore, stateDir: String, objectLock: ObjectLock?,
+                progress: MigrateProgress = MigrateProgress(), mimeTypes: MimeTypes = .system(),
+                logger: Logger = .cairn("migrate")) {
+        self.name = name
+        self.spec = spec
+        self.store = store
+        self.stateDir = stateDir
+        self.objectLock = objectLock
+        self.progress = progress
+        self.mimeTypes = mimeTypes
+        self.bandwidthLimit = spec.bandwidthLimit
+        self.concurrency = max(1, spec.concurrency)
+        self.mappingFile = spec.mappingFile ?? Self.defaultMappingFile(stateDir: stateDir, job: name)
+        self.logger = logger
+    }
+
+    public static func defaultMappingFile(stateDir: String, job: String) -> String {
+        stateDir + "/migrate/\(job).mapping.jsonl"
+    }
+
+    /// The key prefix of the job's objects: `PREFIX/` ("" without a prefix).
+    public var keyPrefix: String { Self.keyPrefix(spec.prefix) }
+
+    public static func keyPrefix(_ prefix: String) -> String {
+        let p = prefix.trimmingCharacters(in: CharacterSet(charactersIn: "/"))
+        return p.isEmpty ? "" : p + "/"
+    }
+
+    /// The object key of a source path: prefix + the path relative to the source, `/`-separated, bytes as on disk.
+    public static func objectKey(prefix: String, path: String) -> String { keyPrefix(prefix) + path }
+
+    /// The part size for a file: the preferred size, or more if 10,000 parts would not suffice (whole MiB).
+    public static func partSize(fileSize: Int64, preferred: Int64) -> Int64 {
+        Int64(MultipartUploader.partSize(forUpperBound: fileSize, preferred: Int(preferred)))
+    }
+
+    var destination: String { store.displayName + keyPrefix }
+
+    // MARK: the run
+
+    /// Runs the migration to its end. Files that fail are in the report
+    /// (`failed`), not thrown; an error is thrown only when the run cannot go on
+    /// (source missing, storage unreachable or refusing every file, checkpoint
+    /// unusable) or is cancelled.
+    public func run() async throws -> MigrateReport {
+        let clock = ContinuousClock()
+        let t0 = clock.now
+        var report = MigrateReport(job: name, source: spec.source, destination: destination)
+        let stateDir = self.stateDir, name = self.name
+        let checkpoint = try await runBlocking { try CheckpointStore(stateDir: stateDir, job: name) }
+        progress.setPhase("walking \(spec.source)")
+        let walker = TreeWalker(root: spec.source, keyPrefixBytes: keyPrefix.utf8.count)
+        let walked = try await runBlockingCancellable { flag in try walker.walk(cancel: flag) }
+        let rows = try await runBlocking { try checkpoint.allFiles() }
+        report.filesSeen = walked.files.count
+        for i in walked.issues {
+            let issue = MigrateFileIssue(path: i.path, reason: i.reason)
+            if i.kind == .skipped { report.skipped.append(issue) } else { report.failed.append(issue) }
+        }
+        var work: [WalkedFile] = []
+        for f in walked.files {
+            if let r = rows[f.path], r.state == .done, r.size == f.size, r.mtimeNs == f.mtimeNs, r.key == keyPrefix + f.path {
+                report.unchanged += 1
+                report.unchangedBytes += f.size
+            } else {
+                work.append(f)
+            }
+        }
+        logger.info("migration planned", metadata: ["job": "\(name)", "files": "\(walked.files.count)", "to_upload": "\(work.count)"])
+
+        var existing: [String: ObjectInfo] = [:]
+        if !work.isEmpty {
+            progress.setPhase("listing \(destination)")
+            for o in try await store.list(prefix: keyPrefix) { existing[o.key] = o }
+        }
+        progress.begin(files: work.count, bytes: work.reduce(0) { $0 + $1.size })
+
+        let ctx = RunContext(job: self, checkpoint: checkpoint, existing: existing,
+                             limiter: bandwidthLimit.map { BandwidthLimiter(bytesPerSecond: $0) })
+        var failureCodes = Set<ErrorCode>()
+        for _ in report.failed { failureCodes.insert(.io) }
+        let breakerLimit = max(10, 2 * concurrency)
+        var consecutiveRemote = 0
+        var fatal: CairnError?
+        try await withThrowingTaskGroup(of: FileOutcome.self) { group in
+            var index = 0
+            var active = 0
+            func collect(_ o: FileOutcome) {
+                switch o {
+                case .uploaded(let path, let bytes, let resumedParts, let resumedBytes):
+                    report.uploaded += 1
+                    report.uploadedBytes += bytes
+                    if resumedParts > 0 { report.resumedFiles += 1; report.resumedParts += resumedParts; report.resumedBytes += resumedBytes }
+                    consecutiveRemote = 0
+                    logger.debug("file uploaded", metadata: ["job": "\(name)", "path": "\(path)"])
+                    progress.fileFinished(unsentBytes: 0, failed: false)
+                case .alreadyPresent(_, let bytes):
+                    report.alreadyPresent += 1
+                    report.alreadyPresentBytes += bytes
+                    consecutiveRemote = 0
+                    progress.fileFinished(unsentBytes: bytes, failed: false)
+                case .failed(let path, let size, let error):
+                    report.failed.append(MigrateFileIssue(path: path, reason: error.message))
+                    failureCodes.insert(error.code)
+                    logger.notice("file failed", metadata: ["job": "\(name)", "path": "\(path)", "error": "\(error.message)"])
+                    progress.fileFinished(unsentBytes: size, failed: true)
+                    if [.network, .timeout, .tls, .storage, .storageAuth, .notFound].contains(error.code) {
+                        consecutiveRemote += 1
+                        if consecutiveRemote >= breakerLimit && fatal == nil {
+                            fatal = CairnError(error.code, "migration \(name): stopped after \(consecutiveRemote) files in a row failed at the storage; last: \(error.message)")
+                        }
+                    } else {
+                        consecutiveRemote = 0
+                    }
+                }
+            }
+            while index < work.count, fatal == nil {
+                let f = work[index]
+                index += 1
+                group.addTask { try await ctx.process(f, row: rows[f.path]) }
+                active += 1
+                if active >= concurrency, let o = try await group.next() {
+                    active -= 1
+                    collect(o)
+                }
+            }
+            while let o = try await group.next() { collect(o) }
+        }
+        try Task.checkCancellation()
+        if let fatal { throw fatal }
+
+        // Uploads under the prefix that no row refers to were started by a run
+        // killed before it could record them: nothing can resume them.
+        do {
+            let referenced = Set(try await runBlocking { try checkpoint.allFiles() }.values.compactMap(\.uploadId))
+            for u in try await store.listMultipartUploads(prefix: keyPrefix) where !referenced.contains(u.uploadId) {
+                try await store.abortMultipartUpload(key: u.key, uploadId: u.uploadId)
+                report.abortedStaleUploads += 1
+            }
+        } catch is CancellationError {
+            throw CancellationError()
+        } catch {
+            logger.warning("could not clean up stale multipart uploads", metadata: ["job": "\(name)", "error": "\(error)"])
+        }
+
+        try await writeMapping(checkpoint, into: &report)
+        report.failureCode = failureCodes.count == 1 ? failureCodes.first! : .io
+        let d = clock.now - t0
+        report.duration = Double(d.components.seconds) + Double(d.components.attoseconds) / 1e18
+        progress.setPhase("done")
+        return report
+    }
+
+    private func writeMapping(_ checkpoint: CheckpointStore, into report: inout MigrateReport) async throws {
+        let store = self.store, path = mappingFile
+        let count = try await runBlocking {
+            let entries = MappingFile.entries(try checkpoint.files(in: .done), store: store)
+            try MappingFile.write(try MappingFile.encode(entries), to: path)
+            return entries.count
+        }
+        report.mappingFile = path
+        report.mappingEntries = count
+    }
+
+    /// Writes the mapping file from the checkpoint without running the migration.
+    public func writeMappingFile() async throws -> Int {
+        let checkpoint = try await openExistingCheckpoint()
+        var r = MigrateReport(job: name, source: spec.source, destination: destination)
+        try await writeMapping(checkpoint, into: &r)
+        return r.mappingEntries
+    }
+
+    func openExistingCheckpoint() async throws -> CheckpointStore {
+        let path = CheckpointStore.path(stateDir: stateDir, job: name)
+        guard FileManager.default.fileExists(atPath: path) else {
+            throw CairnError(.notFound, "migration \(name) has no checkpoint (\(path)): run cairn migrate \(name) first")
+        }
+        return try await runBlocking { try CheckpointStore(path: path) }
+    }
+
+    // MARK: dry run
+
+    /// What `run()` would upload, from the source tree and the checkpoint alone:
+    /// nothing is sent, the checkpoint is neither created nor changed.
+    public func plan() async throws -> MigratePlan {
+        let walker = TreeWalker(root: spec.source, keyPrefixBytes: keyPrefix.utf8.count)
+        let walked = try await runBlockingCancellable { flag in try walker.walk(cancel: flag) }
+        let path = CheckpointStore.path(stateDir: stateDir, job: name)
+        let rows: [String: CheckpointFile] = FileManager.default.fileExists(atPath: path)
+            ? try await runBlocking { try CheckpointStore(path: path).allFiles() } : [:]
+        var plan = MigratePlan()
+        plan.filesSeen = walked.files.count
+        for i in walked.issues {
+            let issue = MigrateFileIssue(path: i.path, reason: i.reason)
+            if i.kind == .skipped { plan.skipped.append(issue) } else { plan.failed.append(issue) }
+        }
+        for f in walked.files {
+            guard let r = rows[f.path], r.key == keyPrefix + f.path else {
+                plan.newFiles += 1; plan.newBytes += f.size
+                if f.size >= spec.multipartThreshold { plan.multipartFiles += 1 }
+                continue
+            }
+            if r.state == .done && r.size == f.size && r.mtimeNs == f.mtimeNs {
+                plan.unchanged += 1; plan.unchangedBytes += f.size
+            } else {
+                if r.state == .done { plan.changedFiles += 1; plan.changedBytes += f.size } else { plan.retryFiles += 1; plan.retryBytes += f.size }
+                if f.size >= spec.multipartThreshold { plan.multipartFiles += 1 }
+            }
+        }
+        return plan
+    }
+
+    // MARK: verify
+
+    /// Checks every file recorded as done against its object: HEAD (size, and
+    /// the `sha256` metadata, or for a single-part object without it the ETag
+    /// against the recorded MD5); with `deep`, downloads and hashes each object.
+    public func verify(deep: Bool) async throws -> MigrateVerifyReport {
+        let checkpoint = try await openExistingCheckpoint()
+        let rows = try await runBlocking { try checkpoint.files(in: .done) }
+        var report = MigrateVerifyReport()
+        report.deep = deep
+        let store = self.store
+        progress.begin(files: rows.count, bytes: rows.reduce(0) { $0 + $1.size })
+        let progress = self.progress
+        enum Result: Sendable { case ok, missing(MigrateFileIssue), different(MigrateFileIssue), error(MigrateFileIssue) }
+        try await withThrowingTaskGroup(of: Result.self) { group in
+            var i = 0, active = 0
+            func collect(_ r: Result) {
+                report.checked += 1
+                switch r {
+                case .ok: report.ok += 1
+                case .missing(let m): report.missing.append(m)
+                case .different(let d): report.different.append(d)
+                case .error(let e): report.errors.append(e)
+                }
+            }
+            while i < rows.count {
+                let row = rows[i]
+                i += 1
+                group.addTask {
+                    defer { progress.fileFinished(unsentBytes: row.size, failed: false) }
+                    do {
+                        guard let info = try await store.head(key: row.key) else {
+                            return .missing(MigrateFileIssue(path: row.path, reason: "no object at \(row.key)"))
+                        }
+                        if info.size != row.size {
+                            return .different(MigrateFileIssue(path: row.path, reason: "object is \(info.size) bytes, the file was \(row.size)"))
+                        }
+                        if let sha = info.metadata["sha256"], let mine = row.sha256, sha.lowercased() != mine {
+                            return .different(MigrateFileIssue(path: row.path, reason: "object's sha256 metadata \(sha) differs from the file's \(mine)"))
+                        }
+                        if info.metadata["sha256"] == nil {
+                            let etag = Self.unquoted(info.etag ?? "")
+                            if etag.contains("-") || row.md5 == nil {
+                                if !deep {
+                                    return .different(MigrateFileIssue(path: row.path, reason: "object has no sha256 metadata and a multipart ETag: check with --deep"))
+                                }
+                            } else if etag.lowercased() != row.md5 {
+                                return .different(MigrateFileIssue(path: row.path, reason: "object's ETag \(etag) differs from the file's MD5 \(row.md5 ?? "")"))
+                            }
+                        }
+                        if deep {
+                            let dl = try await store.get(key: row.key, range: nil)
+                            let (sha, n) = try await FileHashing.sha256(of: dl.body)
+                            if n != row.size {
+                                return .different(MigrateFileIssue(path: row.path, reason: "downloaded \(n) bytes, the file was \(row.size)"))
+                            }
+                            if sha != row.sha256 {
+                                return .different(MigrateFileIssue(path: row.path, reason: "downloaded content has SHA-256 \(sha), the file had \(row.sha256 ?? "?")"))
+                            }
+                        }
+                        return .ok
+                    } catch let e as CairnError where e.code != .cancelled {
+                        return .error(MigrateFileIssue(path: row.path, reason: e.description))
+                    }
+                }
+                active += 1
+                if active >= concurrency, let r = try await group.next() { active -= 1; collect(r) }
+            }
+            while let r = try await group.next() { collect(r) }
+        }
+        report.missing.sort { $0.path < $1.path }
+        report.different.sort { $0.path < $1.path }
+        report.errors.sort { $0.path < $1.path }
+        return report
+    }
+
+    // MARK: helpers
+
+    static func unquoted(_ etag: String) -> String {
+        var s = Substring(etag)
+        if s.hasPrefix("W/") { s = s.dropFirst(2) }
+        if s.hasPrefix("\""), s.hasSuffix("\""), s.count >= 2 { s = s.dropFirst().dropLast() }
+        return String(s)
+    }
+
+    /// Does the object at the destination hold these contents? Size, then the
+    /// `sha256` metadata, else a single-part ETag against the MD5.
+    static func matches(_ info: ObjectInfo, size: Int64, sha256: String, md5: String?) -> Bool {
+        guard info.size == size else { return false }
+        if let s = info.metadata["sha256"] { return s.lowercased() == sha256 }
+        if let md5, let e = info.etag.map(unquoted), !e.contains("-") { return e.lowercased() == md5 }
+        return false
+    }
+
+    /// `x-amz-meta-mtime`: seconds since the epoch with nanoseconds, as rclone writes it.
+    static func mtimeString(_ ns: Int64) -> String {
+        let (s, n) = ns.quotientAndRemainder(dividingBy: 1_000_000_000)
+        return n >= 0 ? "\(s).\(String(format: "%09lld", n))" : "\(s - 1).\(String(format: "%09lld", n + 1_000_000_000))"
+    }
+}
+
+/// How one file ended.
+enum FileOutcome: Sendable {
+    case uploaded(path: String, bytes: Int64, resumedParts: Int, resumedBytes: Int64)
+    case alreadyPresent(path: String, bytes: Int64)
+    case failed(path: String, size: Int64, error: CairnError)
+}
+
+/// State shared by the transfers of one run.
+final class RunContext: Sendable {
+    let job: MigrateJob
+    let checkpoint: CheckpointStore
+    let existing: [String: ObjectInfo]
+    let limiter: BandwidthLimiter?
+    let slots: TransferSlots
+
+    init(job: MigrateJob, checkpoint: CheckpointStore, existing: [String: ObjectInfo], limiter: BandwidthLimiter?) {
+        self.job = job
+        self.checkpoint = checkpoint
+        self.existing = existing
+        self.limiter = limiter
+        self.slots = TransferSlots(job.concurrency)
+    }
+
+    var store: any ObjectStore { job.store }
+
+    /// Migrates one file; never throws except for cancellation.
+    func process(_ f: WalkedFile, row: CheckpointFile?) async throws -> FileOutcome {
+        let key = job.keyPrefix + f.path
+        var current = row
+        var attempt = 0
+        while true {
+            attempt += 1
+            do {
+                if f.size >= job.spec.multipartThreshold {
+                    return try await large(f, key: key, row: current)
+                }
+                return try await small(f, key: key, row: current)
+            } catch let p as FileProblem {
+                if case .changed = p, attempt < 2 {
+                    job.logger.info("file changed while uploading; retrying once", metadata: ["job": "\(job.name)", "path": "\(f.path)"])
+                    current = try? await runBlocking { [checkpoint] in try checkpoint.file(f.path) }
+                    continue
+                }
+                let err = CairnError(.io, "\(f.path): \(p.reason)")
+                if p != .vanished { await recordFailure(f, key: key, row: current, error: err) }
+                return .failed(path: f.path, size: f.size, error: err)
+            } catch {
+                if Task.isCancelled || error is CancellationError { throw CancellationError() }
+                var err = (error as? CairnError) ?? CairnError(.internal, "\(f.path): \(error)")
+                if !err.message.contains(f.path) { err.message = "\(f.path): \(err.message)" }
+                let latest = try? await runBlocking { [checkpoint] in try checkpoint.file(f.path) }
+                await recordFailure(f, key: key, row: latest ?? current, error: err)
+                return .failed(path: f.path, size: f.size, error: err)
+            }
+        }
+    }
+
+    /// Marks the row failed, keeping an unfinished multipart upload (and its
+    /// parts) for the next run to resume.
+    private func recordFailure(_ f: WalkedFile, key: String, row: CheckpointFile?, error: CairnError) async {
+        var r = row ?? CheckpointFile(path: f.path, size: f.size, mtimeNs: f.mtimeNs, state: .failed, key: key)
+        if r.state == .done { r.size = f.size; r.mtimeNs = f.mtimeNs }   // a done row whose file changed: no longer done
+        r.state = .failed
+        r.error = error.message
+        r.updatedAt = Date()
+        let rr = r
+        do { try await runBlocking { [checkpoint] in try checkpoint.put(rr) } } catch {
+            job.logger.error("could not record a failure in the checkpoint", metadata: ["job": "\(job.name)", "path": "\(f.path)", "error": "\(error)"])
+        }
+    }
+
+    private func options(sha256: String, stamp: FileStamp, contentType: String) -> PutOptions {
+        PutOptions(contentType: contentType, cacheControl: job.spec.cacheControl,
+                   metadata: ["sha256": sha256, "mtime": MigrateJob.mtimeString(stamp.mtimeNs)],
+                   objectLock: job.objectLock)
+    }
+
+    private func stamp(_ path: String) async throws -> FileStamp {
+        try await runBlocking { try FileStamp.of(path) }
+    }
+
+    private func record(_ r: CheckpointFile) async throws {
+        try await runBlocking { [checkpoint] in try checkpoint.put(r) }
+    }
+
+    /// HEADs `key` if the listing has an object of this size there.
+    private func present(_ key: String, size: Int64, sha256: String, md5: String?) async throws -> ObjectInfo? {
+        guard let listed = existing[key], listed.size == size else { return nil }
+        guard let info = try await store.head(key: key),
+              MigrateJob.matches(info, size: size, sha256: sha256, md5: md5) else { return nil }
+        return info
+    }
+
+    // MARK: small files: one PUT
+
+    private func small(_ f: WalkedFile, key: String, row: CheckpointFile?) async throws -> FileOutcome {
+        let keep = job.inMemoryLimit
+        let contentType = job.mimeTypes.contentType(forPath: f.path)
+        return try await slots.with {
+            let h = try await runBlockingCancellable { flag in
+                try FileHashing.hash(f.readPath, md5: true, keepLimit: keep, cancel: flag)
+            }
+            let size = h.stamp.size
+            var done = CheckpointFile(path: f.path, size: size, mtimeNs: h.stamp.mtimeNs, sha256: h.sha256, md5: h.md5,
+                                      state: .done, key: key, contentType: contentType)
+            if let info = try await present(key, size: size, sha256: h.sha256, md5: h.md5) {
+                done.etag = info.etag
+                try await record(done)
+                return .alreadyPresent(path: f.path, bytes: size)
+            }
+            try await limiter?.acquire(size)
+            let body: UploadBody = h.data.map { .data($0) } ?? .file(path: f.readPath, offset: 0, length: size)
+            let info: ObjectInfo
+            do {
+                info = try await store.put(key: key, body: body, options: options(sha256: h.sha256, stamp: h.stamp, contentType: contentType))
+            } catch let e as CairnError where h.data == nil {
+                // A file read by the HTTP client that changed under it fails its Content-MD5 check.
+                if let now = try? await stamp(f.readPath), now != h.stamp { throw FileProblem.changed("size or mtime changed during the PUT") }
+                throw e
+            }
+            if h.data == nil {
+                let now = try await stamp(f.readPath)
+                if now != h.stamp { throw FileProblem.changed("size or mtime changed during the PUT") }
+            }
+            done.etag = info.etag
+            try await record(done)
+            job.progress.sent(size)
+            return .uploaded(path: f.path, bytes: size, resumedParts: 0, resumedBytes: 0)
+        }
+    }
+
+    // MARK: large files: hash, then a resumable multipart upload
+
+    private func large(_ f: WalkedFile, key: String, row: CheckpointFile?) async throws -> FileOutcome {
+        let contentType = job.mimeTypes.contentType(forPath: f.path)
+        let h = try await slots.with {
+            try await runBlockingCancellable { flag in try FileHashing.hash(f.readPath, md5: false, keepLimit: 0, cancel: flag) }
+        }
+        let size = h.stamp.size
+        let partSize = MigrateJob.partSize(fileSize: size, preferred: job.spec.partSize)
+        let partCount = Int((size + partSize - 1) / partSize)
+        func partLength(_ n: Int) -> Int64 { min(partSize, size - Int64(n - 1) * partSize) }
+        var done = CheckpointFile(path: f.path, size: size, mtimeNs: h.stamp.mtimeNs, sha256: h.sha256, state: .done,
+                                  partSize: partSize, key: key, contentType: contentType)
+
+        if let info = try await present(key, size: size, sha256: h.sha256, md5: nil) {
+            if let old = row?.uploadId { await abortQuietly(key: key, uploadId: old) }
+            done.etag = info.etag
+            done.partSize = nil
+            try await record(done)
+            return .alreadyPresent(path: f.path, bytes: size)
+        }
+
+        var uploadId: String?
+        var have: [Int: CompletedPart] = [:]
+        if let r = row, let id = r.uploadId {
+            if r.size == size && r.mtimeNs == h.stamp.mtimeNs && r.sha256 == h.sha256 && r.partSize == partSize && r.key == key {
+                do {
+                    let listed = try await store.listParts(key: key, uploadId: id)
+                    let recorded = try await runBlocking { [checkpoint] in try checkpoint.parts(f.path) }
+                    var server: [Int: CompletedPart] = [:]
+                    for p in listed { server[p.partNumber] = p }
+                    for p in recorded where p.partNumber >= 1 && p.partNumber <= partCount {
+                        if let s = server[p.partNumber], MigrateJob.unquoted(s.etag) == MigrateJob.unquoted(p.etag),
+                           s.size == p.size, p.size == partLength(p.partNumber) {
+                            have[p.partNumber] = CompletedPart(partNumber: p.partNumber, etag: p.etag, size: p.size)
+                        }
+                    }
+                    let keep = Set(have.keys)
+                    try await runBlocking { [checkpoint] in try checkpoint.retainParts(f.path, keep) }
+                    uploadId = id
+                    job.logger.info("resuming multipart upload", metadata: ["job": "\(job.name)", "path": "\(f.path)", "upload": "\(id)", "parts_done": "\(have.count)", "parts": "\(partCount)"])
+                } catch let e as CairnError where e.code == .notFound {
+                    job.logger.info("multipart upload is gone; starting over", metadata: ["job": "\(job.name)", "path": "\(f.path)", "upload": "\(id)"])
+                }
+            } else {
+                // The file (or the part size) changed: the old upload cannot be completed.
+                await abortQuietly(key: key, uploadId: id)
+            }
+        }
+        if uploadId == nil {
+            let id = try await store.createMultipartUpload(key: key, options: options(sha256: h.sha256, stamp: h.stamp, contentType: contentType))
+            var r = done
+            r.state = .uploading
+            r.uploadId = id
+            try await record(r)
+            uploadId = id
+        }
+        let id = uploadId!
+        let resumedBytes = have.values.reduce(0) { $0 + $1.size }
+        job.progress.skippedBytes(resumedBytes)
+
+        let missing = (1...max(1, partCount)).filter { have[$0] == nil }
+        let limit = job.concurrency
+        let path = f.readPath, relPath = f.path
+        let newParts: [CompletedPart] = try await withThrowingTaskGroup(of: CompletedPart.self) { group in
+            var out: [CompletedPart] = []
+            var active = 0
+            for n in missing {
+                let offset = Int64(n - 1) * partSize, length = partLength(n)
+                group.addTask { [self] in
+                    try await slots.with {
+                        try await limiter?.acquire(length)
+                        let p = try await store.uploadPart(key: key, uploadId: id, partNumber: n,
+                                                           body: .file(path: path, offset: offset, length: length))
+                        _ = try await runBlocking { [checkpoint] in
+                            try checkpoint.addPart(relPath, uploadId: id, CheckpointPart(partNumber: n, etag: p.etag, size: p.size))
+                        }
+                        job.progress.sent(length)
+                        return p
+                    }
+                }
+                active += 1
+                if active >= limit, let p = try await group.next() { active -= 1; out.append(p) }
+            }
+            while let p = try await group.next() { out.append(p) }
+            return out
+        }
+
+        // The parts were read while the upload ran: if the file changed, they may mix versions.
+        let now = try await stamp(f.readPath)
+        if now != h.stamp {
+            await abortQuietly(key: key, uploadId: id)
+            var r = done
+            r.state = .failed
+            r.error = "changed during upload"
+            r.partSize = nil
+            try await record(r)
+            throw FileProblem.changed("size or mtime changed during the multipart upload")
+        }
+
+        let parts = (Array(have.values) + newParts).sorted { $0.partNumber < $1.partNumber }
+        do {
+            let info = try await store.completeMultipartUpload(key: key, uploadId: id, parts: parts)
+            done.etag = info.etag
+        } catch let e as CairnError where e.code == .notFound {
+            // A completion retried after a lost response finds no upload: the first attempt may have succeeded.
+            guard let info = try await store.head(key: key), MigrateJob.matches(info, size: size, sha256: h.sha256, md5: nil) else {
+                var r = done
+                r.state = .failed
+                r.error = e.message
+                try await record(r)
+                throw e
+            }
+            done.etag = info.etag
+        }
+        try await record(done)
+        let sent = newParts.reduce(0) { $0 + $1.size }
+        return .uploaded(path: f.path, bytes: sent, resumedParts: have.count, resumedBytes: resumedBytes)
+    }
+
+    /// Aborts an upload that can no longer be completed, even from a cancelled task.
+    private func abortQuietly(key: String, uploadId: String) async {
+        let store = self.store, logger = job.logger
+        await Task.detached {
+            do { try await store.abortMultipartUpload(key: key, uploadId: uploadId) } catch {
+                logger.warning("could not abort a stale multipart upload", metadata: ["key": "\(key)", "upload": "\(uploadId)", "error": "\(error)"])
+            }
+        }.value
+    }
+}

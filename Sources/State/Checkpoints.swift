@@ -1,0 +1,256 @@
+import Core
+import Foundation
+import GRDB
+
+/// One file of a migration, as recorded in its checkpoint database.
+public struct CheckpointFile: Sendable, Equatable {
+    public enum State: String, Sendable, CaseIterable {
+        /// Seen, not yet stored.
+        case pending
+        /// A multipart upload is in progress (`uploadId`, `partSize` and the
+        /// parts table say how far it got).
+        case uploading
+        /// The object is complete at the destination and matches `size`,
+        /// `mtimeNs` and `sha256`.
+        case done
+        /// The last attempt failed; `error` says why. Retried by the next run.
+        case failed
+        /// Not uploaded on purpose (a special file, a symlink out of the source); `error` says why.
+        case skipped
+    }
+
+    /// Path relative to the source directory, `/`-separated, as on disk.
+    public var path: String
+    public var size: Int64
+    /// Modification time in nanoseconds since the epoch.
+    public var mtimeNs: Int64
+    /// SHA-256 of the contents (hex), once known.
+    public var sha256: String?
+    /// MD5 of the contents (hex), for single-PUT files.
+    public var md5: String?
+    public var state: State
+    public var uploadId: String?
+    public var partSize: Int64?
+    /// The object key (relative to the store).
+    public var key: String
+    public var etag: String?
+    public var contentType: String?
+    public var error: String?
+    public var updatedAt: Date
+
+    public init(path: String, size: Int64, mtimeNs: Int64, sha256: String? = nil, md5: String? = nil,
+                state: State, uploadId: String? = nil, partSize: Int64? = nil, key: String,
+                etag: String? = nil, contentType: String? = nil, error: String? = nil, updatedAt: Date = Date()) {
+        self.path = path; self.size = size; self.mtimeNs = mtimeNs; self.sha256 = sha256; self.md5 = md5
+        self.state = state; self.uploadId = uploadId; self.partSize = partSize; self.key = key
+        self.etag = etag; self.contentType = contentType; self.error = error; self.updatedAt = updatedAt
+    }
+}
+
+/// One completed part of a multipart upload, as recorded.
+public struct CheckpointPart: Sendable, Equatable {
+    public var partNumber: Int
+    public var etag: String
+    public var size: Int64
+    public init(partNumber: Int, etag: String, size: Int64) { self.partNumber = partNumber; self.etag = etag; self.size = size }
+}
+
+/// The checkpoint database of one migration job (`STATE_DIR/migrate/JOB.sqlite`):
+/// one row per file and one row per completed part of a multipart upload.
+///
+/// Every method is one transaction, committed before it returns (WAL mode,
+/// `synchronous = NORMAL`: a killed process loses nothing that was committed;
+/// only a power loss can lose the last commits). The methods block: call them
+/// from a blocking thread (`runBlocking`), never from the cooperative pool.
+/// One `DatabaseQueue` per store; open one store per job per process.
+public final class CheckpointStore: Sendable {
+    private let db: DatabaseQueue
+    public let path: String
+
+    /// Opens (creating it and its directory) the checkpoint database of `job`.
+    public convenience init(stateDir: String, job: String) throws {
+        let dir = stateDir + "/migrate"
+        do {
+            try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true,
+                                                    attributes: [.posixPermissions: 0o700])
+        } catch {
+            throw CairnError(.io, "cannot create checkpoint directory \(dir): \(error.localizedDescription)")
+        }
+        try self.init(path: dir + "/\(job).sqlite")
+    }
+
+    /// The path of a job's checkpoint database, without opening it.
+    public static func path(stateDir: String, job: String) -> String { stateDir + "/migrate/\(job).sqlite" }
+
+    public init(path: String) throws {
+        self.path = path
+        do {
+            var config = Configuration()
+            config.busyMode = .timeout(10)
+            config.prepareDatabase { db in
+                try db.execute(sql: "PRAGMA synchronous = NORMAL")
+            }
+            db = try DatabaseQueue(path: path, configuration: config)
+            try db.writeWithoutTransaction { db in
+                _ = try String.fetchOne(db, sql: "PRAGMA journal_mode = WAL")
+            }
+            try Self.migrator.migrate(db)
+        } catch let e as CairnError {
+            throw e
+        } catch {
+            throw CairnError(.io, "cannot open checkpoint database \(path): \(error)")
+        }
+    }
+
+    static var migrator: DatabaseMigrator {
+        var m = DatabaseMigrator()
+        m.registerMigration("v1-files-parts") { db in
+            try db.create(table: "files") { t in
+                t.primaryKey("path", .text)
+                t.column("size", .integer).notNull()
+                t.column("mtime_ns", .integer).notNull()
+                t.column("sha256", .text)
+                t.column("md5", .text)
+                t.column("state", .text).notNull().indexed()
+                t.column("upload_id", .text)
+                t.column("part_size", .integer)
+                t.column("key", .text).notNull()
+                t.column("etag", .text)
+                t.column("content_type", .text)
+                t.column("error", .text)
+                t.column("updated_at", .datetime).notNull()
+            }
+            try db.create(table: "parts") { t in
+                t.column("path", .text).notNull().references("files", column: "path", onDelete: .cascade)
+                t.column("part_number", .integer).notNull()
+                t.column("etag", .text).notNull()
+                t.column("size", .integer).notNull()
+                t.primaryKey(["path", "part_number"])
+            }
+        }
+        return m
+    }
+
+    // MARK: reading
+
+    /// Every file row, by path.
+    public func allFiles() throws -> [String: CheckpointFile] {
+        try wrap("read the checkpoint") {
+            try db.read { db in
+                var out: [String: CheckpointFile] = [:]
+                let rows = try Row.fetchCursor(db, sql: "SELECT * FROM files")
+                while let row = try rows.next() {
+                    let f = Self.file(row)
+                    out[f.path] = f
+                }
+                return out
+            }
+        }
+    }
+
+    public func file(_ path: String) throws -> CheckpointFile? {
+        try wrap("read \(path) from the checkpoint") {
+            try db.read { db in try Row.fetchOne(db, sql: "SELECT * FROM files WHERE path = ?", arguments: [path]).map(Self.file) }
+        }
+    }
+
+    /// Rows in a state, ordered by path.
+    public func files(in state: CheckpointFile.State) throws -> [CheckpointFile] {
+        try wrap("read the checkpoint") {
+            try db.read { db in
+                try Row.fetchAll(db, sql: "SELECT * FROM files WHERE state = ? ORDER BY path", arguments: [state.rawValue]).map(Self.file)
+            }
+        }
+    }
+
+    /// The recorded completed parts of a file's multipart upload, by part number.
+    public func parts(_ path: String) throws -> [CheckpointPart] {
+        try wrap("read the parts of \(path)") {
+            try db.read { db in
+                try Row.fetchAll(db, sql: "SELECT part_number, etag, size FROM parts WHERE path = ? ORDER BY part_number", arguments: [path])
+                    .map { CheckpointPart(partNumber: $0["part_number"], etag: $0["etag"], size: $0["size"]) }
+            }
+        }
+    }
+
+    /// Counts of rows per state.
+    public func counts() throws -> [CheckpointFile.State: Int] {
+        try wrap("count the checkpoint") {
+            try db.read { db in
+                var out: [CheckpointFile.State: Int] = [:]
+                for row in try Row.fetchAll(db, sql: "SELECT state, COUNT(*) AS n FROM files GROUP BY state") {
+                    if let s = CheckpointFile.State(rawValue: row["state"]) { out[s] = row["n"] }
+                }
+                return out
+            }
+        }
+    }
+
+    // MARK: writing (each call is one transaction)
+
+    /// Inserts or replaces a file's row. Replacing a row whose upload id changes
+    /// (or is cleared) also forgets its recorded parts.
+    public func put(_ f: CheckpointFile) throws {
+        try wrap("record \(f.path) in the checkpoint") {
+            try db.write { db in
+                let old = try String.fetchOne(db, sql: "SELECT upload_id FROM files WHERE path = ?", arguments: [f.path])
+                if old != f.uploadId {
+                    try db.execute(sql: "DELETE FROM parts WHERE path = ?", arguments: [f.path])
+                }
+                try db.execute(sql: """
+                    INSERT INTO files (path, size, mtime_ns, sha256, md5, state, upload_id, part_size, key, etag, content_type, error, updated_at)
+                    VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                    ON CONFLICT(path) DO UPDATE SET size = excluded.size, mtime_ns = excluded.mtime_ns, sha256 = excluded.sha256,
+                      md5 = excluded.md5, state = excluded.state, upload_id = excluded.upload_id, part_size = excluded.part_size,
+                      key = excluded.key, etag = excluded.etag, content_type = excluded.content_type, error = excluded.error,
+                      updated_at = excluded.updated_at
+                    """, arguments: [f.path, f.size, f.mtimeNs, f.sha256, f.md5, f.state.rawValue, f.uploadId, f.partSize,
+                                     f.key, f.etag, f.contentType, f.error, f.updatedAt])
+            }
+        }
+    }
+
+    /// Records one completed part of `path`'s upload `uploadId`. Ignored (returns
+    /// false) when the row no longer has that upload id, so a part finishing after
+    /// its upload was replaced cannot be attached to the new one.
+    @discardableResult
+    public func addPart(_ path: String, uploadId: String, _ part: CheckpointPart) throws -> Bool {
+        try wrap("record part \(part.partNumber) of \(path) in the checkpoint") {
+            try db.write { db in
+                let current = try String.fetchOne(db, sql: "SELECT upload_id FROM files WHERE path = ?", arguments: [path])
+                guard current == uploadId else { return false }
+                try db.execute(sql: "INSERT OR REPLACE INTO parts (path, part_number, etag, size) VALUES (?, ?, ?, ?)",
+                               arguments: [path, part.partNumber, part.etag, part.size])
+                try db.execute(sql: "UPDATE files SET updated_at = ? WHERE path = ?", arguments: [Date(), path])
+                return true
+            }
+        }
+    }
+
+    /// Forgets recorded parts that the server no longer has (keeps `keep`).
+    public func retainParts(_ path: String, _ keep: Set<Int>) throws {
+        try wrap("update the parts of \(path)") {
+            try db.write { db in
+                let all = try Int.fetchAll(db, sql: "SELECT part_number FROM parts WHERE path = ?", arguments: [path])
+                for n in all where !keep.contains(n) {
+                    try db.execute(sql: "DELETE FROM parts WHERE path = ? AND part_number = ?", arguments: [path, n])
+                }
+            }
+        }
+    }
+
+    // MARK: plumbing
+
+    static func file(_ row: Row) -> CheckpointFile {
+        CheckpointFile(path: row["path"], size: row["size"], mtimeNs: row["mtime_ns"], sha256: row["sha256"], md5: row["md5"],
+                       state: CheckpointFile.State(rawValue: row["state"]) ?? .pending, uploadId: row["upload_id"],
+                       partSize: row["part_size"], key: row["key"], etag: row["etag"], contentType: row["content_type"],
+                       error: row["error"], updatedAt: row["updated_at"])
+    }
+
+    private func wrap<T>(_ what: String, _ body: () throws -> T) throws -> T {
+        do { return try body() } catch let e as CairnError { throw e } catch {
+            throw CairnError(.io, "checkpoint database \(path): cannot \(what): \(error)")
+        }
+    }
+}

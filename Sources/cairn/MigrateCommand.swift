@@ -1,0 +1,147 @@
+import ArgumentParser
+import Config
+import Core
+import Foundation
+import Jobs
+import ObjectStore
+import State
+
+/// `cairn migrate JOB`: copies a migrate job's source tree to object storage,
+/// resumably; `--verify [--deep]` checks the objects; `--dry-run` shows what
+/// would be uploaded.
+struct MigrateCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "migrate",
+        abstract: "Copy a migrate job's source directory to object storage (resumable), or verify the copy.",
+        discussion: """
+            Re-running continues where the last run stopped: files done and unchanged are skipped, \
+            unfinished multipart uploads resume at their next part. Exit status: 0 when every file \
+            is stored; 4 (or the shared error code of the failures) when any file failed; 9 when \
+            --verify finds a missing or different object. See docs/MIGRATION.md.
+            """)
+
+    @OptionGroup var global: GlobalOptions
+    @OptionGroup var options: ConfigOptions
+    @Argument(help: "Migrate job name (a file in the jobs directory, without .toml).") var job: String
+    @Flag(help: "Check every recorded file against its object (HEAD: size and checksum) instead of uploading.") var verify = false
+    @Flag(help: "With --verify: download every object and compare its SHA-256.") var deep = false
+    @Flag(help: "Show what would be uploaded (counts and bytes) from the source and the checkpoint; send nothing.") var dryRun = false
+    @Option(help: "Bandwidth limit across all transfers, e.g. 10M (MiB/s), 512k (KiB/s), 20MiB/s, 1000000 (bytes/s), off.") var bwlimit: String?
+    @Option(help: "Write the mapping file (JSON lines: path, key, size, sha256, content_type, url) here.") var mapping: String?
+    @Option(help: "Transfers at once (default: the job's concurrency, 8).") var concurrency: Int?
+
+    func validate() throws {
+        if deep && !verify { throw ValidationError("--deep only applies with --verify") }
+        if verify && dryRun { throw ValidationError("--verify and --dry-run cannot be combined") }
+        if let c = concurrency, !(1...256).contains(c) { throw ValidationError("--concurrency must be from 1 to 256") }
+        if let b = bwlimit {
+            do { _ = try BandwidthLimiter.parse(b) } catch let e as CairnError { throw ValidationError(e.message) }
+        }
+    }
+
+    func run() async throws {
+        try global.bootstrap()
+        try await reportingErrors {
+            let config = try options.load()
+            let job = try options.job(job, in: config)
+            guard case .migrate(let spec) = job.spec else {
+                throw CairnError(.usage, "job \(job.name) is a \(job.kind.rawValue) job, not a migrate job (use cairn run \(job.name))")
+            }
+            let storage = try Resources.storage(named: job.storage, in: config)
+            let store = try Resources.store(storage)
+            var migration = MigrateJob(name: job.name, spec: spec, store: store, stateDir: config.stateDir,
+                                       objectLock: Resources.objectLock(storage))
+            if let b = bwlimit { migration.bandwidthLimit = try BandwidthLimiter.parse(b) }
+            if let m = mapping {
+                migration.mappingFile = m.hasPrefix("/") ? m : FileManager.default.currentDirectoryPath + "/" + m
+            }
+            if let c = concurrency { migration.concurrency = c }
+            let m = migration
+
+            if dryRun {
+                let plan = try await withSignalCancellation { try await m.plan() }
+                print(plan.render(job: job.name, source: spec.source, destination: store.displayName + m.keyPrefix))
+                return
+            }
+
+            // One run of a job at a time on this host (shared with the daemon and cairn run).
+            let lock = try JobLock(stateDir: config.stateDir, job: job.name)
+            defer { withExtendedLifetime(lock) {} }
+
+            if verify {
+                let reporter = MigrateProgressReporter(job: job.name, progress: m.progress)
+                reporter.start()
+                let report = try await withSignalCancellation { try await m.verify(deep: deep) }
+                reporter.stop()
+                print(report.render(job: job.name))
+                if !report.isClean {
+                    throw CairnError(report.missing.isEmpty && report.different.isEmpty ? .storage : .integrity,
+                                     "verify of migration \(job.name): \(report.missing.count) missing, \(report.different.count) different, \(report.errors.count) error(s) of \(report.checked) object(s)")
+                }
+                return
+            }
+
+            let state = try StateStore(stateDir: config.stateDir)
+            let runID = try state.start(job: job.name, trigger: "manual")
+            let reporter = MigrateProgressReporter(job: job.name, progress: m.progress)
+            reporter.start()
+            let report: MigrateReport
+            do {
+                report = try await withSignalCancellation { try await m.run() }
+            } catch {
+                reporter.stop()
+                let cancelled = error is CancellationError || (error as? CairnError)?.code == .cancelled
+                try? state.finish(id: runID, result: cancelled ? .cancelled : .failed, error: "\(error)")
+                throw error
+            }
+            reporter.stop()
+            print(report.render())
+            if !report.failed.isEmpty {
+                let err = CairnError(report.failureCode, "migration \(job.name): \(report.failed.count) file(s) failed (listed above); re-run to retry them")
+                try? state.finish(id: runID, result: .failed, error: err.message, bytes: report.uploadedBytes)
+                throw err
+            }
+            try state.finish(id: runID, result: .ok, bytes: report.uploadedBytes)
+        }
+    }
+}
+
+/// On a TTY, a progress bar redrawn twice a second (files, bytes, rate, ETA);
+/// otherwise one line on stderr every 5 seconds (for logs and the journal).
+final class MigrateProgressReporter: @unchecked Sendable {
+    private let lock = NSLock()
+    private var task: Task<Void, Never>?
+    private let tty = isatty(2) == 1
+    private let job: String
+    private let progress: MigrateProgress
+
+    init(job: String, progress: MigrateProgress) { self.job = job; self.progress = progress }
+
+    func start() {
+        let tty = self.tty, job = self.job, progress = self.progress
+        let interval: Duration = tty ? .milliseconds(500) : .seconds(5)
+        let t = Task {
+            while !Task.isCancelled {
+                try? await Task.sleep(for: interval)
+                if Task.isCancelled { break }
+                if tty {
+                    var cols = winsize()
+                    let width = ioctl(2, UInt(TIOCGWINSZ), &cols) == 0 && cols.ws_col > 40 ? Int(cols.ws_col) : 100
+                    var text = "\(progress.bar(width: 20)) \(progress.line)"
+                    if text.count > width - 1 { text = String(text.prefix(width - 1)) }
+                    FileHandle.standardError.write(Data(("\r" + text + "\u{1B}[K").utf8))
+                } else {
+                    FileHandle.standardError.write(Data("cairn: migrate \(job): \(progress.line)\n".utf8))
+                }
+            }
+        }
+        lock.withLock { task = t }
+    }
+
+    func stop() {
+        let t: Task<Void, Never>? = lock.withLock { let t = task; task = nil; return t }
+        guard let t else { return }
+        t.cancel()
+        if tty { FileHandle.standardError.write(Data("\r\u{1B}[K".utf8)) }
+    }
+}

@@ -1,0 +1,171 @@
+import Foundation
+import Testing
+import Core
+import Config
+@testable import Jobs
+@testable import ObjectStore
+
+/// Pure parts of the migration job (no services needed): content types, rate
+/// parsing, keys, the tree walker, URLs, reports. They live in this target
+/// because it is the one test target that depends on Jobs.
+@Suite struct MigrateUnitTests {
+    @Test func mimeTypesParseDebianFormatCaseInsensitivelyWithFallback() {
+        let m = MimeTypes(parsing: """
+            # comment
+            image/jpeg\t\t\t\tjpeg jpg jpe
+            text/plain\t\t\t\ttxt asc # trailing comment
+            application/x-empty
+            image/x-other\t\tjpg
+            """)
+        #expect(m.contentType(forPath: "2024/01/u1/photo.JPG") == "image/jpeg")
+        #expect(m.contentType(forPath: "a/notes.txt") == "text/plain")
+        #expect(m.contentType(forPath: "a/noext") == "application/octet-stream")
+        #expect(m.contentType(forPath: "a/.hidden") == "application/octet-stream")
+        #expect(m.contentType(forPath: "a.dir/file") == "application/octet-stream")
+        #expect(m.contentType(forPath: "x.unknownext") == "application/octet-stream")
+        // absent file: everything octet-stream, no crash
+        #expect(MimeTypes.system(path: "/nonexistent/mime.types").contentType(forPath: "a.jpg") == "application/octet-stream")
+    }
+
+    @Test func systemMimeTypesKnowCommonMedia() {
+        // media-types is installed by scripts/setup
+        let m = MimeTypes.system()
+        #expect(m.contentType(forPath: "a.jpg") == "image/jpeg")
+        #expect(m.contentType(forPath: "a.png") == "image/png")
+        #expect(m.contentType(forPath: "a.pdf") == "application/pdf")
+        #expect(m.contentType(forPath: "a.mp4") == "video/mp4")
+    }
+
+    @Test func bandwidthLimitsParseLikeRclone() throws {
+        #expect(try BandwidthLimiter.parse("10M") == 10 << 20)
+        #expect(try BandwidthLimiter.parse("512k") == 512 << 10)
+        #expect(try BandwidthLimiter.parse("1.5M") == 1_572_864)
+        #expect(try BandwidthLimiter.parse("20MiB/s") == 20 << 20)
+        #expect(try BandwidthLimiter.parse("500KB/s") == 500_000)
+        #expect(try BandwidthLimiter.parse("1000000") == 1_000_000)
+        #expect(try BandwidthLimiter.parse("off") == nil)
+        #expect(try BandwidthLimiter.parse("0") == nil)
+        #expect(throws: CairnError.self) { try BandwidthLimiter.parse("fast") }
+        #expect(throws: CairnError.self) { try BandwidthLimiter.parse("-5M") }
+    }
+
+    @Test func tokenBucketChargesDebtAtTheConfiguredRate() {
+        let l = BandwidthLimiter(bytesPerSecond: 1000)
+        let t0 = ContinuousClock.now
+        #expect(l.reserve(1000, now: t0) == .zero)                 // the first second's burst
+        #expect(l.reserve(500, now: t0) == .milliseconds(500))     // then debt, paid at 1000 B/s
+        #expect(l.reserve(500, now: t0) == .seconds(1))
+        // two seconds later the debt is paid and the bucket refilled up to one second's worth
+        #expect(l.reserve(1000, now: t0 + .seconds(3)) == .zero)
+    }
+
+    @Test func keysArePrefixPlusPathWithoutNormalisation() {
+        #expect(MigrateJob.objectKey(prefix: "media", path: "2024/01/a b+c%#?.jpg") == "media/2024/01/a b+c%#?.jpg")
+        #expect(MigrateJob.objectKey(prefix: "/media/", path: "x") == "media/x")
+        #expect(MigrateJob.objectKey(prefix: "", path: "x/y") == "x/y")
+        let nfd = "e\u{301}.jpg", nfc = "\u{e9}.jpg"
+        #expect(Array(MigrateJob.objectKey(prefix: "m", path: nfd).utf8) == Array("m/".utf8) + Array(nfd.utf8))
+        #expect(Array(MigrateJob.objectKey(prefix: "m", path: nfc).utf8) == Array("m/".utf8) + Array(nfc.utf8))
+    }
+
+    @Test func mtimeMetadataIsSecondsWithNanoseconds() {
+        #expect(MigrateJob.mtimeString(1_700_000_000_123_456_789) == "1700000000.123456789")
+        #expect(MigrateJob.mtimeString(5) == "0.000000005")
+        #expect(MigrateJob.mtimeString(-1) == "-1.999999999")
+    }
+
+    @Test func partSizeGrowsOnlyWhenTenThousandPartsWouldNotSuffice() {
+        #expect(MigrateJob.partSize(fileSize: 100 << 20, preferred: 16 << 20) == 16 << 20)
+        #expect(MigrateJob.partSize(fileSize: 200 << 30, preferred: 16 << 20) == 21 << 20)
+    }
+
+    @Test func alreadyPresentNeedsSizeAndChecksum() {
+        let sha = String(repeating: "a", count: 64)
+        let withMeta = ObjectInfo(key: "k", size: 10, etag: "\"x-2\"", metadata: ["sha256": sha])
+        #expect(MigrateJob.matches(withMeta, size: 10, sha256: sha, md5: nil))
+        #expect(!MigrateJob.matches(withMeta, size: 11, sha256: sha, md5: nil))
+        #expect(!MigrateJob.matches(withMeta, size: 10, sha256: String(repeating: "b", count: 64), md5: nil))
+        let plain = ObjectInfo(key: "k", size: 10, etag: "\"0123abcd\"")
+        #expect(MigrateJob.matches(plain, size: 10, sha256: sha, md5: "0123abcd"))
+        #expect(!MigrateJob.matches(plain, size: 10, sha256: sha, md5: "ffff"))
+        #expect(!MigrateJob.matches(ObjectInfo(key: "k", size: 10, etag: "\"0123abcd-3\""), size: 10, sha256: sha, md5: "0123abcd"))
+    }
+
+    @Test func walkerListsFilesInByteOrderAndReportsOddEntries() throws {
+        let root = FileManager.default.temporaryDirectory.appendingPathComponent("cairn-walk-\(UUID().uuidString)").path
+        defer { try? FileManager.default.removeItem(atPath: root) }
+        let fm = FileManager.default
+        try fm.createDirectory(atPath: root + "/b/sub", withIntermediateDirectories: true)
+        try fm.createDirectory(atPath: root + "/a-dir", withIntermediateDirectories: true)
+        for p in ["b/sub/z.jpg", "b/a.txt", "a-dir/x", "B.txt", "a b+c%#?é.png"] {
+            try Data(p.utf8).write(to: URL(fileURLWithPath: root + "/" + p))
+        }
+        try fm.createSymbolicLink(atPath: root + "/link-in.jpg", withDestinationPath: "b/sub/z.jpg")
+        try fm.createSymbolicLink(atPath: root + "/link-out", withDestinationPath: "/etc/hostname")
+        try fm.createSymbolicLink(atPath: root + "/link-dir", withDestinationPath: "b")
+        try fm.createSymbolicLink(atPath: root + "/dangling", withDestinationPath: "nope")
+        #expect(mkfifo(root + "/pipe", 0o600) == 0)
+        // a name that is not valid UTF-8
+        let bad: [UInt8] = Array((root + "/bad-").utf8) + [0xFF, 0x41, 0]
+        let fd = bad.withUnsafeBufferPointer { p in p.withMemoryRebound(to: CChar.self) { open($0.baseAddress!, O_CREAT | O_WRONLY, 0o644) } }
+        #expect(fd >= 0)
+        close(fd)
+        // a path whose key would be longer than 1,024 bytes with this prefix
+        let longName = String(repeating: "n", count: 200)
+        try Data().write(to: URL(fileURLWithPath: root + "/" + longName))
+
+        let r = try TreeWalker(root: root, keyPrefixBytes: 900).walk()
+        #expect(r.files.map(\.path) == ["B.txt", "a b+c%#?é.png", "a-dir/x", "b/a.txt", "b/sub/z.jpg", "link-in.jpg"])
+        let link = try #require(r.files.last)
+        #expect(link.symlinkTo == "b/sub/z.jpg")
+        #expect(link.size == Int64("b/sub/z.jpg".utf8.count))
+        #expect(r.files[0].size == 5)
+        let issues = Dictionary(uniqueKeysWithValues: r.issues.map { ($0.path, $0) })
+        #expect(issues["pipe"]?.kind == .skipped)
+        #expect(issues["pipe"]?.reason.contains("FIFO") == true)
+        #expect(issues["link-out"]?.reason.contains("outside the source") == true)
+        #expect(issues["link-dir"]?.reason.contains("directories are not followed") == true)
+        #expect(issues["dangling"]?.kind == .skipped)
+        #expect(issues["bad-\\xFFA"]?.kind == .failed)
+        #expect(issues["bad-\\xFFA"]?.reason.contains("UTF-8") == true)
+        #expect(issues[longName]?.reason.contains("1024") == true)
+        #expect(r.issues.count == 6)
+    }
+
+    @Test func walkerReportsAnUnreadableDirectoryAndGoesOn() throws {
+        guard geteuid() != 0 else {
+            // root reads everything: the CLI test runs cairn without CAP_DAC_OVERRIDE instead
+            return
+        }
+        let root = FileManager.default.temporaryDirectory.appendingPathComponent("cairn-walk-\(UUID().uuidString)").path
+        defer { chmod(root + "/locked", 0o755); try? FileManager.default.removeItem(atPath: root) }
+        try FileManager.default.createDirectory(atPath: root + "/locked", withIntermediateDirectories: true)
+        try Data("x".utf8).write(to: URL(fileURLWithPath: root + "/ok.txt"))
+        chmod(root + "/locked", 0)
+        let r = try TreeWalker(root: root).walk()
+        #expect(r.files.map(\.path) == ["ok.txt"])
+        #expect(r.issues.first?.reason.contains("Permission denied") == true)
+    }
+
+    @Test func mappingURLsFollowTheStorageAddressing() {
+        let creds = StaticCredentialsProvider(AWSCredentials(accessKeyId: "a", secretAccessKey: "b"))
+        let pathStyle = S3Store(config: S3Configuration(bucket: "b", prefix: "cairn", endpoint: "http://127.0.0.1:9000"), credentials: creds)
+        let loc = MappingFile.location(store: pathStyle, key: "media/a b+c%#?é.jpg")
+        #expect(loc.key == "cairn/media/a b+c%#?é.jpg")
+        #expect(loc.url == "http://127.0.0.1:9000/b/cairn/media/a%20b%2Bc%25%23%3F%C3%A9.jpg")
+        let aws = S3Store(config: S3Configuration(bucket: "media-bucket", region: "eu-west-1"), credentials: creds)
+        #expect(MappingFile.location(store: aws, key: "x/y.png").url == "https://media-bucket.s3.eu-west-1.amazonaws.com/x/y.png")
+        let dir = DirectoryStore(root: "/srv/objects")
+        #expect(MappingFile.location(store: dir, key: "m/a b.jpg").url == "file:///srv/objects/m/a%20b.jpg")
+    }
+
+    @Test func reportListsAtMostTwentyFailuresThenCounts() {
+        var r = MigrateReport(job: "media", source: "/src", destination: "s3://b/m/")
+        r.failed = (1...25).map { MigrateFileIssue(path: "f\($0)", reason: "cannot read: Permission denied") }
+        let text = r.render()
+        #expect(text.contains("f20: cannot read: Permission denied"))
+        #expect(!text.contains("f21:"))
+        #expect(text.contains("and 5 more"))
+        #expect(r.summary.contains("25 failed"))
+    }
+}
