@@ -176,11 +176,15 @@ public struct MigrateJob: Sendable {
         try Task.checkCancellation()
         if let fatal { throw fatal }
 
-        // Uploads under the prefix that no row refers to were started by a run
-        // killed before it could record them: nothing can resume them.
+        // Uploads of this tree's keys that no row refers to were started by a run
+        // killed before it could record them: nothing can resume them. Only keys
+        // of files in the source tree or the checkpoint: anything else under the
+        // prefix (another job's, a backup's) is not ours to abort.
         do {
-            let referenced = Set(try await runBlocking { try checkpoint.allFiles() }.values.compactMap(\.uploadId))
-            for u in try await store.listMultipartUploads(prefix: keyPrefix) where !referenced.contains(u.uploadId) {
+            let rows = try await runBlocking { try checkpoint.allFiles() }
+            let referenced = Set(rows.values.compactMap(\.uploadId))
+            let ours = Set(rows.values.map(\.key)).union(walked.files.map { Self.objectKey(prefix: spec.prefix, path: $0.path) })
+            for u in try await store.listMultipartUploads(prefix: keyPrefix) where ours.contains(u.key) && !referenced.contains(u.uploadId) {
                 try await store.abortMultipartUpload(key: u.key, uploadId: u.uploadId)
                 report.abortedStaleUploads += 1
             }
