@@ -55,8 +55,8 @@ struct RunCommand: AsyncParsableCommand {
                 if let (c, claim) = cluster { await c.finish(claim, result: "ok", error: nil) }
             } catch {
                 let cancelled = error is CancellationError || (error as? CairnError)?.code == .cancelled
-                try? state.finish(id: runID, result: cancelled ? .cancelled : .failed, error: "\(error)")
-                if let (c, claim) = cluster { await c.finish(claim, result: cancelled ? "cancelled" : "failed", error: "\(error)") }
+                try? state.finish(id: runID, result: cancelled ? .cancelled : .failed, error: historyText(error))
+                if let (c, claim) = cluster { await c.finish(claim, result: cancelled ? "cancelled" : "failed", error: historyText(error)) }
                 throw error
             }
             withExtendedLifetime(lock) {}
@@ -109,7 +109,7 @@ struct RunCommand: AsyncParsableCommand {
 
     /// Runs the job in this process, with a progress line on a TTY.
     func runJob(_ job: JobConfig, config: CairnConfig) async throws -> (Int64?, String?) {
-        let reporter = ProgressReporter()
+        let reporter = ProgressReporter(job: job.name)
         defer { reporter.stop() }
         let outcome = try await withSignalCancellation {
             try await JobRunner(config: config).run(job) { reporter.start($0) }
@@ -237,36 +237,3 @@ struct RestoreCommand: AsyncParsableCommand {
     }
 }
 
-/// On a TTY a progress line every second (dumped bytes, rate, parts);
-/// otherwise a log line every 10 seconds.
-final class ProgressReporter: @unchecked Sendable {
-    private let lock = NSLock()
-    private var task: Task<Void, Never>?
-    private let tty = isatty(2) == 1
-    private let logger = Logger.cairn("progress")
-
-    init() {}
-
-    func start(_ progress: any JobProgress) {
-        let tty = self.tty, logger = self.logger
-        let t = Task {
-            while !Task.isCancelled {
-                try? await Task.sleep(for: .seconds(tty ? 1 : 10))
-                if Task.isCancelled { break }
-                if tty {
-                    FileHandle.standardError.write(Data("\r  \(progress.line)   ".utf8))
-                } else {
-                    logger.info("progress", metadata: progress.fields.mapValues { .string($0) })
-                }
-            }
-        }
-        lock.lock(); task = t; lock.unlock()
-    }
-
-    func stop() {
-        lock.lock(); let t = task; task = nil; lock.unlock()
-        guard let t else { return }
-        t.cancel()
-        if tty { FileHandle.standardError.write(Data("\n".utf8)) }
-    }
-}

@@ -69,8 +69,8 @@ struct MigrateCommand: AsyncParsableCommand {
             defer { withExtendedLifetime(lock) {} }
 
             if verify {
-                let reporter = MigrateProgressReporter(job: job.name, progress: m.progress)
-                reporter.start()
+                let reporter = ProgressReporter(job: job.name)
+                reporter.start(m.progress)
                 let report = try await withSignalCancellation { try await m.verify(deep: deep) }
                 reporter.stop()
                 print(report.render(job: job.name))
@@ -83,15 +83,15 @@ struct MigrateCommand: AsyncParsableCommand {
 
             let state = try StateStore(stateDir: config.stateDir)
             let runID = try state.start(job: job.name, trigger: "manual")
-            let reporter = MigrateProgressReporter(job: job.name, progress: m.progress)
-            reporter.start()
+            let reporter = ProgressReporter(job: job.name)
+            reporter.start(m.progress)
             let report: MigrateReport
             do {
                 report = try await withSignalCancellation { try await m.run() }
             } catch {
                 reporter.stop()
                 let cancelled = error is CancellationError || (error as? CairnError)?.code == .cancelled
-                try? state.finish(id: runID, result: cancelled ? .cancelled : .failed, error: "\(error)")
+                try? state.finish(id: runID, result: cancelled ? .cancelled : .failed, error: historyText(error))
                 throw error
             }
             reporter.stop()
@@ -103,45 +103,5 @@ struct MigrateCommand: AsyncParsableCommand {
             }
             try state.finish(id: runID, result: .ok, bytes: report.uploadedBytes)
         }
-    }
-}
-
-/// On a TTY, a progress bar redrawn twice a second (files, bytes, rate, ETA);
-/// otherwise one line on stderr every 5 seconds (for logs and the journal).
-final class MigrateProgressReporter: @unchecked Sendable {
-    private let lock = NSLock()
-    private var task: Task<Void, Never>?
-    private let tty = isatty(2) == 1
-    private let job: String
-    private let progress: MigrateProgress
-
-    init(job: String, progress: MigrateProgress) { self.job = job; self.progress = progress }
-
-    func start() {
-        let tty = self.tty, job = self.job, progress = self.progress
-        let interval: Duration = tty ? .milliseconds(500) : .seconds(5)
-        let t = Task {
-            while !Task.isCancelled {
-                try? await Task.sleep(for: interval)
-                if Task.isCancelled { break }
-                if tty {
-                    var cols = winsize()
-                    let width = ioctl(2, UInt(TIOCGWINSZ), &cols) == 0 && cols.ws_col > 40 ? Int(cols.ws_col) : 100
-                    var text = "\(progress.bar(width: 20)) \(progress.line)"
-                    if text.count > width - 1 { text = String(text.prefix(width - 1)) }
-                    FileHandle.standardError.write(Data(("\r" + text + "\u{1B}[K").utf8))
-                } else {
-                    FileHandle.standardError.write(Data("cairn: migrate \(job): \(progress.line)\n".utf8))
-                }
-            }
-        }
-        lock.withLock { task = t }
-    }
-
-    func stop() {
-        let t: Task<Void, Never>? = lock.withLock { let t = task; task = nil; return t }
-        guard let t else { return }
-        t.cancel()
-        if tty { FileHandle.standardError.write(Data("\r\u{1B}[K".utf8)) }
     }
 }

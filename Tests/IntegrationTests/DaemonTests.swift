@@ -325,6 +325,32 @@ func startWithHungUpload(_ fx: DaemonFixture, db: TestDatabase, jobKeys: String,
         #expect(await daemon.waitExit(timeout: 20) == 0)
     }
 
+    /// A migrate job run by the daemon on demand: `cairn run JOB --wait` through the socket.
+    @Test func theDaemonRunsAMigrateJob() async throws {
+        let fx = try DaemonFixture()
+        defer { fx.remove() }
+        let src = fx.dir + "/uploads"
+        try FileManager.default.createDirectory(atPath: src + "/2026/11", withIntermediateDirectories: true)
+        let names = ["2026/11/a.jpg", "2026/11/b c+d%.png", "2026/readme.txt", "top.pdf"]
+        for (i, n) in names.enumerated() { try testData(1000 * (i + 1), seed: UInt64(i)).write(to: URL(fileURLWithPath: src + "/" + n)) }
+        try fx.writeJob("media", """
+        kind = "migrate"
+        [migrate]
+        source = "\(src)"
+        prefix = "media/"
+        """)
+        let daemon = try DaemonProcess(config: fx.config, logPath: fx.dir + "/serve.log")
+        #expect(await eventually(20) { FileManager.default.fileExists(atPath: fx.socket) })
+        let run = try CLI.run(["run", "-c", fx.config, "media", "--wait"])
+        #expect(run.status == 0, "\(run.stderr) \(daemon.log)")
+        let keys = Set(try await fx.objects())
+        #expect(keys == Set(names.map { fx.prefix + "media/" + $0 }), "\(keys)")
+        let h = try fx.history("media")
+        #expect(h.first?.result == .ok && h.first?.bytes == 10_000)
+        daemon.signal(SIGTERM)
+        #expect(await daemon.waitExit(timeout: 20) == 0)
+    }
+
     @Test func serveRefusesABrokenConfigBeforeStarting() throws {
         let fx = try DaemonFixture()
         defer { fx.remove() }
