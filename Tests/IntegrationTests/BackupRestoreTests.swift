@@ -169,8 +169,7 @@ func pgDumpPIDs(mentioning needle: String) -> [Int32] {
             p.arguments = ["-c", "python3 \"$0\" --key-file \"$1\" < \"$2\" | zstd -dc | sha256sum", script, keyFile, root + "/" + m.dump.key]
             let out = Pipe()
             p.standardOutput = out
-            try p.run()
-            p.waitUntilExit()
+            try await waitForExit(p)
             let text = String(decoding: out.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
             #expect(p.terminationStatus == 0)
             #expect(text.hasPrefix(m.dump.plaintextSHA256))

@@ -1,4 +1,5 @@
 import Core
+import Crypto
 import Foundation
 import Jobs
 import ObjectStore
@@ -19,8 +20,8 @@ struct DaemonFixture {
         dir = FileManager.default.temporaryDirectory.appendingPathComponent("cairn-serve-\(UUID().uuidString.prefix(8))").path
         self.prefix = prefix
         try FileManager.default.createDirectory(atPath: dir + "/jobs", withIntermediateDirectories: true)
-        let gen = try CLI.run(["key", "generate", "--out", dir + "/k.key"])
-        guard gen.status == 0 else { throw CairnError(.internal, "key generate failed: \(gen.stderr)") }
+        try Data((try SecureRandom.bytes(32).hexString + "\n").utf8).write(to: URL(fileURLWithPath: dir + "/k.key"))
+        chmod(dir + "/k.key", 0o600)
         try Data(try TestEnv.secretKey.utf8).write(to: URL(fileURLWithPath: dir + "/s3secret"))
         chmod(dir + "/s3secret", 0o600)
         try """
@@ -97,7 +98,7 @@ final class DaemonProcess: @unchecked Sendable {
     }
 
     deinit {
-        if process.isRunning { kill(process.processIdentifier, SIGKILL); process.waitUntilExit() }
+        if process.isRunning { kill(process.processIdentifier, SIGKILL) }
     }
 }
 
@@ -216,7 +217,7 @@ func startWithHungUpload(_ fx: DaemonFixture, db: TestDatabase, jobKeys: String,
         }
 
         // cairn run --wait goes through the socket and exits with the run's result.
-        let manual = try CLI.run(["run", "-c", fx.config, "db", "--wait"])
+        let manual = try await CLI.run(["run", "-c", fx.config, "db", "--wait"])
         #expect(manual.status == 0, "\(manual.stderr)")
         #expect(manual.stdout.contains("cairn serve started run") || manual.stdout.contains("queued run"))
         #expect(manual.stdout.contains("backup ") && manual.stdout.contains("dumped"))
@@ -224,7 +225,7 @@ func startWithHungUpload(_ fx: DaemonFixture, db: TestDatabase, jobKeys: String,
         #expect(try fx.history("db").filter { $0.result == .ok }.count >= 3)
 
         // cairn status asks the daemon.
-        let status = try CLI.run(["status", "-c", fx.config, "--json"])
+        let status = try await CLI.run(["status", "-c", fx.config, "--json"])
         #expect(status.status == 0)
         let parsed = try #require(try JSONSerialization.jsonObject(with: Data(status.stdout.utf8)) as? [[String: Any]])
         #expect(parsed.first?["state"] as? String != nil)
@@ -251,7 +252,7 @@ func startWithHungUpload(_ fx: DaemonFixture, db: TestDatabase, jobKeys: String,
         // Every run ended recorded, none left "running".
         #expect(try fx.history("db").allSatisfy { $0.result != .running })
         // No socket: cairn run falls back to running in-process.
-        let local = try CLI.run(["run", "-c", fx.config, "db"])
+        let local = try await CLI.run(["run", "-c", fx.config, "db"])
         #expect(local.status == 0, "\(local.stderr)")
         #expect(!local.stdout.contains("cairn serve"))
     }
@@ -272,10 +273,10 @@ func startWithHungUpload(_ fx: DaemonFixture, db: TestDatabase, jobKeys: String,
                 "the backup never reached part 2: \(daemon.log)")
 
         // Overlap: refused by the daemon, and in-process (the daemon holds the job lock).
-        let again = try CLI.run(["run", "-c", fx.config, "db"])
+        let again = try await CLI.run(["run", "-c", fx.config, "db"])
         #expect(again.status == 13, "\(again.stdout) \(again.stderr)")
         #expect(again.stderr.contains("already running"))
-        let local = try CLI.run(["run", "-c", fx.config, "db", "--local"])
+        let local = try await CLI.run(["run", "-c", fx.config, "db", "--local"])
         #expect(local.status == 13)
 
         // The next instant comes while the run hangs: recorded as skipped.
@@ -310,7 +311,7 @@ func startWithHungUpload(_ fx: DaemonFixture, db: TestDatabase, jobKeys: String,
         let fx = try DaemonFixture()
         defer { fx.remove() }
         let (_, daemon) = try await startWithHungUpload(fx, db: db, jobKeys: "timeout = \"3s\"\nretries = 1\nretry_backoff = \"1s\"", hangSeconds: 30)
-        let run = try CLI.run(["run", "-c", fx.config, "db", "--wait"])
+        let run = try await CLI.run(["run", "-c", fx.config, "db", "--wait"])
         // The first attempt times out; the retry (no delay this time) succeeds.
         #expect(run.status == 0, "\(run.stderr) \(daemon.log)")
         #expect(run.stderr.contains("attempt 2"))
@@ -341,7 +342,7 @@ func startWithHungUpload(_ fx: DaemonFixture, db: TestDatabase, jobKeys: String,
         """)
         let daemon = try DaemonProcess(config: fx.config, logPath: fx.dir + "/serve.log")
         #expect(await eventually(20) { FileManager.default.fileExists(atPath: fx.socket) })
-        let run = try CLI.run(["run", "-c", fx.config, "media", "--wait"])
+        let run = try await CLI.run(["run", "-c", fx.config, "media", "--wait"])
         #expect(run.status == 0, "\(run.stderr) \(daemon.log)")
         let keys = Set(try await fx.objects())
         #expect(keys == Set(names.map { fx.prefix + "media/" + $0 }), "\(keys)")
@@ -351,7 +352,7 @@ func startWithHungUpload(_ fx: DaemonFixture, db: TestDatabase, jobKeys: String,
         #expect(await daemon.waitExit(timeout: 20) == 0)
     }
 
-    @Test func serveRefusesABrokenConfigBeforeStarting() throws {
+    @Test func serveRefusesABrokenConfigBeforeStarting() async throws {
         let fx = try DaemonFixture()
         defer { fx.remove() }
         try fx.writeJob("db", """
@@ -360,7 +361,7 @@ func startWithHungUpload(_ fx: DaemonFixture, db: TestDatabase, jobKeys: String,
         [backup]
         database = "postgres:///x"
         """)
-        let r = try CLI.run(["serve", "-c", fx.config])
+        let r = try await CLI.run(["serve", "-c", fx.config])
         #expect(r.status == 3)
         #expect(r.stderr.contains("jobs/db.toml") && r.stderr.contains("61"))
         #expect(!FileManager.default.fileExists(atPath: fx.socket))
@@ -376,7 +377,7 @@ func startWithHungUpload(_ fx: DaemonFixture, db: TestDatabase, jobKeys: String,
         """)
         let first = try DaemonProcess(config: fx.config, logPath: fx.dir + "/1.log")
         #expect(await eventually(20) { FileManager.default.fileExists(atPath: fx.socket) })
-        let second = try CLI.run(["serve", "-c", fx.config])
+        let second = try await CLI.run(["serve", "-c", fx.config])
         #expect(second.status == 13)
         #expect(second.stderr.contains("another cairn serve is running"))
         first.signal(SIGTERM)

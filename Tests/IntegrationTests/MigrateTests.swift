@@ -102,36 +102,16 @@ struct MigrateFixture {
         }
     }
 
-    func cli(_ args: [String], dropReadCapabilities: Bool = false) throws -> CLI.Result {
+    func cli(_ args: [String], dropReadCapabilities: Bool = false) async throws -> CLI.Result {
         let full = ["migrate", "-c", config, "media"] + args
         if dropReadCapabilities && geteuid() == 0 {
             // root reads every file; without these capabilities it meets permission bits like anyone
-            return try CLI.run(["--bounding-set=-dac_override,-dac_read_search", try CLI.binary] + full, executable: "/usr/bin/setpriv")
+            return try await CLI.run(["--bounding-set=-dac_override,-dac_read_search", try CLI.binary] + full, executable: "/usr/bin/setpriv")
         }
-        return try CLI.run(full)
+        return try await CLI.run(full)
     }
 }
 
-extension CLI {
-    static func run(_ args: [String], executable: String) throws -> Result {
-        let p = Process()
-        p.executableURL = URL(fileURLWithPath: executable)
-        p.arguments = args
-        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("cairn-cli-\(UUID().uuidString)")
-        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
-        defer { try? FileManager.default.removeItem(at: dir) }
-        let out = dir.appendingPathComponent("out"), err = dir.appendingPathComponent("err")
-        FileManager.default.createFile(atPath: out.path, contents: nil)
-        FileManager.default.createFile(atPath: err.path, contents: nil)
-        p.standardOutput = try FileHandle(forWritingTo: out)
-        p.standardError = try FileHandle(forWritingTo: err)
-        try p.run()
-        p.waitUntilExit()
-        return Result(status: p.terminationStatus,
-                      stdout: (try? String(contentsOf: out, encoding: .utf8)) ?? "",
-                      stderr: (try? String(contentsOf: err, encoding: .utf8)) ?? "")
-    }
-}
 
 extension ProxyControl {
     /// Successful single PUTs (not parts) per object path.
@@ -161,14 +141,14 @@ extension ProxyControl {
         let total = 2000 + 2 + odd.count + 1
 
         // dry run: counts, nothing sent, no checkpoint
-        let dry = try fx.cli(["--dry-run"])
+        let dry = try await fx.cli(["--dry-run"])
         #expect(dry.status == 0, "\(dry.stderr)")
         #expect(dry.stdout.contains("would upload      \(total) "))
         #expect(dry.stdout.contains("2 multipart"))
         #expect(!FileManager.default.fileExists(atPath: fx.checkpointPath))
 
         let mapping = fx.dir + "/mapping.jsonl"
-        let run = try fx.cli(["--mapping", mapping])
+        let run = try await fx.cli(["--mapping", mapping])
         #expect(run.status == 0, "\(run.stdout)\n\(run.stderr)")
         #expect(run.stdout.contains("uploaded        \(total) "))
         #expect(run.stdout.contains("odd/fifo: FIFO"))
@@ -206,11 +186,11 @@ extension ProxyControl {
         #expect(hash.url == "\(try TestEnv.proxyEndpoint)/\(try TestEnv.bucket)/\(fx.storagePrefix)/media/odd/%23hash.pdf")
 
         // verify (HEAD) and deep verify (GET + SHA-256) are clean
-        let verify = try fx.cli(["--verify"])
+        let verify = try await fx.cli(["--verify"])
         #expect(verify.status == 0, "\(verify.stdout)\(verify.stderr)")
         #expect(verify.stdout.contains("\(total) checked, \(total) ok, 0 missing, 0 different"))
         // a second run uploads nothing; cairn run works for migrate jobs too
-        let again = try CLI.run(["run", "-c", fx.config, "media"])
+        let again = try await CLI.run(["run", "-c", fx.config, "media"])
         #expect(again.status == 0, "\(again.stderr)")
         #expect(again.stdout.contains("0 uploaded (0 B), \(total) unchanged"))
         let after = try await proxy.log(pathContaining: fx.storagePrefix)
@@ -219,7 +199,7 @@ extension ProxyControl {
         // an object deleted or replaced at the destination is reported by verify
         try await store.delete(keys: ["media/odd/c++.txt"])
         _ = try await store.put(key: "media/odd/x=y&z.txt", data: Data("tampered".utf8))
-        let bad = try fx.cli(["--verify"])
+        let bad = try await fx.cli(["--verify"])
         #expect(bad.status == ErrorCode.integrity.exitStatus)
         #expect(bad.stdout.contains("odd/c++.txt: no object"))
         #expect(bad.stdout.contains("odd/x=y&z.txt: object is 8 bytes"))
@@ -280,11 +260,11 @@ extension ProxyControl {
         _ = try await runAndKill { try ($0.counts()[.done] ?? 0) >= target }
 
         // 4: to the end
-        let last = try fx.cli([])
+        let last = try await fx.cli([])
         #expect(last.status == 0, "\(last.stdout)\n\(last.stderr)")
         let store = try fx.store()
         try await fx.expectBucketEqualsSource(store)
-        let verify = try fx.cli(["--verify", "--deep"])
+        let verify = try await fx.cli(["--verify", "--deep"])
         #expect(verify.status == 0, "\(verify.stdout)\(verify.stderr)")
 
         let log = try await proxy.log(pathContaining: fx.storagePrefix)
@@ -307,7 +287,7 @@ extension ProxyControl {
         defer { fx.remove() }
         let proxy = try ProxyControl()
         let paths = try fx.smallTree(30, seed: 5)
-        let first = try fx.cli([])
+        let first = try await fx.cli([])
         #expect(first.status == 0, "\(first.stderr)")
 
         // change one file, add an unreadable one, one whose name cannot be a key, and a new one
@@ -322,7 +302,7 @@ extension ProxyControl {
         close(fd)
         try fx.write("2024/new.txt", Data("new".utf8))
 
-        let second = try fx.cli([], dropReadCapabilities: true)
+        let second = try await fx.cli([], dropReadCapabilities: true)
         #expect(second.status == ErrorCode.io.exitStatus, "\(second.stdout)\n\(second.stderr)")
         #expect(second.stdout.contains("\(locked): cannot read: Permission denied"))
         #expect(second.stdout.contains("2023/bad-\\xC3(.jpg: name is not valid UTF-8"))
@@ -344,12 +324,12 @@ extension ProxyControl {
         #expect(try cp.file(locked)?.error?.contains("Permission denied") == true)
 
         // the failure is in the history; once the file is readable the next run completes it
-        let history = try CLI.run(["history", "-c", fx.config, "media", "--json"])
+        let history = try await CLI.run(["history", "-c", fx.config, "media", "--json"])
         let runs = try #require(try JSONSerialization.jsonObject(with: Data(history.stdout.utf8)) as? [[String: Any]])
         #expect(runs.first?["result"] as? String == "failed")
         #expect(chmod(fx.src + "/" + locked, 0o644) == 0)
         _ = bad.withUnsafeBufferPointer { p in p.withMemoryRebound(to: CChar.self) { unlink($0.baseAddress!) } }
-        let third = try fx.cli([])
+        let third = try await fx.cli([])
         #expect(third.status == 0, "\(third.stdout)\n\(third.stderr)")
         #expect(third.stdout.contains("uploaded        1 "))
         try await fx.expectBucketEqualsSource(store)

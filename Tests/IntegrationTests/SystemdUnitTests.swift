@@ -13,25 +13,9 @@ import Testing
 
     struct Output { var status: Int32; var stdout: String; var stderr: String }
 
-    static func run(_ executable: String, _ args: [String], env extra: [String: String] = [:]) throws -> Output {
-        let p = Process()
-        p.executableURL = URL(fileURLWithPath: executable)
-        p.arguments = args
-        var env = ProcessInfo.processInfo.environment
-        env.merge(extra) { $1 }
-        p.environment = env
-        let dir = try tempDir("run")
-        defer { try? FileManager.default.removeItem(atPath: dir) }
-        let out = dir + "/out", err = dir + "/err"
-        FileManager.default.createFile(atPath: out, contents: nil)
-        FileManager.default.createFile(atPath: err, contents: nil)
-        p.standardOutput = try FileHandle(forWritingTo: URL(fileURLWithPath: out))
-        p.standardError = try FileHandle(forWritingTo: URL(fileURLWithPath: err))
-        try p.run()
-        p.waitUntilExit()
-        return Output(status: p.terminationStatus,
-                      stdout: (try? String(contentsOfFile: out, encoding: .utf8)) ?? "",
-                      stderr: (try? String(contentsOfFile: err, encoding: .utf8)) ?? "")
+    static func run(_ executable: String, _ args: [String], env extra: [String: String] = [:]) async throws -> Output {
+        let r = try await CLI.run(args, env: extra, executable: executable)
+        return Output(status: r.status, stdout: r.stdout, stderr: r.stderr)
     }
 
     static func tempDir(_ tag: String) throws -> String {
@@ -55,12 +39,12 @@ import Testing
     /// Runs `systemd-analyze verify` on `unitText` saved as cairn.service with
     /// ExecStart pointing at the built binary (verify checks that it exists).
     /// Returns the problems: a non-zero exit, and every stderr line.
-    static func verify(unitText: String) throws -> [String] {
+    static func verify(unitText: String) async throws -> [String] {
         let dir = try tempDir("unit")
         defer { try? FileManager.default.removeItem(atPath: dir) }
         let unit = unitText.replacingOccurrences(of: "/usr/local/bin/cairn", with: try CLI.binary)
         try unit.write(toFile: dir + "/cairn.service", atomically: true, encoding: .utf8)
-        let r = try run("/usr/bin/systemd-analyze", ["verify", dir + "/cairn.service"], env: ["SYSTEMD_LOG_COLOR": "0"])
+        let r = try await run("/usr/bin/systemd-analyze", ["verify", dir + "/cairn.service"], env: ["SYSTEMD_LOG_COLOR": "0"])
         var problems = r.stderr.split(separator: "\n").map(String.init).filter { !$0.trimmingCharacters(in: .whitespaces).isEmpty }
         if r.status != 0 { problems.append("systemd-analyze verify exited with status \(r.status)") }
         return problems
@@ -68,21 +52,21 @@ import Testing
 
     static var unitText: String { get throws { try String(contentsOfFile: repoRoot + "/systemd/cairn.service", encoding: .utf8) } }
 
-    @Test func serviceUnitPassesSystemdAnalyzeVerify() throws {
-        let problems = try Self.verify(unitText: Self.unitText)
+    @Test func serviceUnitPassesSystemdAnalyzeVerify() async throws {
+        let problems = try await Self.verify(unitText: Self.unitText)
         #expect(problems.isEmpty, "\(problems)")
     }
 
-    @Test func verifyCatchesATypoedDirectiveOrSection() throws {
+    @Test func verifyCatchesATypoedDirectiveOrSection() async throws {
         // Proves the check above would fail: systemd-analyze exits 0 for these but complains on stderr.
         let typo = try Self.unitText.replacingOccurrences(of: "ProtectHome=true", with: "ProtectHom=true")
-        let problems = try Self.verify(unitText: typo)
+        let problems = try await Self.verify(unitText: typo)
         #expect(problems.contains { $0.contains("Unknown key") && $0.contains("ProtectHom") }, "\(problems)")
         let section = try Self.unitText.replacingOccurrences(of: "[Install]", with: "[Instal]")
-        #expect(try Self.verify(unitText: section).contains { $0.contains("Unknown section") }, "section typo")
+        #expect(try await Self.verify(unitText: section).contains { $0.contains("Unknown section") }, "section typo")
     }
 
-    @Test func serviceUnitHasTheRequiredSettings() throws {
+    @Test func serviceUnitHasTheRequiredSettings() async throws {
         let lines = Set(try Self.unitText.split(separator: "\n").map { $0.trimmingCharacters(in: .whitespaces) })
         for required in [
             "Type=notify", "ExecStart=/usr/local/bin/cairn serve --config /etc/cairn/cairn.toml", "ExecReload=/bin/kill -HUP $MAINPID",
@@ -97,18 +81,18 @@ import Testing
         #expect(DaemonConfig().stopGracePeriod < .seconds(330))
     }
 
-    @Test func sysusersAndTmpfilesCreateTheUserAndDirectories() throws {
+    @Test func sysusersAndTmpfilesCreateTheUserAndDirectories() async throws {
         let root = try Self.tempDir("root")
         defer { try? FileManager.default.removeItem(atPath: root) }
         try FileManager.default.createDirectory(atPath: root + "/etc", withIntermediateDirectories: true)
-        let su = try Self.run("/usr/bin/systemd-sysusers", ["--root=\(root)", Self.repoRoot + "/systemd/cairn.sysusers.conf"])
+        let su = try await Self.run("/usr/bin/systemd-sysusers", ["--root=\(root)", Self.repoRoot + "/systemd/cairn.sysusers.conf"])
         #expect(su.status == 0, "\(su.stderr)")
         let passwd = try String(contentsOfFile: root + "/etc/passwd", encoding: .utf8)
         let entry = try #require(passwd.split(separator: "\n").first { $0.hasPrefix("cairn:") }).split(separator: ":", omittingEmptySubsequences: false)
         #expect(entry[5] == "/var/lib/cairn" && entry[4] == "Cairn backup daemon")
         let uid = try #require(UInt32(entry[2])), gid = try #require(UInt32(entry[3]))
 
-        let tf = try Self.run("/usr/bin/systemd-tmpfiles", ["--root=\(root)", "--create", Self.repoRoot + "/systemd/cairn.tmpfiles.conf"])
+        let tf = try await Self.run("/usr/bin/systemd-tmpfiles", ["--root=\(root)", "--create", Self.repoRoot + "/systemd/cairn.tmpfiles.conf"])
         #expect(tf.status == 0, "\(tf.stderr)")
         #expect(Self.mode(root + "/etc/cairn") == 0o750)
         #expect(Self.mode(root + "/etc/cairn/jobs") == 0o750)
@@ -121,12 +105,12 @@ import Testing
         }
     }
 
-    @Test func installScriptLaysOutFilesAndNeverOverwritesOperatorConfig() throws {
+    @Test func installScriptLaysOutFilesAndNeverOverwritesOperatorConfig() async throws {
         let dest = try Self.tempDir("destdir")
         defer { try? FileManager.default.removeItem(atPath: dest) }
         let script = Self.repoRoot + "/scripts/install"
         let args = ["--destdir", dest, "--binary", try CLI.binary]
-        let first = try Self.run(script, args)
+        let first = try await Self.run(script, args)
         #expect(first.status == 0, "\(first.stdout)\n\(first.stderr)")
 
         let expected: [(String, Int)] = [
@@ -156,7 +140,7 @@ import Testing
         let edited = "# edited by the operator\n" + (try String(contentsOfFile: dest + "/etc/cairn/cairn.toml", encoding: .utf8))
         try edited.write(toFile: dest + "/etc/cairn/cairn.toml", atomically: true, encoding: .utf8)
         try FileManager.default.removeItem(atPath: dest + "/etc/cairn/jobs/uploads-migrate.toml")
-        let second = try Self.run(script, args)
+        let second = try await Self.run(script, args)
         #expect(second.status == 0, "\(second.stdout)\n\(second.stderr)")
         #expect(try String(contentsOfFile: dest + "/etc/cairn/cairn.toml", encoding: .utf8) == edited)
         #expect(!FileManager.default.fileExists(atPath: dest + "/etc/cairn/jobs/uploads-migrate.toml"))
@@ -164,24 +148,24 @@ import Testing
         #expect(Self.mode(dest + "/usr/local/bin/cairn") == 0o755)
     }
 
-    @Test func installScriptHonoursPrefixAndDryRun() throws {
+    @Test func installScriptHonoursPrefixAndDryRun() async throws {
         let dest = try Self.tempDir("destdir")
         defer { try? FileManager.default.removeItem(atPath: dest) }
         let script = Self.repoRoot + "/scripts/install"
-        let dry = try Self.run(script, ["--destdir", dest, "--binary", try CLI.binary, "--dry-run"])
+        let dry = try await Self.run(script, ["--destdir", dest, "--binary", try CLI.binary, "--dry-run"])
         #expect(dry.status == 0, "\(dry.stderr)")
         #expect(dry.stdout.contains("would run: install -m 0755"))
         let left = try FileManager.default.contentsOfDirectory(atPath: dest)
         #expect(left.isEmpty, "dry run wrote \(left)")
 
-        let r = try Self.run(script, ["--destdir", dest, "--binary", try CLI.binary, "--prefix", "/opt/cairn"])
+        let r = try await Self.run(script, ["--destdir", dest, "--binary", try CLI.binary, "--prefix", "/opt/cairn"])
         #expect(r.status == 0, "\(r.stderr)")
         #expect(Self.mode(dest + "/opt/cairn/bin/cairn") == 0o755)
         let unit = try String(contentsOfFile: dest + "/etc/systemd/system/cairn.service", encoding: .utf8)
         #expect(unit.contains("ExecStart=/opt/cairn/bin/cairn serve --config /etc/cairn/cairn.toml"))
         #expect(!unit.contains("/usr/local/"))
 
-        let bad = try Self.run(script, ["--destdir", dest, "--no-build", "--binary", "/nonexistent/cairn"])
+        let bad = try await Self.run(script, ["--destdir", dest, "--no-build", "--binary", "/nonexistent/cairn"])
         #expect(bad.status != 0 && bad.stderr.contains("no executable at /nonexistent/cairn"))
     }
 }

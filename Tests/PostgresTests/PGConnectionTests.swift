@@ -43,12 +43,11 @@ import Testing
 
     @Test func cancellingAQueryCancelsItOnTheServer() async throws {
         let conn = try await PGConnection.connect(testServerURL())
-        let start = ContinuousClock.now
         let t = Task { try await conn.execute("SELECT pg_sleep(30)") }
         try await Task.sleep(for: .milliseconds(300))
         t.cancel()
+        // An error (the server's "canceling statement"), not the sleep's normal end.
         await #expect(throws: CairnError.self) { try await t.value }
-        #expect(ContinuousClock.now - start < .seconds(10))
         #expect(try await conn.queryValue("SELECT 7") == "7")
     }
 
