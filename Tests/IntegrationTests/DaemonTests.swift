@@ -326,6 +326,37 @@ func startWithHungUpload(_ fx: DaemonFixture, db: TestDatabase, jobKeys: String,
         #expect(await daemon.waitExit(timeout: 20) == 0)
     }
 
+    /// After downtime the latest missed instant runs once at start-up (catch_up), recorded as such.
+    @Test func startUpCatchesUpTheLatestMissedRunOnce() async throws {
+        let db = try await TestDatabase.create("catchup", sql: marketplaceSQL)
+        defer { Task { await db.drop() } }
+        let fx = try DaemonFixture()
+        defer { fx.remove() }
+        try fx.writeJob("db", """
+        kind = "backup"
+        schedule = "* * * * *"
+        catch_up = "10m"
+        [backup]
+        database = "\(db.url)"
+        """)
+        // The last scheduled run was 5 minutes ago: 4 or 5 instants were missed.
+        let state = try StateStore(stateDir: fx.stateDir)
+        let minute = floor(Date().timeIntervalSince1970 / 60) * 60
+        let last = Date(timeIntervalSince1970: minute - 300)
+        let id = try state.start(job: "db", trigger: "schedule", scheduledAt: last, at: last)
+        try state.finish(id: id, result: .ok, at: last.addingTimeInterval(1))
+        let daemon = try DaemonProcess(config: fx.config, logPath: fx.dir + "/serve.log")
+        #expect(try await eventually(30) { try fx.history("db").contains { $0.trigger == "catch-up" && $0.result == .ok } }, "\(daemon.log)")
+        daemon.signal(SIGTERM)
+        #expect(await daemon.waitExit(timeout: 30) == 0)
+        let catchUps = try fx.history("db").filter { $0.trigger == "catch-up" }
+        #expect(catchUps.count == 1)
+        let at = try #require(catchUps.first?.scheduledAt)
+        // The latest minute that had passed at start-up, not an older one.
+        #expect(at > last && at.timeIntervalSince1970.truncatingRemainder(dividingBy: 60) == 0)
+        #expect(Date().timeIntervalSince(at) < 120)
+    }
+
     /// A migrate job run by the daemon on demand: `cairn run JOB --wait` through the socket.
     @Test func theDaemonRunsAMigrateJob() async throws {
         let fx = try DaemonFixture()
