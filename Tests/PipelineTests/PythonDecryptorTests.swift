@@ -18,13 +18,13 @@ import Crypto
     }
 
     /// Runs the script on `ciphertext`; returns exit status, stdout and stderr.
-    func runScript(_ ciphertext: Data, extraArgs: [String] = [], viaStdin: Bool = false) throws -> (Int32, Data, String) {
+    func runScript(_ ciphertext: Data, extraArgs: [String] = [], viaStdin: Bool = false) async throws -> (Int32, Data, String) {
         let input = dir.appendingPathComponent("in-\(UUID().uuidString).aes")
         try ciphertext.write(to: input)
         let outURL = dir.appendingPathComponent("out-\(UUID().uuidString)")
         let errURL = dir.appendingPathComponent("err-\(UUID().uuidString)")
-        FileManager.default.createFile(atPath: outURL.path, contents: nil)
-        FileManager.default.createFile(atPath: errURL.path, contents: nil)
+        _ = FileManager.default.createFile(atPath: outURL.path, contents: nil)
+        _ = FileManager.default.createFile(atPath: errURL.path, contents: nil)
         let p = Process()
         p.executableURL = URL(fileURLWithPath: "/usr/bin/env")
         let script = repoRoot.appendingPathComponent("scripts/decrypt-backup.py").path
@@ -32,24 +32,29 @@ import Crypto
         if viaStdin { p.standardInput = try FileHandle(forReadingFrom: input) }
         p.standardOutput = try FileHandle(forWritingTo: outURL)
         p.standardError = try FileHandle(forWritingTo: errURL)
-        try p.run()
-        p.waitUntilExit()
+        // Wait without blocking a cooperative thread (two of them here).
+        var launchError: (any Error)?
+        await withCheckedContinuation { (c: CheckedContinuation<Void, Never>) in
+            p.terminationHandler = { _ in c.resume() }
+            do { try p.run() } catch { p.terminationHandler = nil; launchError = error; c.resume() }
+        }
+        if let launchError { throw launchError }
         return (p.terminationStatus, try Data(contentsOf: outURL), try String(contentsOf: errURL, encoding: .utf8))
     }
 
-    @Test func decryptsCairnOutputByteForByte() throws {
+    @Test func decryptsCairnOutputByteForByte() async throws {
         for (size, seg) in [(0, 1 << 20), (1, 16), (64 * 3, 64), (3 << 20 | 12345, 1 << 20), (200_001, 65536)] {
             let pt = randomBytes(size)
-            let (status, out, err) = try runScript(try encrypt(pt, segmentSize: seg), extraArgs: ["--key-id", testKeyId])
+            let (status, out, err) = try await runScript(try encrypt(pt, segmentSize: seg), extraArgs: ["--key-id", testKeyId])
             #expect(status == 0, "size \(size) seg \(seg): \(err)")
             #expect(out == pt, "size \(size) seg \(seg)")
         }
         let pt = compressibleData(100_000)
-        let (status, out, _) = try runScript(try encrypt(pt, segmentSize: 4096), viaStdin: true)
+        let (status, out, _) = try await runScript(try encrypt(pt, segmentSize: 4096), viaStdin: true)
         #expect(status == 0 && out == pt)
     }
 
-    @Test func failsOnTamperingTruncationAndWrongKey() throws {
+    @Test func failsOnTamperingTruncationAndWrongKey() async throws {
         let ct = try encrypt(randomBytes(1000), segmentSize: 256)
         let h = EncryptedStream.headerSize(keyIdLength: testKeyId.utf8.count)
         var flipped = ct; flipped[h + 300] ^= 1
@@ -64,14 +69,14 @@ import Crypto
             (Data("hello".utf8), "not a Cairn encrypted stream"),
         ]
         for (data, message) in cases {
-            let (status, _, err) = try runScript(data)
+            let (status, _, err) = try await runScript(data)
             #expect(status != 0)
             #expect(err.contains(message), "expected \(message), got \(err)")
         }
-        let (status, _, err) = try runScript(ct, extraArgs: ["--key-id", "other"])
+        let (status, _, err) = try await runScript(ct, extraArgs: ["--key-id", "other"])
         #expect(status != 0 && err.contains("not in the keyring"))
         try Data(count: 32).write(to: URL(fileURLWithPath: keyFile))
-        let wrong = try runScript(ct)
+        let wrong = try await runScript(ct)
         #expect(wrong.0 != 0 && wrong.2.contains("wrong key for key id \"\(testKeyId)\""))
     }
 }
