@@ -248,7 +248,7 @@ func pgDumpPIDs(mentioning needle: String) -> [Int32] {
             #expect(e.message.contains("UploadPart"))
             #expect(e.message.contains("SlowDown"))
         }
-        try await proxy.clearFaults()
+        try await proxy.clearFaults(pathContaining: store.config.prefix)
         try await expectNothingLeft(store)
         #expect(pgDumpPIDs(mentioning: db.name).isEmpty)
     }
@@ -326,7 +326,9 @@ func pgDumpPIDs(mentioning needle: String) -> [Int32] {
 }
 
 extension ProxyControl {
-    func clearFaults() async throws {
-        _ = try await http.send(HTTPRequest(method: "DELETE", url: base + "/__proxy/faults"))
+    /// Removes this test's rules only (those injected with this `path_contains`): tests run in parallel.
+    func clearFaults(pathContaining scope: String) async throws {
+        let q = scope.addingPercentEncoding(withAllowedCharacters: .alphanumerics) ?? scope
+        _ = try await http.send(HTTPRequest(method: "DELETE", url: base + "/__proxy/faults?path_contains=" + q))
     }
 }

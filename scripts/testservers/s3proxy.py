@@ -450,8 +450,14 @@ class Handler(http.server.BaseHTTPRequestHandler):
                     n = len(STATE.rules)
                 return self.send_json(200, {"ok": True, "rules": n})
             if method == "DELETE":
+                # ?path_contains=X removes only the rules with that path_contains
+                # (tests run in parallel: one test must not clear another's rules).
+                scope = urllib.parse.parse_qs(self.path.split("?", 1)[1] if "?" in self.path else "").get("path_contains", [None])[0]
                 with STATE.lock:
-                    STATE.rules.clear()
+                    if scope is None:
+                        STATE.rules.clear()
+                    else:
+                        STATE.rules[:] = [r for r in STATE.rules if r.get("path_contains") != scope]
                 return self.send_json(200, {"ok": True})
             if method == "GET":
                 with STATE.lock:
