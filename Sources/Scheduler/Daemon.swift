@@ -219,7 +219,7 @@ public actor Daemon {
         timer.arm(at: nil)
         let still = planner.stop()
         notifier?.stopping(status: still.isEmpty ? "stopping" : "stopping: waiting for \(still.map(\.job).joined(separator: ", "))")
-        logger.notice("stopping", metadata: ["running": "\(still.count)", "grace_period": "\(config.daemon.stopGracePeriod)"])
+        logger.notice("stopping", metadata: ["running": "\(still.count)", "grace_period": "\(ConfigUnits.formatDuration(config.daemon.stopGracePeriod))"])
         if running.isEmpty {
             emit.yield(.graceExpired)
             return
