@@ -252,8 +252,11 @@ public actor Daemon {
                 broadcast(run.id, ControlMessage(type: "retry", job: run.job, run: run.id, attempt: run.attempt, at: at))
             case .skip(let job, let at, let trigger, let reason):
                 logger.notice("run skipped", metadata: ["job": "\(job)", "scheduled_at": "\(at.map(iso) ?? "-")", "reason": "\(reason)"])
-                do { try state.recordSkipped(job: job, trigger: trigger.rawValue, scheduledAt: at, reason: reason) } catch {
-                    logger.error("cannot record a skipped run", metadata: ["job": "\(job)", "error": "\(error)"])
+                let state = self.state, logger = self.logger
+                Task {
+                    do { try await runBlocking { try state.recordSkipped(job: job, trigger: trigger.rawValue, scheduledAt: at, reason: reason) } } catch {
+                        logger.error("cannot record a skipped run", metadata: ["job": "\(job)", "error": "\(error)"])
+                    }
                 }
             }
         }
@@ -297,11 +300,13 @@ public actor Daemon {
                     message.error = outcome.reason
                     message.code = outcome.code.rawValue
                     if outcome.result == RunRecord.Result.skipped.rawValue && outcome.end == .succeeded {
-                        try? state.recordSkipped(job: run.job, trigger: run.trigger.rawValue, scheduledAt: run.scheduledAt, reason: outcome.reason)
+                        _ = try? await runBlocking { try state.recordSkipped(job: run.job, trigger: run.trigger.rawValue, scheduledAt: run.scheduledAt, reason: outcome.reason) }
                         logger.info("run skipped", metadata: ["job": "\(run.job)", "run": "\(run.id)", "reason": "\(outcome.reason)"])
                     } else if outcome.result == RunRecord.Result.failed.rawValue {
-                        let id = try? state.start(job: run.job, trigger: run.trigger.rawValue, scheduledAt: run.scheduledAt, attempt: run.attempt, at: started)
-                        if let id { try? state.finish(id: id, result: .failed, error: outcome.reason) }
+                        _ = try? await runBlocking {
+                            let id = try state.start(job: run.job, trigger: run.trigger.rawValue, scheduledAt: run.scheduledAt, attempt: run.attempt, at: started)
+                            try state.finish(id: id, result: .failed, error: outcome.reason)
+                        }
                         logger.error("run failed", metadata: ["job": "\(run.job)", "run": "\(run.id)", "error": "\(outcome.reason)"])
                     }
                     withExtendedLifetime(lock) {}
@@ -311,9 +316,11 @@ public actor Daemon {
             }
             var dbID: Int64?
             do {
-                dbID = try state.start(job: run.job, trigger: run.trigger.rawValue, scheduledAt: run.scheduledAt, attempt: run.attempt, at: started)
+                // SQLite writes (fsync) on a blocking-pool thread, never on the cooperative pool.
+                dbID = try await runBlocking { try state.start(job: run.job, trigger: run.trigger.rawValue, scheduledAt: run.scheduledAt, attempt: run.attempt, at: started) }
                 let outcome = try await runner.run(job) { p in progress.set(p) }
-                try? state.finish(id: dbID!, result: .ok, bytes: outcome.bytes, backupID: outcome.backupID)
+                let id = dbID!
+                _ = try? await runBlocking { try state.finish(id: id, result: .ok, bytes: outcome.bytes, backupID: outcome.backupID) }
                 end = .succeeded
                 message.result = RunRecord.Result.ok.rawValue
                 message.summary = outcome.summary
@@ -328,7 +335,7 @@ public actor Daemon {
                 } else {
                     (result, text, code, end) = (.failed, "\(error)", (error as? CairnError)?.code ?? .internal, .failed)
                 }
-                if let dbID { try? state.finish(id: dbID, result: result, error: text) }
+                if let id = dbID { _ = try? await runBlocking { try state.finish(id: id, result: result, error: text) } }
                 message.result = result.rawValue
                 message.error = text
                 message.code = code.rawValue
