@@ -114,12 +114,9 @@ public actor Daemon {
 
     /// Everything a job needs that can be checked without running it.
     static func preflight(_ config: CairnConfig, env: [String: String]) throws {
+        // Schedules are checked by the loader (cron validator) and again by `policies`.
         for job in config.sortedJobs {
-            _ = try JobPolicy(job)
-            if job.kind == .backup || job.kind == .migrate || job.kind == .verify || job.kind == .retention {
-                let storage = try Resources.storage(named: job.storage, in: config)
-                _ = try Resources.store(storage, env: env)
-            }
+            _ = try Resources.store(try Resources.storage(named: job.storage, in: config), env: env)
         }
         if config.jobs.values.contains(where: { $0.kind == .backup }) {
             _ = try Resources.keyring(config.keys, env: env, requireActive: true)
@@ -431,10 +428,11 @@ public actor Daemon {
         notifier?.reloading()
         defer { notifier?.ready() }
         let new: CairnConfig
+        let policies: [JobPolicy]
         do {
             new = try Self.loader.load(path: options.configPath)
             try Self.preflight(new, env: options.env)
-            _ = try new.sortedJobs.map(JobPolicy.init)
+            policies = try Self.policies(new)
         } catch {
             logger.error("reload failed; keeping the previous configuration", metadata: ["error": "\(error)"])
             notifier?.status("reload failed, running the previous configuration: \(error)")
@@ -444,7 +442,6 @@ public actor Daemon {
             || new.cluster != config.cluster {
             logger.warning("the control socket, state_dir and [cluster] change only on restart")
         }
-        let policies = (try? Self.policies(new)) ?? []
         config = new
         apply(planner.reconfigure(policies: policies, maxConcurrent: new.daemon.maxConcurrentJobs, now: Date()))
         logger.notice("configuration reloaded", metadata: ["jobs": "\(new.jobs.count)"])
