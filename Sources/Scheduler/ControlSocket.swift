@@ -178,17 +178,23 @@ public final class ControlServer: @unchecked Sendable {
         var addr = try unixAddress(path)
         fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
         guard fd >= 0 else { throw CairnError(.io, "control socket: socket(): \(errnoString())") }
-        let old = umask(0o117)
+        // No umask() around bind: the umask is process-wide, and files other
+        // threads create meanwhile would get it. The socket starts with the
+        // process's umask (systemd's UMask=0077 → 0700: nobody else can
+        // connect) and is opened to the group by the chmod below.
         let rc = withUnsafePointer(to: &addr) {
             $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
         }
-        umask(old)
         guard rc == 0 else {
             let why = errnoString()
             Glibc.close(fd)
             throw CairnError(.io, "control socket: cannot bind \(path): \(why)")
         }
-        chmod(path, 0o660)
+        guard chmod(path, 0o660) == 0 else {
+            let why = errnoString()
+            Glibc.close(fd)
+            throw CairnError(.io, "control socket: cannot chmod \(path): \(why)")
+        }
         guard listen(fd, 16) == 0 else {
             let why = errnoString()
             Glibc.close(fd)
