@@ -464,9 +464,17 @@ func startWithHungUpload(_ fx: DaemonFixture, db: TestDatabase, jobKeys: String,
             """)
         await conn.close()
         let instants = rows.map { Int($0[0]!)! }
-        #expect(instants.count >= 5, "too few runs: \(rows)")
-        // No gaps: consecutive instants 3 s apart, from the first to the last.
-        #expect(zip(instants, instants.dropFirst()).allSatisfy { $1 - $0 == 3 }, "gaps or duplicates: \(instants)")
+        #expect(instants.count >= 4, "too few runs: \(rows)")
+        // No gaps: every instant from the first to the last ran exactly once,
+        // unless the node alive then was still busy with the previous instant
+        // (the take-over runs late) and skipped it by the overlap policy, and
+        // said so in its history.
+        let overlapSkips = try (a.history("db") + b.history("db"))
+            .filter { $0.result == .skipped && ($0.error ?? "").contains("overlap") }
+            .compactMap { $0.scheduledAt.map { Int($0.timeIntervalSince1970) } }
+        let covered = (Set(instants).union(overlapSkips)).filter { $0 >= instants.first! && $0 <= instants.last! }.sorted()
+        #expect(Set(instants).count == instants.count, "duplicates: \(instants)")
+        #expect(zip(covered, covered.dropFirst()).allSatisfy { $1 - $0 == 3 }, "gaps: ran \(instants), skipped \(overlapSkips)")
         // Every instant finished ok; the one A was running when killed was taken over by B as attempt 2.
         #expect(rows.allSatisfy { $0[3] == "ok" && $0[4] == "t" }, "\(rows)")
         #expect(rows.contains { $0[1] == "node-b" && $0[2] == "2" }, "no take-over: \(rows)\nA: \(da.log)")
@@ -480,9 +488,12 @@ func startWithHungUpload(_ fx: DaemonFixture, db: TestDatabase, jobKeys: String,
         // aborted by B's next run (which held the job's lock).
         #expect(try await a.store().listMultipartUploads(prefix: prefix).isEmpty)
         let log = try await ProxyControl().log(pathContaining: prefix)
+        // A CompleteMultipartUpload that reached S3 just as A was killed counts
+        // as completed (client_gone in the proxy log): its data object exists,
+        // but no manifest names it, so it is not a backup.
         let created = log.filter { $0.method == "POST" && ($0.query ?? "").hasPrefix("uploads") && $0.status == 200 }.count
-        let completed = log.filter { $0.method == "POST" && ($0.query ?? "").contains("uploadId") && $0.status == 200 }.count
-        let aborted = log.filter { $0.method == "DELETE" && ($0.query ?? "").contains("uploadId") && $0.status == 204 }.count
+        let completed = Set(log.filter { $0.method == "POST" && $0.status == 200 }.compactMap(\.upload_id)).count
+        let aborted = Set(log.filter { $0.method == "DELETE" && $0.status == 204 }.compactMap(\.upload_id)).count
         #expect(created > 0 && created == completed + aborted, "created \(created), completed \(completed), aborted \(aborted)")
         if aborted > 0 { #expect(dbn.log.contains("aborted an unfinished upload left by an interrupted run")) }
         // Each node recorded the instants the other ran as skipped, never as its own run.

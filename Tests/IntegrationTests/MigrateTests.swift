@@ -117,7 +117,9 @@ extension ProxyControl {
     /// Successful single PUTs (not parts) per object path.
     func completedPuts(_ entries: [LogEntry]) -> [String: Int] {
         var n: [String: Int] = [:]
-        for e in entries where e.method == "PUT" && e.status == 200 && !(e.query ?? "").contains("partNumber=") {
+        // A PUT whose answer never reached the (killed) client is not one
+        // Cairn could know had completed: sending that file again is right.
+        for e in entries where e.method == "PUT" && e.status == 200 && e.client_gone != true && !(e.query ?? "").contains("partNumber=") {
             n[e.path, default: 0] += 1
         }
         return n
@@ -221,6 +223,8 @@ extension ProxyControl {
             p.arguments = ["migrate", "-c", fx.config, "media"] + (bwlimit.map { ["--bwlimit", $0] } ?? [])
             p.standardOutput = FileHandle.nullDevice
             p.standardError = FileHandle.nullDevice
+            let exited = ExitSignal()
+            p.terminationHandler = { _ in exited.fire() }
             try p.run()
             var cp: CheckpointStore?
             while p.isRunning {
@@ -231,7 +235,7 @@ extension ProxyControl {
                 }
                 try await Task.sleep(for: .milliseconds(10))
             }
-            p.waitUntilExit()
+            await exited.wait()
             return p.terminationReason == .uncaughtSignal
         }
 

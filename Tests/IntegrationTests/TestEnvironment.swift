@@ -72,6 +72,9 @@ struct ProxyControl {
         var part_number: Int?
         var upload_id: String?
         var fault: String?
+        /// The client was gone (killed) before the answer reached it; the
+        /// request was carried out upstream all the same.
+        var client_gone: Bool?
     }
 
     func log(pathContaining s: String) async throws -> [LogEntry] {

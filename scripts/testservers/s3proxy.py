@@ -255,9 +255,17 @@ class Handler(http.server.BaseHTTPRequestHandler):
             STATE.record(entry)
             return self.send_simple(status, s3_error_xml(code, message, raw_path))
 
-        # 3. forward
-        status = self.forward(method, body, chunked,
-                              cut_half=bool(fault and fault["action"] == "drop_mid_response"))
+        # 3. forward. A client that vanished while the answer was on its way
+        # (killed mid-request) still had its request carried out upstream:
+        # that is logged too, with the upstream status and client_gone.
+        self.upstream_status = None
+        try:
+            status = self.forward(method, body, chunked,
+                                  cut_half=bool(fault and fault["action"] == "drop_mid_response"))
+        except ConnectionError:
+            if self.upstream_status is not None:
+                STATE.record(dict(entry, status=self.upstream_status, client_gone=True))
+            raise
         entry["status"] = status
         STATE.record(entry)
 
@@ -351,6 +359,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
             elif body:
                 conn.send(body)
             resp = conn.getresponse()
+            self.upstream_status = resp.status
 
             headers_sent = True
             self.send_response_only(resp.status, resp.reason)
