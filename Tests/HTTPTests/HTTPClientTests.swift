@@ -161,12 +161,16 @@ func json(_ data: Data) throws -> [String: Any] {
     }
 
     @Test func cancellationAbortsTransfer() async throws {
-        let start = Date()
         let t = Task { try await client.send(HTTPRequest(method: "GET", url: Self.server.base + "/stall?s=10")) }
         try await Task.sleep(for: .milliseconds(300))
         t.cancel()
-        await #expect(throws: (any Error).self) { _ = try await t.value }
-        #expect(Date().timeIntervalSince(start) < 5)
+        // Not a timeout or a (late) answer: the transfer ended because it was cancelled.
+        do {
+            let r = try await t.value
+            Issue.record("the cancelled request completed: HTTP \(r.status)")
+        } catch {
+            #expect(error is CancellationError, "\(error)")
+        }
     }
 
     @Test func connectionsAreReused() async throws {
