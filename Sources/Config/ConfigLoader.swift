@@ -108,6 +108,20 @@ public struct ConfigLoader: Sendable {
         // Cross-references need every unit parsed first.
         var jobs: [String: JobConfig] = [:]
         let byName = Dictionary(units.map { ($0.job.name, $0) }, uniquingKeysWith: { a, _ in a })
+        // Backup jobs own their prefix: a run cleans up what interrupted runs
+        // left there, which must never be another job's backup in progress.
+        var backupDestinations: [String: String] = [:]
+        for unit in units.sorted(by: { $0.job.name < $1.job.name }) {
+            guard case .backup(let spec) = unit.job.spec, !unit.job.storage.isEmpty else { continue }
+            let place = unit.job.storage + "\u{0}" + spec.prefix
+            if let first = backupDestinations[place] {
+                let at = unit.reader.ctx.locator.position(of: ["backup", "prefix"]) ?? unit.reader.ctx.locator.position(of: ["kind"])
+                unit.reader.ctx.addFileIssue(.invalidValue, line: at?.line, column: at?.column,
+                    "[backup] prefix: job '\(unit.job.name)' writes to the same place as job '\(first)' (storage \(unit.job.storage), prefix \"\(spec.prefix)\"); give each backup job its own prefix")
+            } else {
+                backupDestinations[place] = unit.job.name
+            }
+        }
         for unit in units {
             var job = unit.job
             let r = unit.reader

@@ -112,6 +112,9 @@ public struct BackupJob: Sendable {
 
         log.info("backup started", metadata: ["database": "\(conninfo["dbname"] ?? "?")"])
         let snapshot = try await DumpSnapshot.open(connString, countRows: rowCountSource == "database")
+        // Objects completed by this run: deleted again if the run fails before
+        // its manifest is stored, so that a failed run leaves nothing behind.
+        var completed: [String] = []
         do {
             let dumpVersion = try await pgDumpVersion(binary: spec.pgDumpPath)
             // Upper bound of the stream, so that 10,000 equal parts always
@@ -125,6 +128,7 @@ public struct BackupJob: Sendable {
                 log.debug("pg_dump started", metadata: ["pid": "\(d.pid)"])
                 try await d.wait()
             }
+            completed.append(dumpKey)
             var globals: BackupObject? = nil
             if spec.includeGlobals {
                 let key = BackupLayout.globalsKey(prefix: spec.prefix, id: id)
@@ -132,6 +136,7 @@ public struct BackupJob: Sendable {
                     let d = try PgDumpAll(conninfo: connString, output: out, options: PgDumpAll.Options(password: password))
                     try await d.wait()
                 }.object
+                completed.append(key)
             }
             let counts = rowCountSource == "database" ? snapshot.rowCounts : (dump.rowCounts ?? [:])
             let manifest = BackupManifest(
@@ -154,6 +159,16 @@ public struct BackupJob: Sendable {
             return manifest
         } catch {
             await snapshot.close()
+            if !completed.isEmpty {
+                // Not part of the (possibly cancelled) run's task: the clean-up must happen.
+                let store = self.store, keys = completed
+                do {
+                    try await Task.detached { try await store.delete(keys: keys) }.value
+                    log.info("deleted the data of the failed backup", metadata: ["keys": "\(keys.joined(separator: ","))"])
+                } catch {
+                    log.warning("cannot delete the data of the failed backup; the next run will", metadata: ["error": "\(error)"])
+                }
+            }
             log.error("backup failed", metadata: ["error": "\(error)"])
             throw error
         }

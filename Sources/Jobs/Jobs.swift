@@ -53,7 +53,7 @@ public struct JobRunner: Sendable {
             let keyring = try Resources.keyring(config.keys, env: env, requireActive: true)
             let progress = BackupProgress()
             started(progress)
-            await Self.abortStaleUploads(store: store, prefix: spec.prefix, job: job.name)
+            await Self.cleanUpInterruptedRuns(store: store, prefix: spec.prefix, job: job.name)
             var backup = BackupJob(name: job.name, spec: spec, store: store, keyring: keyring, progress: progress)
             backup.objectLock = Resources.objectLock(storage)
             let manifest = try await backup.run()
@@ -78,12 +78,16 @@ public struct JobRunner: Sendable {
 }
 
 extension JobRunner {
-    /// Multipart uploads of backup data left under the job's prefix by a run
-    /// that could not abort them (kill -9, power loss, a lost network). The
-    /// caller holds the job's lock, so none of them is in progress; they cost
-    /// storage and are never part of a backup (no manifest names them). Best
-    /// effort: a failure here does not stop the backup.
-    static func abortStaleUploads(store: any ObjectStore, prefix: String, job: String) async {
+    /// What runs that could not clean up after themselves (kill -9, power
+    /// loss, a lost network) left under the job's prefix:
+    /// - multipart uploads of backup data, never completed or aborted;
+    /// - data objects that were completed but that no manifest names (the run
+    ///   died between completing the upload and writing the manifest).
+    /// Neither is a backup (only a manifest makes one) and both cost storage.
+    /// The caller holds the job's lock and the prefix belongs to this job alone
+    /// (`cairn config check` refuses two backup jobs sharing one), so none of
+    /// this is in progress. Best effort: a failure here does not stop the backup.
+    static func cleanUpInterruptedRuns(store: any ObjectStore, prefix: String, job: String) async {
         let logger = Logger.cairn("backup")
         let dir = prefix.isEmpty ? "" : prefix + "/"
         do {
@@ -91,8 +95,17 @@ extension JobRunner {
                 try await store.abortMultipartUpload(key: u.key, uploadId: u.uploadId)
                 logger.notice("aborted an unfinished upload left by an interrupted run", metadata: ["job": "\(job)", "key": "\(u.key)"])
             }
+            let keys = try await store.list(prefix: dir).map(\.key)
+            let complete = Set(keys.compactMap { BackupLayout.backupID(ofManifest: $0, prefix: prefix) })
+            let orphans = keys.filter { key in BackupLayout.backupID(ofData: key, prefix: prefix).map { !complete.contains($0) } ?? false }
+            if !orphans.isEmpty {
+                try await store.delete(keys: orphans)
+                for key in orphans {
+                    logger.notice("deleted backup data that no manifest names (left by an interrupted run)", metadata: ["job": "\(job)", "key": "\(key)"])
+                }
+            }
         } catch {
-            logger.warning("cannot clean up unfinished uploads", metadata: ["job": "\(job)", "error": "\(error)"])
+            logger.warning("cannot clean up after interrupted runs", metadata: ["job": "\(job)", "error": "\(error)"])
         }
     }
 }

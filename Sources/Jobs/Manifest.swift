@@ -115,13 +115,25 @@ public enum BackupLayout {
     /// True if `key` is a dump or globals object of a backup directly under `prefix`
     /// (`PREFIX/yyyyMMddTHHmmssZ-xxxxxxxx.dump.zst.aes`), nothing else sharing the bucket.
     public static func isBackupData(_ key: String, prefix: String) -> Bool {
+        backupID(ofData: key, prefix: prefix) != nil
+    }
+
+    /// The backup id of a dump or globals object directly under `prefix`, or nil.
+    public static func backupID(ofData key: String, prefix: String) -> String? {
+        backupID(key, prefix: prefix, suffixes: [dumpSuffix, globalsSuffix])
+    }
+
+    /// The backup id of a manifest directly under `prefix`, or nil.
+    public static func backupID(ofManifest key: String, prefix: String) -> String? {
+        backupID(key, prefix: prefix, suffixes: [manifestSuffix])
+    }
+
+    private static func backupID(_ key: String, prefix: String, suffixes: [String]) -> String? {
         let d = dir(prefix)
-        guard key.hasPrefix(d) else { return false }
+        guard key.hasPrefix(d) else { return nil }
         let name = key.dropFirst(d.count)
-        let id: Substring
-        if name.hasSuffix(dumpSuffix) { id = name.dropLast(dumpSuffix.count) }
-        else if name.hasSuffix(globalsSuffix) { id = name.dropLast(globalsSuffix.count) }
-        else { return false }
-        return id.range(of: #"^[0-9]{8}T[0-9]{6}Z-[0-9a-f]{8}$"#, options: .regularExpression) != nil
+        guard let suffix = suffixes.first(where: { name.hasSuffix($0) }) else { return nil }
+        let id = name.dropLast(suffix.count)
+        return id.range(of: #"^[0-9]{8}T[0-9]{6}Z-[0-9a-f]{8}$"#, options: .regularExpression) != nil ? String(id) : nil
     }
 }

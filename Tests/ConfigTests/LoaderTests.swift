@@ -217,6 +217,17 @@ private func check(main: String = ConfigFixture.main, jobs: [String: String] = [
         #expect(issues.count == 3)
     }
 
+    @Test func twoBackupJobsMayNotShareAStorageAndPrefix() throws {
+        let issues = try check(jobs: [
+            "a": ConfigFixture.backup + "prefix = \"db\"\n",
+            "b": ConfigFixture.backup + "prefix = \"db/\"\n",
+            "c": ConfigFixture.backup,                                 // prefix "c": its own
+            "d": "storage = \"local\"\n" + ConfigFixture.backup + "prefix = \"db\"\n",  // another storage
+        ])
+        #expect(issues == ["jobs/b.toml:7: [backup] prefix: job 'b' writes to the same place as job 'a' (storage primary, prefix \"db\"); give each backup job its own prefix"],
+                "\(issues)")
+    }
+
     @Test func mainFileValuesAreValidated() throws {
         let main = ConfigFixture.main
             .replacingOccurrences(of: "timezone = \"Africa/Accra\"", with: "timezone = \"Mars/Olympus\"")

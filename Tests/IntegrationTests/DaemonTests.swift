@@ -514,5 +514,83 @@ func startWithHungUpload(_ fx: DaemonFixture, db: TestDatabase, jobKeys: String,
         #expect(!BackupLayout.isBackupData("uploads/2026/11/big-video.mp4", prefix: ""))
         #expect(!BackupLayout.isBackupData("dbx/20261127T153210Z-d3273f34.dump.zst.aes", prefix: "db"))
         #expect(!BackupLayout.isBackupData("db/x20261127T153210Z-d3273f34.dump.zst.aes", prefix: "db"))
+        #expect(BackupLayout.backupID(ofData: "db/20261127T153210Z-d3273f34.globals.sql.zst.aes", prefix: "db") == "20261127T153210Z-d3273f34")
+        #expect(BackupLayout.backupID(ofManifest: "db/20261127T153210Z-d3273f34.manifest.json", prefix: "db") == "20261127T153210Z-d3273f34")
+        #expect(BackupLayout.backupID(ofManifest: "db/20261127T153210Z-d3273f34.dump.zst.aes", prefix: "db") == nil)
+        #expect(BackupLayout.backupID(ofManifest: "db/sub/20261127T153210Z-d3273f34.manifest.json", prefix: "db") == nil)
+    }
+}
+
+/// What interrupted runs left under a backup job's prefix (an unfinished
+/// multipart upload, a completed data object no manifest names) is removed by
+/// the job's next run; complete backups and anything that is not backup data
+/// are left alone.
+@Suite struct InterruptedRunCleanUpTests {
+    @Test func theNextRunRemovesUnfinishedUploadsAndDataWithoutAManifest() async throws {
+        let db = try await TestDatabase.create("cleanup", sql: marketplaceSQL)
+        defer { Task { await db.drop() } }
+        let fx = try DaemonFixture()
+        defer { fx.remove() }
+        try fx.writeJob("db", """
+        kind = "backup"
+        [backup]
+        database = "\(db.url)"
+        include_globals = true
+        """)
+        let first = try await CLI.run(["run", "-c", fx.config, "db"])
+        #expect(first.status == 0, "\(first.stderr)")
+        let complete = Set(try await fx.objects())
+        #expect(complete.filter { $0.hasSuffix(".manifest.json") }.count == 1 && complete.count == 3, "\(complete)")
+
+        let store = try fx.store()
+        let dir = fx.prefix + "db/"
+        let orphanDump = dir + "20260101T000000Z-0badf00d.dump.zst.aes"
+        let orphanGlobals = dir + "20260101T000000Z-0badf00d.globals.sql.zst.aes"
+        for k in [orphanDump, orphanGlobals] { _ = try await store.put(key: k, data: Data("half a backup".utf8)) }
+        let cut = dir + "20260101T000001Z-0badf00e.dump.zst.aes"
+        let uploadId = try await store.createMultipartUpload(key: cut, options: PutOptions())
+        _ = try await store.uploadPart(key: cut, uploadId: uploadId, partNumber: 1, body: .data(Data(count: 1000)))
+        let unrelated = [dir + "README.txt", dir + "old/20260101T000000Z-0badf00d.dump.zst.aes", fx.prefix + "20260101T000000Z-0badf00d.dump.zst.aes"]
+        for k in unrelated { _ = try await store.put(key: k, data: Data("keep".utf8)) }
+
+        let second = try await CLI.run(["run", "-c", fx.config, "db", "--log-level", "notice"])
+        #expect(second.status == 0, "\(second.stderr)")
+        #expect(second.stderr.contains("aborted an unfinished upload left by an interrupted run"), "\(second.stderr)")
+        #expect(second.stderr.contains("deleted backup data that no manifest names"), "\(second.stderr)")
+        let after = Set(try await fx.objects())
+        #expect(after.isSuperset(of: complete), "a complete backup was touched")
+        #expect(after.isSuperset(of: Set(unrelated)), "something that is not backup data was deleted")
+        #expect(!after.contains(orphanDump) && !after.contains(orphanGlobals))
+        #expect(after.filter { $0.hasSuffix(".manifest.json") }.count == 2)
+        #expect(after.count == complete.count + 3 + unrelated.count)
+        #expect(try await store.listMultipartUploads(prefix: dir).isEmpty)
+    }
+
+    /// A run that fails after its data objects are complete (here S3 refuses
+    /// the manifest) deletes them itself: a failed run leaves nothing behind.
+    @Test func aRunThatCannotWriteItsManifestDeletesItsData() async throws {
+        let db = try await TestDatabase.create("nomanifest", sql: marketplaceSQL)
+        defer { Task { await db.drop() } }
+        let fx = try DaemonFixture()
+        defer { fx.remove() }
+        try fx.writeJob("db", """
+        kind = "backup"
+        [backup]
+        database = "\(db.url)"
+        include_globals = true
+        """)
+        let proxy = try ProxyControl()
+        try await proxy.inject(.init(method: "PUT", path_contains: fx.prefix + "db/", path_suffix: ".manifest.json", action: "status",
+                                     status: 403, code: "AccessDenied"))
+        defer { Task { try? await proxy.clearFaults(pathContaining: fx.prefix) } }
+        let run = try await CLI.run(["run", "-c", fx.config, "db", "--log-level", "info"])
+        #expect(run.status == ErrorCode.storageAuth.exitStatus, "\(run.stderr)")
+        #expect(run.stderr.contains("manifest.json"), "\(run.stderr)")
+        #expect(run.stderr.contains("deleted the data of the failed backup"), "\(run.stderr)")
+        #expect(try await fx.objects().isEmpty)
+        let log = try await proxy.log(pathContaining: fx.prefix)
+        // (A small database: each object is a single PUT.)
+        #expect(log.filter { $0.method == "PUT" && $0.path.hasSuffix(".zst.aes") && $0.status == 200 }.count == 2,
+                "the dump and the globals were stored before the manifest was refused: \(log.map { "\($0.method) \($0.path) \($0.status ?? 0)" })")
     }
 }

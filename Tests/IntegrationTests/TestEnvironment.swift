@@ -49,6 +49,7 @@ struct ProxyControl {
         var method: String? = nil
         var path_contains: String? = nil
         var query_contains: String? = nil
+        var path_suffix: String? = nil
         var action: String
         var status: Int? = nil
         var code: String? = nil

@@ -58,6 +58,8 @@ class State:
                     continue
                 if rule.get("path_contains") and rule["path_contains"] not in path:
                     continue
+                if rule.get("path_suffix") and not path.endswith(rule["path_suffix"]):
+                    continue
                 if rule.get("query_contains") and rule["query_contains"] not in query:
                     continue
                 rule["remaining"] -= 1
@@ -444,6 +446,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
                     clean = {
                         "method": rule.get("method"),
                         "path_contains": rule.get("path_contains"),
+                        "path_suffix": rule.get("path_suffix"),
                         "query_contains": rule.get("query_contains"),
                         "action": action,
                         "status": int(rule.get("status") or 503),
