@@ -164,6 +164,11 @@ public final class HTTPClient: Sendable {
         if hasBody {
             try check(cairn_curl_setopt_datacb(h, CURLOPT_READFUNCTION, curlRead), "READFUNCTION")
             try check(cairn_curl_setopt_ptr(h, CURLOPT_READDATA, ud), "READDATA")
+            // A connection that dies after (part of) the body went out is
+            // retried by curl itself when it can rewind the body: data and
+            // file bodies can, a streamed one cannot (the retry layer redoes it).
+            try check(cairn_curl_setopt_seekcb(h, CURLOPT_SEEKFUNCTION, curlSeek), "SEEKFUNCTION")
+            try check(cairn_curl_setopt_ptr(h, CURLOPT_SEEKDATA, ud), "SEEKDATA")
         }
         try check(cairn_curl_setopt_long(h, CURLOPT_NOPROGRESS, 0), "NOPROGRESS")
         try check(cairn_curl_setopt_xfercb(h, CURLOPT_XFERINFOFUNCTION, curlProgress), "XFERINFOFUNCTION")
@@ -321,6 +326,25 @@ final class TransferContext: @unchecked Sendable {
         return n
     }
 
+    /// Moves the body back to `offset` for curl to send it again; false for
+    /// a streamed body, whose bytes are gone.
+    func rewindBody(to offset: Int64) -> Bool {
+        guard offset >= 0, offset <= request.body.length else { return false }
+        switch request.body {
+        case .empty:
+            return offset == 0
+        case .data:
+            sent = offset
+            return true
+        case .file(_, let start, _):
+            guard fd >= 0, lseek(fd, off_t(start + offset), SEEK_SET) >= 0 else { return false }
+            sent = offset
+            return true
+        case .channel:
+            return offset == sent
+        }
+    }
+
     func header(_ line: String) {
         let trimmed = line.trimmingCharacters(in: .whitespacesAndNewlines)
         if trimmed.hasPrefix("HTTP/") {
@@ -402,6 +426,12 @@ private let curlRead: cairn_curl_data_cb = { ptr, size, nmemb, ud in
     if ctx.flag.isSet { return cairn_curl_readfunc_abort() }
     let r = ctx.readBody(into: ptr!, max: size * nmemb)
     return r < 0 ? cairn_curl_readfunc_abort() : r
+}
+
+private let curlSeek: cairn_curl_seek_cb = { ud, offset, origin in
+    let ctx = Unmanaged<TransferContext>.fromOpaque(ud!).takeUnretainedValue()
+    guard origin == SEEK_SET else { return cairn_curl_seekfunc_cantseek() }
+    return ctx.rewindBody(to: Int64(offset)) ? cairn_curl_seekfunc_ok() : cairn_curl_seekfunc_cantseek()
 }
 
 private let curlProgress: cairn_curl_xferinfo_cb = { ud, _, _, _, _ in

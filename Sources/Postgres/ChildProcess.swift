@@ -63,6 +63,7 @@ public final class ChildProcess: @unchecked Sendable {
     private let cond = NSCondition()
     private var termination: Termination?
     private var pumpsRunning = 0
+    private var stdinPumpRunning = false
     private var signalSent = false
     private var cancelled = false
     private var inputFailure: (any Error)?
@@ -201,7 +202,10 @@ public final class ChildProcess: @unchecked Sendable {
         if case .channel(let ch) = stdout { stdoutChannel = ch } else { stdoutChannel = nil }
 
         // Threads: reaper, stderr, and the stdin/stdout pumps.
-        pumpsRunning = 1 + (stdinWrite >= 0 ? 1 : 0) + (stdoutRead >= 0 ? 1 : 0)
+        // wait() returns once all of them are done: the error it reports
+        // names the child's last stderr line, which must have been read.
+        pumpsRunning = 2 + (stdinWrite >= 0 ? 1 : 0) + (stdoutRead >= 0 ? 1 : 0)
+        stdinPumpRunning = stdinWrite >= 0
         startThread("\(name)-wait") { $0.reap() }
         startThread("\(name)-stderr") { $0.drainStderr(errPipe.read) }
         if case .channel(let ch) = stdin {
@@ -369,7 +373,7 @@ public final class ChildProcess: @unchecked Sendable {
         } else {
             termination = .exited(255)  // cannot happen unless someone else reaped our child
         }
-        let feeding = stdinChannel != nil && pumpsRunning > 0
+        let feeding = stdinChannel != nil && stdinPumpRunning
         cond.broadcast()
         cond.unlock()
         // The child is gone: a stdin pump blocked on its producer must stop.
@@ -412,6 +416,7 @@ public final class ChildProcess: @unchecked Sendable {
         stderrDone = true
         cond.broadcast()
         cond.unlock()
+        pumpDone()
     }
 
     private func pumpStdout(_ fd: Int32, to channel: ByteChannel, chunkSize: Int) {
@@ -484,6 +489,9 @@ public final class ChildProcess: @unchecked Sendable {
             }
         }
         _ = Glibc.close(fd)
+        cond.lock()
+        stdinPumpRunning = false
+        cond.unlock()
         pumpDone()
     }
 

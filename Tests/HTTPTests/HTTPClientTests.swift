@@ -182,6 +182,32 @@ func json(_ data: Data) throws -> [String: Any] {
         #expect(ports.count == 1)
     }
 
+    /// A kept-alive connection that the server closed just as a PUT went out
+    /// on it: curl rewinds the body and sends it again on a new connection
+    /// (no "necessary data rewind wasn't possible"), for data and file bodies.
+    @Test(arguments: ["data", "file"])
+    func bodyIsRewoundWhenAReusedConnectionDies(kind: String) async throws {
+        let payload = pattern(300_000)
+        let path = NSTemporaryDirectory() + "cairn-rewind-\(UUID().uuidString)"
+        defer { try? FileManager.default.removeItem(atPath: path) }
+        let body: HTTPRequestBody
+        if kind == "data" {
+            body = .data(payload)
+        } else {
+            try (Data(count: 1000) + payload).write(to: URL(fileURLWithPath: path))
+            body = .file(path: path, offset: 1000, length: Int64(payload.count))
+        }
+        // A first request leaves a connection in the cache; the PUT reuses it.
+        _ = try await client.send(HTTPRequest(method: "GET", url: Self.server.base + "/echo"))
+        let token = UUID().uuidString
+        let r = try await client.send(HTTPRequest(method: "PUT", url: Self.server.base + "/close-once?token=\(token)", body: body))
+        #expect(r.status == 200)
+        let info = try json(r.body)
+        #expect(info["hits"] as? Int == 2)
+        #expect(info["length"] as? Int == payload.count)
+        #expect(info["sha256"] as? String == sha256hex(payload))
+    }
+
     @Test func tlsVerificationFailsAgainstPlainServerWithClearError() async throws {
         do {
             _ = try await client.send(HTTPRequest(method: "GET", url: "https://127.0.0.1:\(Self.server.port)/echo"))

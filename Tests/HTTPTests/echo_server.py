@@ -55,6 +55,19 @@ class H(http.server.BaseHTTPRequestHandler):
             self.wfile.write(b"x" * 10)
             self.wfile.flush()
             time.sleep(float(q.get("s", "30")))
+        elif u.path == "/close-once":
+            # The first request with this token: body read, then the connection
+            # closes with no answer (a keep-alive connection the server dropped).
+            # Later ones are answered like /echo.
+            token = q.get("token", "")
+            with HITS_LOCK:
+                HITS[token] = HITS.get(token, 0) + 1
+                n = HITS[token]
+            if n == 1:
+                self.close_connection = True
+                self.connection.shutdown(socket.SHUT_RDWR)
+                return
+            self._send(200, json.dumps({"length": len(body), "sha256": hashlib.sha256(body).hexdigest(), "hits": n}).encode())
         elif u.path == "/drop":
             self.send_response(200)
             self.send_header("Content-Length", "1000")
@@ -67,6 +80,9 @@ class H(http.server.BaseHTTPRequestHandler):
             self._send(404, b"{}")
 
     do_GET = do_PUT = do_POST = do_DELETE = do_HEAD = handle_any
+
+HITS = {}
+HITS_LOCK = threading.Lock()
 
 def pattern(n):
     base = bytes((i * 7 + 3) % 251 for i in range(251))
