@@ -115,7 +115,7 @@ func waitUntil(_ timeout: Double, _ condition: () -> Bool) async -> Bool {
         let client = try #require(try ControlClient.connectIfRunning(path: path))
         defer { client.close() }
         let junk = Data("this is not json\n".utf8)
-        _ = junk.withUnsafeBytes { Glibc.send(client.fd, $0.baseAddress, $0.count, 0) }
+        _ = junk.withUnsafeBytes { Glibc.send(client.fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
         let reply = try #require(try await client.receive())
         #expect(reply.type == "refused" && reply.error?.contains("malformed") == true)
     }
