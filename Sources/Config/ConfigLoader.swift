@@ -366,7 +366,7 @@ public struct ConfigLoader: Sendable {
                   "part_size", "upload_concurrency", "pg_dump_path"],
         .verify: ["backup_job", "scratch_database_url", "password_file", "checks"],
         .retention: ["backup_job", "keep_days", "keep_last", "dry_run"],
-        .migrate: ["source", "prefix", "concurrency", "multipart_threshold", "part_size", "cache_control", "bwlimit", "mapping_file"],
+        .migrate: ["source", "prefix", "concurrency", "multipart_threshold", "part_size", "cache_control", "bwlimit", "mapping_file", "exclude"],
     ]
 
     static let minPartSize: Int64 = 5 << 20
@@ -460,6 +460,10 @@ public struct ConfigLoader: Sendable {
             }
             var prefix = ""
             if k.has("prefix") { prefix = objectPrefix(k, "prefix") ?? "" } else { k.missing("prefix", "the key prefix for uploaded files, such as \"media/\"") }
+            let exclude = k.stringArray("exclude") ?? []
+            for pattern in exclude {
+                do { _ = try PathPattern(pattern) } catch let e as CairnError { k.report(.invalidValue, "exclude", e.message) } catch {}
+            }
             spec = .migrate(MigrateSpec(
                 source: source,
                 prefix: prefix,
@@ -468,7 +472,8 @@ public struct ConfigLoader: Sendable {
                 partSize: k.size("part_size", in: Self.minPartSize...Self.maxPartSize) ?? 16 << 20,
                 cacheControl: k.string("cache_control"),
                 bandwidthLimit: k.rate("bwlimit"),
-                mappingFile: k.string("mapping_file").map { absolute($0, relativeTo: configDir) }))
+                mappingFile: k.string("mapping_file").map { absolute($0, relativeTo: configDir) },
+                exclude: exclude))
         }
 
         let job = JobConfig(name: name, file: file, jobDescription: jobDescription, schedule: schedule, timeZone: tz,

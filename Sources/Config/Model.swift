@@ -326,18 +326,21 @@ public struct MigrateSpec: Sendable, Equatable, CustomStringConvertible {
     public var bandwidthLimit: Int64?
     /// Where the mapping file (JSON lines) is written; nil = `STATE_DIR/migrate/JOB.mapping.jsonl`.
     public var mappingFile: String?
+    /// Exclude patterns (`PathPattern` syntax), already checked.
+    public var exclude: [String]
 
     public init(source: String, prefix: String, concurrency: Int = 8, multipartThreshold: Int64 = 64 << 20,
                 partSize: Int64 = 16 << 20, cacheControl: String? = nil, bandwidthLimit: Int64? = nil,
-                mappingFile: String? = nil) {
+                mappingFile: String? = nil, exclude: [String] = []) {
         self.source = source; self.prefix = prefix; self.concurrency = concurrency
         self.multipartThreshold = multipartThreshold; self.partSize = partSize; self.cacheControl = cacheControl
-        self.bandwidthLimit = bandwidthLimit; self.mappingFile = mappingFile
+        self.bandwidthLimit = bandwidthLimit; self.mappingFile = mappingFile; self.exclude = exclude
     }
 
     public var description: String {
         var s = "source=\(source) prefix=\(prefix) concurrency=\(concurrency) part_size=\(ConfigUnits.formatSize(partSize))"
         if let bandwidthLimit { s += " bwlimit=\(ConfigUnits.formatSize(bandwidthLimit))/s" }
+        if !exclude.isEmpty { s += " exclude=\(exclude.joined(separator: ","))" }
         return s
     }
 }

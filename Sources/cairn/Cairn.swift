@@ -18,6 +18,12 @@ struct Cairn: AsyncParsableCommand {
                 try command.run()
             }
         } catch {
+            // ArgumentParser exits 64 (EX_USAGE) for bad arguments; Cairn's
+            // usage status is 2, like every other usage error (README).
+            if exitCode(for: error) == .validationFailure {
+                FileHandle.standardError.write(Data((fullMessage(for: error) + "\n").utf8))
+                Foundation.exit(ErrorCode.usage.exitStatus)
+            }
             exit(withError: error)
         }
     }

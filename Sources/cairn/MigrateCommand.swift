@@ -29,6 +29,8 @@ struct MigrateCommand: AsyncParsableCommand {
     @Option(help: "Bandwidth limit across all transfers, e.g. 10M (MiB/s), 512k (KiB/s), 20MiB/s, 1000000 (bytes/s), off.") var bwlimit: String?
     @Option(help: "Write the mapping file (JSON lines: path, key, size, sha256, content_type, url) here.") var mapping: String?
     @Option(help: "Transfers at once (default: the job's concurrency, 8).") var concurrency: Int?
+    @Option(help: ArgumentHelp("Leave out paths matching PATTERN, on top of the job's exclude list (repeatable). *.tmp matches at any depth, /tmp/* only at the top, cache/ directories only, ** crosses directories.", valueName: "PATTERN"))
+    var exclude: [String] = []
 
     func validate() throws {
         if deep && !verify { throw ValidationError("--deep only applies with --verify") }
@@ -37,6 +39,10 @@ struct MigrateCommand: AsyncParsableCommand {
         if let b = bwlimit {
             do { _ = try BandwidthLimiter.parse(b) } catch let e as CairnError { throw ValidationError(e.message) }
         }
+        for p in exclude {
+            do { _ = try PathPattern(p) } catch let e as CairnError { throw ValidationError("--exclude: \(e.message)") }
+        }
+        if verify && !exclude.isEmpty { throw ValidationError("--exclude does not apply with --verify (it checks every recorded file)") }
     }
 
     func run() async throws {
@@ -56,6 +62,7 @@ struct MigrateCommand: AsyncParsableCommand {
                 migration.mappingFile = m.hasPrefix("/") ? m : FileManager.default.currentDirectoryPath + "/" + m
             }
             if let c = concurrency { migration.concurrency = c }
+            migration.extraExclude = exclude
             let m = migration
 
             if dryRun {

@@ -286,6 +286,39 @@ extension ProxyControl {
         #expect(try await proxy.violations(containing: fx.storagePrefix).isEmpty)
     }
 
+    /// Exclude patterns from the job unit and from --exclude: excluded paths
+    /// are neither uploaded nor reported one by one, the dry run and the
+    /// report count them, and a bad pattern is a one-line error.
+    @Test func excludePatternsLeavePathsOut() async throws {
+        let fx = try MigrateFixture(tag: "excl", unit: "exclude = [\"*.tmp\", \".thumbnails/\"]")
+        defer { fx.remove() }
+        try fx.smallTree(20, seed: 9)
+        for p in ["2024/a.jpg.tmp", "2024/u1/.thumbnails/a.jpg", "2024/u1/.thumbnails/b.jpg", "private/keys.txt", "keep/private.txt"] {
+            try fx.write(p, testData(100, seed: 4))
+        }
+        let dry = try await fx.cli(["--dry-run", "--exclude", "/private/"])
+        #expect(dry.status == 0, "\(dry.stderr)")
+        #expect(dry.stdout.contains("would upload      21 "), "\(dry.stdout)")
+        #expect(dry.stdout.contains("excluded          1 file(s), 2 director(ies)"), "\(dry.stdout)")
+
+        let run = try await fx.cli(["--exclude", "/private/"])
+        #expect(run.status == 0, "\(run.stderr)")
+        #expect(run.stdout.contains("excluded        1 file(s), 2 director(ies)"), "\(run.stdout)")
+        let keys = Set(try await fx.store().list(prefix: "media/").map(\.key))
+        #expect(keys.count == 21)
+        #expect(keys.contains("media/keep/private.txt"))
+        #expect(!keys.contains { $0.hasSuffix(".tmp") || $0.contains(".thumbnails") || $0.hasPrefix("media/private/") })
+
+        let bad = try await fx.cli(["--exclude", "[abc"])
+        #expect(bad.status == ErrorCode.usage.exitStatus)
+        #expect(bad.stderr.contains("--exclude: exclude pattern \"[abc\" has a [ without its ]"), "\(bad.stderr)")
+        try "kind = \"migrate\"\n[migrate]\nsource = \"\(fx.src)\"\nprefix = \"media\"\nexclude = [\"ok\", \"a//b\"]\n"
+            .write(toFile: fx.dir + "/jobs/media.toml", atomically: true, encoding: .utf8)
+        let check = try await CLI.run(["config", "check", "-c", fx.config])
+        #expect(check.status == ErrorCode.config.exitStatus)
+        #expect(check.stdout.contains("jobs/media.toml:5: migrate.exclude: exclude pattern \"a//b\" has an empty path component"), "\(check.stdout)")
+    }
+
     @Test func changedFileIsReuploadedAndUnreadableFilesFailTheRunButNotTheRest() async throws {
         let fx = try MigrateFixture(tag: "fail")
         defer { fx.remove() }

@@ -132,6 +132,27 @@ import Config
         #expect(r.issues.count == 6)
     }
 
+    @Test func walkerLeavesOutExcludedFilesAndDoesNotEnterExcludedDirectories() throws {
+        let root = FileManager.default.temporaryDirectory.appendingPathComponent("cairn-walk-\(UUID().uuidString)").path
+        defer { chmod(root + "/u/7/.thumbnails", 0o755); try? FileManager.default.removeItem(atPath: root) }
+        let fm = FileManager.default
+        for d in ["u/7/.thumbnails", "tmp", "x/tmp", "cache"] { try fm.createDirectory(atPath: root + "/" + d, withIntermediateDirectories: true) }
+        for p in ["u/7/a.jpg", "u/7/a.jpg.tmp", "u/7/.thumbnails/a.jpg", "tmp/upload-1", "x/tmp/keep.png", "cache", "Thumbs.db"] where p != "cache" {
+            try Data(p.utf8).write(to: URL(fileURLWithPath: root + "/" + p))
+        }
+        try Data("c".utf8).write(to: URL(fileURLWithPath: root + "/cache/c.bin"))
+        #expect(mkfifo(root + "/x/excluded.fifo", 0o600) == 0)
+        // Not readable: it would be a failure if the walker went in.
+        #expect(chmod(root + "/u/7/.thumbnails", 0) == 0)
+        let filter = try PathFilter(parsing: ["*.tmp", ".thumbnails/", "/tmp/", "Thumbs.db", "*.fifo", "cache"])
+        let r = try TreeWalker(root: root, exclude: filter).walk()
+        // `cache` without a slash matches the directory too (any type).
+        #expect(r.files.map(\.path) == ["u/7/a.jpg", "x/tmp/keep.png"])
+        #expect(r.issues.isEmpty, "\(r.issues)")
+        #expect(r.excludedFiles == 3)          // a.jpg.tmp, Thumbs.db, excluded.fifo
+        #expect(r.excludedDirectories == 3)    // .thumbnails, /tmp, cache
+    }
+
     @Test func walkerReportsAnUnreadableDirectoryAndGoesOn() throws {
         guard geteuid() != 0 else {
             // root reads everything: the CLI test runs cairn without CAP_DAC_OVERRIDE instead

@@ -41,6 +41,8 @@ public struct MigrateJob: Sendable {
     public var concurrency: Int
     /// Where the mapping file goes; defaults to the job's `mapping_file`, else `STATE_DIR/migrate/JOB.mapping.jsonl`.
     public var mappingFile: String
+    /// Exclude patterns for this run on top of the job's `exclude` (`cairn migrate --exclude`).
+    public var extraExclude: [String] = []
     /// Files up to this size are read into memory once: the bytes hashed are the bytes sent.
     public var inMemoryLimit: Int64 = 1 << 20
     public var logger: Logger
@@ -83,6 +85,11 @@ public struct MigrateJob: Sendable {
 
     var destination: String { store.displayName + keyPrefix }
 
+    /// The job's exclude patterns plus those given for this run.
+    func excludeFilter() throws -> PathFilter {
+        try PathFilter(parsing: spec.exclude + extraExclude)
+    }
+
     // MARK: the run
 
     /// Runs the migration to its end. Files that fail are in the report
@@ -96,10 +103,12 @@ public struct MigrateJob: Sendable {
         let stateDir = self.stateDir, name = self.name
         let checkpoint = try await runBlocking { try CheckpointStore(stateDir: stateDir, job: name) }
         progress.setPhase("walking \(spec.source)")
-        let walker = TreeWalker(root: spec.source, keyPrefixBytes: keyPrefix.utf8.count)
+        let walker = TreeWalker(root: spec.source, keyPrefixBytes: keyPrefix.utf8.count, exclude: try excludeFilter())
         let walked = try await runBlockingCancellable { flag in try walker.walk(cancel: flag) }
         let rows = try await runBlocking { try checkpoint.allFiles() }
         report.filesSeen = walked.files.count
+        report.excludedFiles = walked.excludedFiles
+        report.excludedDirectories = walked.excludedDirectories
         for i in walked.issues {
             let issue = MigrateFileIssue(path: i.path, reason: i.reason)
             if i.kind == .skipped { report.skipped.append(issue) } else { report.failed.append(issue) }
@@ -234,13 +243,15 @@ public struct MigrateJob: Sendable {
     /// What `run()` would upload, from the source tree and the checkpoint alone:
     /// nothing is sent, the checkpoint is neither created nor changed.
     public func plan() async throws -> MigratePlan {
-        let walker = TreeWalker(root: spec.source, keyPrefixBytes: keyPrefix.utf8.count)
+        let walker = TreeWalker(root: spec.source, keyPrefixBytes: keyPrefix.utf8.count, exclude: try excludeFilter())
         let walked = try await runBlockingCancellable { flag in try walker.walk(cancel: flag) }
         let path = CheckpointStore.path(stateDir: stateDir, job: name)
         let rows: [String: CheckpointFile] = FileManager.default.fileExists(atPath: path)
             ? try await runBlocking { try CheckpointStore(path: path).allFiles() } : [:]
         var plan = MigratePlan()
         plan.filesSeen = walked.files.count
+        plan.excludedFiles = walked.excludedFiles
+        plan.excludedDirectories = walked.excludedDirectories
         for i in walked.issues {
             let issue = MigrateFileIssue(path: i.path, reason: i.reason)
             if i.kind == .skipped { plan.skipped.append(issue) } else { plan.failed.append(issue) }

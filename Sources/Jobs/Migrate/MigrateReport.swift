@@ -30,6 +30,9 @@ public struct MigrateReport: Sendable, Equatable {
     public var failed: [MigrateFileIssue] = []
     /// Skipped on purpose (special files, symlinks out of the source).
     public var skipped: [MigrateFileIssue] = []
+    /// Left out by the job's exclude patterns.
+    public var excludedFiles = 0
+    public var excludedDirectories = 0
     /// Stale multipart uploads under the prefix that no checkpoint row refers to, aborted.
     public var abortedStaleUploads = 0
     public var duration: Double = 0
@@ -50,6 +53,7 @@ public struct MigrateReport: Sendable, Equatable {
         if resumedFiles > 0 { s += ", \(resumedFiles) resumed (\(resumedParts) part(s) not re-sent)" }
         if !failed.isEmpty { s += ", \(failed.count) failed" }
         if !skipped.isEmpty { s += ", \(skipped.count) skipped" }
+        if excludedFiles + excludedDirectories > 0 { s += ", \(excludedFiles) file(s) and \(excludedDirectories) director(ies) excluded" }
         s += " in \(String(format: "%.1f", duration)) s"
         return s
     }
@@ -66,6 +70,9 @@ public struct MigrateReport: Sendable, Equatable {
             lines.append("  resumed         \(resumedFiles) large file(s): \(resumedParts) part(s), \(ByteFormat.human(resumedBytes)) not sent again")
         }
         lines.append("  skipped         \(skipped.count)")
+        if excludedFiles + excludedDirectories > 0 {
+            lines.append("  excluded        \(excludedFiles) file(s), \(excludedDirectories) director(ies) (exclude patterns)")
+        }
         lines.append("  failed          \(failed.count)")
         if abortedStaleUploads > 0 { lines.append("  stale multipart uploads aborted: \(abortedStaleUploads)") }
         lines.append("  duration        \(String(format: "%.1f", duration)) s, \(ByteFormat.human(Int64(rate)))/s")
@@ -96,6 +103,8 @@ public struct MigratePlan: Sendable, Equatable {
     public var unchanged = 0
     public var unchangedBytes: Int64 = 0
     public var multipartFiles = 0
+    public var excludedFiles = 0
+    public var excludedDirectories = 0
     public var failed: [MigrateFileIssue] = []
     public var skipped: [MigrateFileIssue] = []
 
@@ -108,6 +117,9 @@ public struct MigratePlan: Sendable, Equatable {
         lines.append("  would upload      \(uploadFiles) (\(ByteFormat.human(uploadBytes))): \(newFiles) new, \(changedFiles) changed, \(retryFiles) unfinished or failed before; \(multipartFiles) multipart")
         lines.append("  unchanged (skip)  \(unchanged) (\(ByteFormat.human(unchangedBytes)))")
         lines.append("  skipped           \(skipped.count)")
+        if excludedFiles + excludedDirectories > 0 {
+            lines.append("  excluded          \(excludedFiles) file(s), \(excludedDirectories) director(ies) (exclude patterns)")
+        }
         lines.append("  failing           \(failed.count)")
         lines.append("  (files already present at the destination with the same checksum are recorded without upload)")
         for (title, items) in [("skipped:", skipped), ("failing:", failed)] where !items.isEmpty {

@@ -26,6 +26,10 @@ public struct WalkResult: Sendable {
     /// In lexical (UTF-8 byte) order of their paths.
     public var files: [WalkedFile]
     public var issues: [WalkIssue]
+    /// Files and directories left out by the exclude patterns (a directory
+    /// counts once; nothing under it is looked at).
+    public var excludedFiles = 0
+    public var excludedDirectories = 0
 }
 
 /// Walks a source tree deterministically (entries in byte order) without
@@ -44,11 +48,14 @@ public struct TreeWalker: Sendable {
     public var root: String
     /// UTF-8 bytes the key prefix adds to every path (for the 1,024-byte limit).
     public var keyPrefixBytes: Int
+    /// Paths left out entirely: not uploaded, not reported one by one.
+    public var exclude: PathFilter
     public static let maxKeyBytes = 1024
 
-    public init(root: String, keyPrefixBytes: Int = 0) {
+    public init(root: String, keyPrefixBytes: Int = 0, exclude: PathFilter = PathFilter()) {
         self.root = root.count > 1 && root.hasSuffix("/") ? String(root.dropLast()) : root
         self.keyPrefixBytes = keyPrefixBytes
+        self.exclude = exclude
     }
 
     /// Blocking: call through `runBlocking`.
@@ -64,6 +71,7 @@ public struct TreeWalker: Sendable {
 
         var files: [(bytes: [UInt8], file: WalkedFile)] = []
         var issues: [WalkIssue] = []
+        var excludedFiles = 0, excludedDirectories = 0
         let rootBytes = Array(root.utf8)
         // depth-first over directories; relative paths as raw bytes
         var stack: [[UInt8]] = [[]]
@@ -91,6 +99,10 @@ public struct TreeWalker: Sendable {
                     continue
                 }
                 let type = ls.st_mode & S_IFMT
+                if !exclude.isEmpty, exclude.exclusion(of: String(decoding: relPath, as: UTF8.self), isDirectory: type == S_IFDIR) != nil {
+                    if type == S_IFDIR { excludedDirectories += 1 } else { excludedFiles += 1 }
+                    continue
+                }
                 if type == S_IFDIR { subdirs.append(relPath); continue }
                 guard let relString = String(validating: relPath, as: UTF8.self) else {
                     issues.append(WalkIssue(path: Self.display(relPath), kind: .failed,
@@ -123,7 +135,8 @@ public struct TreeWalker: Sendable {
             stack.append(contentsOf: subdirs.reversed())
         }
         files.sort { $0.bytes.lexicographicallyPrecedes($1.bytes) }
-        return WalkResult(files: files.map(\.file), issues: issues)
+        return WalkResult(files: files.map(\.file), issues: issues,
+                          excludedFiles: excludedFiles, excludedDirectories: excludedDirectories)
     }
 
     private func keyIssue(_ rel: String) -> WalkIssue? {
