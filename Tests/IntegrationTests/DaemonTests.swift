@@ -68,10 +68,17 @@ final class DaemonProcess: @unchecked Sendable {
     let process = Process()
     let logPath: String
 
-    init(config: String, env extra: [String: String] = [:], logPath: String) throws {
+    /// `wrapper`: a command that runs `cairn serve …` (its arguments follow).
+    init(config: String, env extra: [String: String] = [:], logPath: String, wrapper: [String] = []) throws {
         self.logPath = logPath
-        process.executableURL = URL(fileURLWithPath: try CLI.binary)
-        process.arguments = ["serve", "-c", config, "--log-level", "info"]
+        let serve = ["serve", "-c", config, "--log-level", "info"]
+        if let first = wrapper.first {
+            process.executableURL = URL(fileURLWithPath: first)
+            process.arguments = Array(wrapper.dropFirst()) + [try CLI.binary] + serve
+        } else {
+            process.executableURL = URL(fileURLWithPath: try CLI.binary)
+            process.arguments = serve
+        }
         var env = ProcessInfo.processInfo.environment
         env.removeValue(forKey: "NOTIFY_SOCKET")
         env.merge(extra) { $1 }
@@ -592,5 +599,77 @@ func startWithHungUpload(_ fx: DaemonFixture, db: TestDatabase, jobKeys: String,
         // (A small database: each object is a single PUT.)
         #expect(log.filter { $0.method == "PUT" && $0.path.hasSuffix(".zst.aes") && $0.status == 200 }.count == 2,
                 "the dump and the globals were stored before the manifest was refused: \(log.map { "\($0.method) \($0.path) \($0.status ?? 0)" })")
+    }
+}
+
+/// cairn.service's sandbox, applied without systemd: `cairn serve` runs as an
+/// unprivileged user with no capabilities and no new privileges, under the
+/// unit's system call filter (@system-service minus @privileged and
+/// @resources, EPERM otherwise), MemoryDenyWriteExecute and
+/// RestrictAddressFamilies, built by scripts/testservers/syscall-filter-exec.py
+/// from `systemd-analyze syscall-filter` through libseccomp, as systemd
+/// builds them. A backup (pg_dump, pg_dumpall) and a migration run in it.
+@Suite struct HardenedDaemonTests {
+    static var launcher: String { SystemdUnitTests.repoRoot + "/scripts/testservers/syscall-filter-exec.py" }
+
+    @Test func theUnitDeclaresTheSandboxTheTestApplies() throws {
+        let lines = Set(try SystemdUnitTests.unitText.split(separator: "\n").map { $0.trimmingCharacters(in: .whitespaces) })
+        for l in ["SystemCallFilter=@system-service", "SystemCallFilter=~@privileged @resources", "SystemCallErrorNumber=EPERM",
+                  "MemoryDenyWriteExecute=true", "RestrictAddressFamilies=AF_UNIX AF_INET AF_INET6", "NoNewPrivileges=true",
+                  "CapabilityBoundingSet=", "User=cairn"] {
+            #expect(lines.contains(l), "cairn.service no longer says \(l): update the launcher and this test")
+        }
+    }
+
+    @Test func backupAndMigrationRunInsideTheUnitsSandbox() async throws {
+        // The filter works: setpriority (@resources) is refused.
+        let probe = try await CLI.run(["-c", "renice -n 0 $$"], executable: "/bin/sh")
+        #expect(probe.status == 0)
+        let filtered = try await CLI.run([Self.launcher, "/bin/sh", "-c", "renice -n 0 $$"], executable: "/usr/bin/python3")
+        #expect(filtered.status != 0 && filtered.stderr.contains("Operation not permitted"), "\(filtered.stderr)")
+
+        let db = try await TestDatabase.create("sandbox", sql: marketplaceSQL)
+        defer { Task { await db.drop() } }
+        let fx = try DaemonFixture()
+        defer { fx.remove() }
+        try fx.writeJob("db", """
+        kind = "backup"
+        [backup]
+        database = "\(db.url)"
+        include_globals = true
+        """)
+        let src = fx.dir + "/uploads"
+        try FileManager.default.createDirectory(atPath: src + "/2026", withIntermediateDirectories: true)
+        for i in 0..<5 { try testData(3000 + i, seed: UInt64(i)).write(to: URL(fileURLWithPath: src + "/2026/f\(i).jpg")) }
+        try fx.writeJob("media", """
+        kind = "migrate"
+        [migrate]
+        source = "\(src)"
+        prefix = "media"
+        """)
+        // Everything the daemon owns belongs to the unprivileged user (as
+        // StateDirectory= and the credentials would).
+        let chown = try await CLI.run(["-R", "nobody:nogroup", fx.dir], executable: "/bin/chown")
+        #expect(chown.status == 0)
+        let daemon = try DaemonProcess(config: fx.config, logPath: fx.dir + "/serve.log", wrapper: [
+            "/usr/bin/setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups", "--bounding-set=-all",
+            "--inh-caps=-all", "--no-new-privs", "/usr/bin/python3", Self.launcher,
+        ])
+        #expect(await eventually(20) { FileManager.default.fileExists(atPath: fx.socket) }, "\(daemon.log)")
+        let backup = try await CLI.run(["run", "-c", fx.config, "db", "--wait"])
+        #expect(backup.status == 0, "\(backup.stderr)\n\(daemon.log)")
+        let migrate = try await CLI.run(["run", "-c", fx.config, "media", "--wait"])
+        #expect(migrate.status == 0, "\(migrate.stderr)\n\(daemon.log)")
+        daemon.signal(SIGTERM)
+        #expect(await daemon.waitExit(timeout: 30) == 0, "\(daemon.log)")
+
+        let objects = try await fx.objects()
+        #expect(objects.filter { $0.hasSuffix(".manifest.json") }.count == 1)
+        #expect(objects.filter { $0.contains("/media/2026/") }.count == 5)
+        let history = try fx.history("db") + fx.history("media")
+        #expect(history.count == 2 && history.allSatisfy { $0.result == .ok }, "\(history)")
+        // Nothing in the log about refused calls (libdispatch's setpriority
+        // is refused silently; SQLite's fchown is only tried by root).
+        #expect(!daemon.log.contains("not permitted") && !daemon.log.contains("BUG"), "\(daemon.log)")
     }
 }
