@@ -528,22 +528,28 @@ func startWithHungUpload(_ fx: DaemonFixture, db: TestDatabase, jobKeys: String,
     }
 }
 
+/// A test database with the marketplace schema and a fixture whose job `db`
+/// backs it up (with the globals).
+func backupFixture(_ tag: String) async throws -> (TestDatabase, DaemonFixture) {
+    let db = try await TestDatabase.create(tag, sql: marketplaceSQL)
+    let fx = try DaemonFixture()
+    try fx.writeJob("db", """
+    kind = "backup"
+    [backup]
+    database = "\(db.url)"
+    include_globals = true
+    """)
+    return (db, fx)
+}
+
 /// What interrupted runs left under a backup job's prefix (an unfinished
 /// multipart upload, a completed data object no manifest names) is removed by
 /// the job's next run; complete backups and anything that is not backup data
 /// are left alone.
 @Suite struct InterruptedRunCleanUpTests {
     @Test func theNextRunRemovesUnfinishedUploadsAndDataWithoutAManifest() async throws {
-        let db = try await TestDatabase.create("cleanup", sql: marketplaceSQL)
-        defer { Task { await db.drop() } }
-        let fx = try DaemonFixture()
-        defer { fx.remove() }
-        try fx.writeJob("db", """
-        kind = "backup"
-        [backup]
-        database = "\(db.url)"
-        include_globals = true
-        """)
+        let (db, fx) = try await backupFixture("cleanup")
+        defer { Task { await db.drop() }; fx.remove() }
         let first = try await CLI.run(["run", "-c", fx.config, "db"])
         #expect(first.status == 0, "\(first.stderr)")
         let complete = Set(try await fx.objects())
@@ -576,16 +582,8 @@ func startWithHungUpload(_ fx: DaemonFixture, db: TestDatabase, jobKeys: String,
     /// A run that fails after its data objects are complete (here S3 refuses
     /// the manifest) deletes them itself: a failed run leaves nothing behind.
     @Test func aRunThatCannotWriteItsManifestDeletesItsData() async throws {
-        let db = try await TestDatabase.create("nomanifest", sql: marketplaceSQL)
-        defer { Task { await db.drop() } }
-        let fx = try DaemonFixture()
-        defer { fx.remove() }
-        try fx.writeJob("db", """
-        kind = "backup"
-        [backup]
-        database = "\(db.url)"
-        include_globals = true
-        """)
+        let (db, fx) = try await backupFixture("nomanifest")
+        defer { Task { await db.drop() }; fx.remove() }
         let proxy = try ProxyControl()
         try await proxy.inject(.init(method: "PUT", path_contains: fx.prefix + "db/", path_suffix: ".manifest.json", action: "status",
                                      status: 403, code: "AccessDenied"))
@@ -628,16 +626,8 @@ func startWithHungUpload(_ fx: DaemonFixture, db: TestDatabase, jobKeys: String,
         let filtered = try await CLI.run([Self.launcher, "/bin/sh", "-c", "renice -n 0 $$"], executable: "/usr/bin/python3")
         #expect(filtered.status != 0 && filtered.stderr.contains("Operation not permitted"), "\(filtered.stderr)")
 
-        let db = try await TestDatabase.create("sandbox", sql: marketplaceSQL)
-        defer { Task { await db.drop() } }
-        let fx = try DaemonFixture()
-        defer { fx.remove() }
-        try fx.writeJob("db", """
-        kind = "backup"
-        [backup]
-        database = "\(db.url)"
-        include_globals = true
-        """)
+        let (db, fx) = try await backupFixture("sandbox")
+        defer { Task { await db.drop() }; fx.remove() }
         let src = fx.dir + "/uploads"
         try FileManager.default.createDirectory(atPath: src + "/2026", withIntermediateDirectories: true)
         for i in 0..<5 { try testData(3000 + i, seed: UInt64(i)).write(to: URL(fileURLWithPath: src + "/2026/f\(i).jpg")) }
