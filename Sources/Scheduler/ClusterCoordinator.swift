@@ -264,6 +264,16 @@ public final class ClusterCoordinator: Sendable {
         do {
             let lockParams = [String(Self.classID), job]
             guard try await conn.queryValue("SELECT pg_try_advisory_lock($1::int4, hashtext($2))", params: lockParams) == "t" else {
+                // The lock may be held for a later instant while this one has
+                // finished (its node went straight on to the next): say so,
+                // so that a node waiting for this instant stops waiting.
+                if let scheduledAt, let ranOn = try await conn.query("""
+                    SELECT node FROM cairn_cluster_runs
+                    WHERE job = $1 AND scheduled_at = to_timestamp($2::float8) AND finished_at IS NOT NULL
+                    """, params: [job, Self.epoch(scheduledAt)]).first?.first {
+                    await conn.close()
+                    return .alreadyRan(node: ranOn ?? "?")
+                }
                 let holder = try await holderNode(conn, job: job)
                 await conn.close()
                 return .runningElsewhere(node: holder)

@@ -101,6 +101,26 @@ import Testing
         }
     }
 
+    /// Node A finished instant 1 and went straight on to instant 2: node B,
+    /// still asking about instant 1, learns that it ran (not that something
+    /// is running), so it stops waiting for it.
+    @Test func aFinishedInstantIsReportedAsRanWhileTheLockIsHeldForTheNext() async throws {
+        try await withPair("next") { p in
+            let one = try #require(try await p.a.claim(job: "db-backup", scheduledAt: instant(1)).claim)
+            await p.a.finish(one, result: "ok", error: nil)
+            let two = try #require(try await p.a.claim(job: "db-backup", scheduledAt: instant(2)).claim)
+            guard case .alreadyRan(let node) = try await p.b.claim(job: "db-backup", scheduledAt: instant(1)) else {
+                Issue.record("expected alreadyRan for the finished instant"); return
+            }
+            #expect(node == "node-a")
+            guard case .runningElsewhere(let holder) = try await p.b.claim(job: "db-backup", scheduledAt: instant(2)) else {
+                Issue.record("expected runningElsewhere for the running instant"); return
+            }
+            #expect(holder == "node-a")
+            await p.a.finish(two, result: "ok", error: nil)
+        }
+    }
+
     @Test func aKilledOwnersInstantIsTakenOverAsAttempt2() async throws {
         try await withPair("takeover") { p in
             let at = instant(3)

@@ -436,7 +436,7 @@ func startWithHungUpload(_ fx: DaemonFixture, db: TestDatabase, jobKeys: String,
         let prefix = TestEnv.uniquePrefix("cluster")
         let job = """
         kind = "backup"
-        schedule = "*/3 * * * * *"
+        schedule = "*/5 * * * * *"
         [backup]
         database = "\(db.url)"
         part_size = "5MiB"
@@ -451,7 +451,7 @@ func startWithHungUpload(_ fx: DaemonFixture, db: TestDatabase, jobKeys: String,
         #expect(await eventually(20) { FileManager.default.fileExists(atPath: a.socket) && FileManager.default.fileExists(atPath: b.socket) })
 
         // Let both run a few instants, then kill A while it is in the middle of a backup.
-        try await Task.sleep(for: .seconds(7))
+        try await Task.sleep(for: .seconds(11))
         let midBackup = await eventually(30) {
             let lines = da.log.split(separator: "\n")
             guard let last = lines.last(where: { $0.contains("cairn.backup") || $0.contains("run finished") || $0.contains("run failed") }) else { return false }
@@ -460,7 +460,7 @@ func startWithHungUpload(_ fx: DaemonFixture, db: TestDatabase, jobKeys: String,
         #expect(midBackup, "node A never ran a backup: \(da.log)")
         da.signal(SIGKILL)
         _ = await da.waitExit(timeout: 10)
-        try await Task.sleep(for: .seconds(8))
+        try await Task.sleep(for: .seconds(12))
         dbn.signal(SIGTERM)
         #expect(await dbn.waitExit(timeout: 40) == 0, "\(dbn.log)")
 
@@ -481,7 +481,7 @@ func startWithHungUpload(_ fx: DaemonFixture, db: TestDatabase, jobKeys: String,
             .compactMap { $0.scheduledAt.map { Int($0.timeIntervalSince1970) } }
         let covered = (Set(instants).union(overlapSkips)).filter { $0 >= instants.first! && $0 <= instants.last! }.sorted()
         #expect(Set(instants).count == instants.count, "duplicates: \(instants)")
-        #expect(zip(covered, covered.dropFirst()).allSatisfy { $1 - $0 == 3 }, "gaps: ran \(instants), skipped \(overlapSkips)")
+        #expect(zip(covered, covered.dropFirst()).allSatisfy { $1 - $0 == 5 }, "gaps: ran \(instants), skipped \(overlapSkips)")
         // Every instant finished ok; the one A was running when killed was taken over by B as attempt 2.
         #expect(rows.allSatisfy { $0[3] == "ok" && $0[4] == "t" }, "\(rows)")
         #expect(rows.contains { $0[1] == "node-b" && $0[2] == "2" }, "no take-over: \(rows)\nA: \(da.log)")

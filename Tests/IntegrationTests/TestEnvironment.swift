@@ -79,7 +79,8 @@ struct ProxyControl {
     }
 
     func log(pathContaining s: String) async throws -> [LogEntry] {
-        let r = try await http.send(HTTPRequest(method: "GET", url: base + "/__proxy/log"))
+        let scope = s.addingPercentEncoding(withAllowedCharacters: .alphanumerics) ?? s
+        let r = try await http.send(HTTPRequest(method: "GET", url: base + "/__proxy/log?path_contains=" + scope))
         return try JSONDecoder().decode([LogEntry].self, from: r.body).filter { $0.path.contains(s) }
     }
 

@@ -14,7 +14,7 @@ rules moto does not check and can inject faults:
       POST   /__proxy/faults      append a rule (JSON, see docs/TESTING.md)
       DELETE /__proxy/faults      clear the rules
       GET    /__proxy/faults      list the rules with their remaining counts
-      GET    /__proxy/log         JSON list of requests seen
+      GET    /__proxy/log         JSON list of requests seen (?path_contains=X: only those)
       GET    /__proxy/violations  JSON list of rule violations
       DELETE /__proxy/log         clear log and violations
       GET    /__proxy/health      {"ok": true}
@@ -477,8 +477,11 @@ class Handler(http.server.BaseHTTPRequestHandler):
                 return self.send_json(200, rules)
         if path == "/__proxy/log":
             if method == "GET":
+                # ?path_contains=X: only the entries whose path contains X (the
+                # whole log of a long test run is large).
+                scope = urllib.parse.parse_qs(self.path.split("?", 1)[1] if "?" in self.path else "").get("path_contains", [None])[0]
                 with STATE.lock:
-                    log = list(STATE.log)
+                    log = [e for e in STATE.log if scope is None or scope in e["path"]]
                 return self.send_json(200, log)
             if method == "DELETE":
                 with STATE.lock:
