@@ -25,7 +25,7 @@ struct MigrateCommand: AsyncParsableCommand {
     @Argument(help: "Migrate job name (a file in the jobs directory, without .toml).") var job: String
     @Flag(help: "Check every recorded file against its object (HEAD: size and checksum) instead of uploading.") var verify = false
     @Flag(help: "With --verify: download every object and compare its SHA-256.") var deep = false
-    @Flag(help: "Show what would be uploaded (counts and bytes) from the source and the checkpoint; send nothing.") var dryRun = false
+    @Flag(help: "Show what would be uploaded (counts and bytes) from the source, the checkpoint and a listing of the destination; send nothing.") var dryRun = false
     @Option(help: "Bandwidth limit across all transfers, e.g. 10M (MiB/s), 512k (KiB/s), 20MiB/s, 1000000 (bytes/s), off.") var bwlimit: String?
     @Option(help: "Write the mapping file (JSON lines: path, key, size, sha256, content_type, url) here.") var mapping: String?
     @Option(help: "Transfers at once (default: the job's concurrency, 8).") var concurrency: Int?

@@ -300,6 +300,7 @@ extension ProxyControl {
         #expect(dry.status == 0, "\(dry.stderr)")
         #expect(dry.stdout.contains("would upload      21 "), "\(dry.stdout)")
         #expect(dry.stdout.contains("excluded          1 file(s), 2 director(ies)"), "\(dry.stdout)")
+        #expect(dry.stdout.contains("at destination    0 of them"), "\(dry.stdout)")
 
         let run = try await fx.cli(["--exclude", "/private/"])
         #expect(run.status == 0, "\(run.stderr)")
@@ -308,6 +309,16 @@ extension ProxyControl {
         #expect(keys.count == 21)
         #expect(keys.contains("media/keep/private.txt"))
         #expect(!keys.contains { $0.hasSuffix(".tmp") || $0.contains(".thumbnails") || $0.hasPrefix("media/private/") })
+
+        // Without the checkpoint, the dry run still sees that the objects are there.
+        try FileManager.default.removeItem(atPath: fx.checkpointPath)
+        let again = try await fx.cli(["--dry-run", "--exclude", "/private/"])
+        #expect(again.status == 0, "\(again.stderr)")
+        #expect(again.stdout.contains("would upload      21 "), "\(again.stdout)")
+        #expect(again.stdout.contains("at destination    21 of them"), "\(again.stdout)")
+        let resumed = try await fx.cli(["--exclude", "/private/"])
+        #expect(resumed.stdout.contains("uploaded        0 "), "\(resumed.stdout)")
+        #expect(resumed.stdout.contains("already present 21 "), "\(resumed.stdout)")
 
         let bad = try await fx.cli(["--exclude", "[abc"])
         #expect(bad.status == ErrorCode.usage.exitStatus)

@@ -240,8 +240,10 @@ public struct MigrateJob: Sendable {
 
     // MARK: dry run
 
-    /// What `run()` would upload, from the source tree and the checkpoint alone:
-    /// nothing is sent, the checkpoint is neither created nor changed.
+    /// What `run()` would upload, from the source tree and the checkpoint:
+    /// nothing is sent, the checkpoint is neither created nor changed. The
+    /// destination is listed (read-only, best effort) to count the files to
+    /// upload that already have an object of the same size there.
     public func plan() async throws -> MigratePlan {
         let walker = TreeWalker(root: spec.source, keyPrefixBytes: keyPrefix.utf8.count, exclude: try excludeFilter())
         let walked = try await runBlockingCancellable { flag in try walker.walk(cancel: flag) }
@@ -267,6 +269,21 @@ public struct MigrateJob: Sendable {
             } else {
                 if r.state == .done { plan.changedFiles += 1; plan.changedBytes += f.size } else { plan.retryFiles += 1; plan.retryBytes += f.size }
                 if f.size >= spec.multipartThreshold { plan.multipartFiles += 1 }
+            }
+        }
+        if plan.uploadFiles > 0 {
+            do {
+                var sizes: [String: Int64] = [:]
+                for o in try await store.list(prefix: keyPrefix) { sizes[o.key] = o.size }
+                for f in walked.files where sizes[keyPrefix + f.path] == f.size {
+                    if let r = rows[f.path], r.key == keyPrefix + f.path, r.state == .done, r.size == f.size, r.mtimeNs == f.mtimeNs { continue }
+                    plan.presentSameSize += 1; plan.presentSameSizeBytes += f.size
+                }
+                plan.destinationChecked = true
+            } catch is CancellationError {
+                throw CancellationError()
+            } catch {
+                plan.destinationError = "\(error)"
             }
         }
         return plan

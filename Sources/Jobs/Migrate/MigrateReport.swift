@@ -105,6 +105,13 @@ public struct MigratePlan: Sendable, Equatable {
     public var multipartFiles = 0
     public var excludedFiles = 0
     public var excludedDirectories = 0
+    /// Of the files to upload, those with an object of the same size at the
+    /// destination already (the run compares checksums and skips equal ones).
+    public var presentSameSize = 0
+    public var presentSameSizeBytes: Int64 = 0
+    public var destinationChecked = false
+    /// Why the destination could not be listed, if it could not.
+    public var destinationError: String?
     public var failed: [MigrateFileIssue] = []
     public var skipped: [MigrateFileIssue] = []
 
@@ -121,7 +128,11 @@ public struct MigratePlan: Sendable, Equatable {
             lines.append("  excluded          \(excludedFiles) file(s), \(excludedDirectories) director(ies) (exclude patterns)")
         }
         lines.append("  failing           \(failed.count)")
-        lines.append("  (files already present at the destination with the same checksum are recorded without upload)")
+        if destinationChecked {
+            lines.append("  at destination    \(presentSameSize) of them (\(ByteFormat.human(presentSameSizeBytes))) already have an object of the same size; the run compares checksums and does not send equal ones again")
+        } else if let destinationError {
+            lines.append("  at destination    not checked: \(destinationError)")
+        }
         for (title, items) in [("skipped:", skipped), ("failing:", failed)] where !items.isEmpty {
             lines.append(title)
             for i in items.prefix(limit) { lines.append("  \(i.path): \(i.reason)") }
