@@ -462,7 +462,7 @@ public struct ConfigLoader: Sendable {
             if k.has("prefix") { prefix = objectPrefix(k, "prefix") ?? "" } else { k.missing("prefix", "the key prefix for uploaded files, such as \"media/\"") }
             let exclude = k.stringArray("exclude") ?? []
             for pattern in exclude {
-                do { _ = try PathPattern(pattern) } catch let e as CairnError { k.report(.invalidValue, "exclude", e.message) } catch {}
+                do { _ = try PathPattern(pattern) } catch { k.report(.invalidValue, "exclude", (error as? CairnError)?.message ?? "\(error)") }
             }
             spec = .migrate(MigrateSpec(
                 source: source,

@@ -194,9 +194,8 @@ enum CurlGlobal {
         let rc = curl_global_init(Int(CURL_GLOBAL_ALL))
         precondition(rc == CURLE_OK, "curl_global_init failed")
         // With CURLOPT_NOSIGNAL (required with threads) curl leaves SIGPIPE
-        // alone and asks the application to ignore it: some writes (TLS
-        // corner cases) can still raise it when the server hung up.
-        signal(SIGPIPE, SIG_IGN)
+        // to the application: some writes (TLS corner cases) can still raise it.
+        _ = ProcessSignals.ignoreSIGPIPE
     }()
 }
 

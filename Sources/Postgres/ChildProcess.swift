@@ -77,7 +77,6 @@ public final class ChildProcess: @unchecked Sendable {
     private let stdoutChannel: ByteChannel?
 
     private static let spawnLock = NSLock()
-    private static let ignoreSIGPIPE: Void = { _ = signal(SIGPIPE, SIG_IGN) }()
 
     /// Spawns `executable` (a path) with `arguments` (argv[1...]).
     /// - Parameter environment: the child's whole environment; nil inherits this process's.
@@ -91,7 +90,7 @@ public final class ChildProcess: @unchecked Sendable {
         chunkSize: Int = 1 << 20,
         stderrTailLimit: Int = 64 << 10
     ) throws {
-        _ = ChildProcess.ignoreSIGPIPE
+        _ = ProcessSignals.ignoreSIGPIPE
         ChildProcess.spawnLock.lock()
         defer { ChildProcess.spawnLock.unlock() }
         let name = name ?? (executable as NSString).lastPathComponent

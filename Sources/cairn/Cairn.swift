@@ -7,9 +7,7 @@ import Logging
 struct Cairn: AsyncParsableCommand {
     static func main() async {
         MemoryTuning.apply()
-        // A peer that hung up (S3, a control-socket client, pg_restore's
-        // stdin) is an EPIPE error to report, never a silent death.
-        signal(SIGPIPE, SIG_IGN)
+        _ = ProcessSignals.ignoreSIGPIPE
         do {
             var command = try parseAsRoot()
             if var asyncCommand = command as? AsyncParsableCommand {

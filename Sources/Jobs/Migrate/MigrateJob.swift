@@ -85,6 +85,13 @@ public struct MigrateJob: Sendable {
 
     var destination: String { store.displayName + keyPrefix }
 
+    /// Done by an earlier run and unchanged since (same key, size and mtime):
+    /// not looked at again.
+    func isUnchanged(_ f: WalkedFile, _ row: CheckpointFile?) -> Bool {
+        guard let r = row else { return false }
+        return r.state == .done && r.size == f.size && r.mtimeNs == f.mtimeNs && r.key == keyPrefix + f.path
+    }
+
     /// The job's exclude patterns plus those given for this run.
     func excludeFilter() throws -> PathFilter {
         try PathFilter(parsing: spec.exclude + extraExclude)
@@ -115,7 +122,7 @@ public struct MigrateJob: Sendable {
         }
         var work: [WalkedFile] = []
         for f in walked.files {
-            if let r = rows[f.path], r.state == .done, r.size == f.size, r.mtimeNs == f.mtimeNs, r.key == keyPrefix + f.path {
+            if isUnchanged(f, rows[f.path]) {
                 report.unchanged += 1
                 report.unchangedBytes += f.size
             } else {
@@ -258,25 +265,26 @@ public struct MigrateJob: Sendable {
             let issue = MigrateFileIssue(path: i.path, reason: i.reason)
             if i.kind == .skipped { plan.skipped.append(issue) } else { plan.failed.append(issue) }
         }
+        var upload: [WalkedFile] = []
         for f in walked.files {
-            guard let r = rows[f.path], r.key == keyPrefix + f.path else {
-                plan.newFiles += 1; plan.newBytes += f.size
-                if f.size >= spec.multipartThreshold { plan.multipartFiles += 1 }
+            let row = rows[f.path]
+            if isUnchanged(f, row) {
+                plan.unchanged += 1; plan.unchangedBytes += f.size
                 continue
             }
-            if r.state == .done && r.size == f.size && r.mtimeNs == f.mtimeNs {
-                plan.unchanged += 1; plan.unchangedBytes += f.size
-            } else {
+            upload.append(f)
+            if f.size >= spec.multipartThreshold { plan.multipartFiles += 1 }
+            if let r = row, r.key == keyPrefix + f.path {
                 if r.state == .done { plan.changedFiles += 1; plan.changedBytes += f.size } else { plan.retryFiles += 1; plan.retryBytes += f.size }
-                if f.size >= spec.multipartThreshold { plan.multipartFiles += 1 }
+            } else {
+                plan.newFiles += 1; plan.newBytes += f.size
             }
         }
-        if plan.uploadFiles > 0 {
+        if !upload.isEmpty {
             do {
                 var sizes: [String: Int64] = [:]
                 for o in try await store.list(prefix: keyPrefix) { sizes[o.key] = o.size }
-                for f in walked.files where sizes[keyPrefix + f.path] == f.size {
-                    if let r = rows[f.path], r.key == keyPrefix + f.path, r.state == .done, r.size == f.size, r.mtimeNs == f.mtimeNs { continue }
+                for f in upload where sizes[keyPrefix + f.path] == f.size {
                     plan.presentSameSize += 1; plan.presentSameSizeBytes += f.size
                 }
                 plan.destinationChecked = true

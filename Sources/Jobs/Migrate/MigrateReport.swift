@@ -53,7 +53,7 @@ public struct MigrateReport: Sendable, Equatable {
         if resumedFiles > 0 { s += ", \(resumedFiles) resumed (\(resumedParts) part(s) not re-sent)" }
         if !failed.isEmpty { s += ", \(failed.count) failed" }
         if !skipped.isEmpty { s += ", \(skipped.count) skipped" }
-        if excludedFiles + excludedDirectories > 0 { s += ", \(excludedFiles) file(s) and \(excludedDirectories) director(ies) excluded" }
+        if let e = excludedText(excludedFiles, excludedDirectories) { s += ", \(e) excluded" }
         s += " in \(String(format: "%.1f", duration)) s"
         return s
     }
@@ -70,9 +70,7 @@ public struct MigrateReport: Sendable, Equatable {
             lines.append("  resumed         \(resumedFiles) large file(s): \(resumedParts) part(s), \(ByteFormat.human(resumedBytes)) not sent again")
         }
         lines.append("  skipped         \(skipped.count)")
-        if excludedFiles + excludedDirectories > 0 {
-            lines.append("  excluded        \(excludedFiles) file(s), \(excludedDirectories) director(ies) (exclude patterns)")
-        }
+        if let e = excludedText(excludedFiles, excludedDirectories) { lines.append("  excluded        \(e) (exclude patterns)") }
         lines.append("  failed          \(failed.count)")
         if abortedStaleUploads > 0 { lines.append("  stale multipart uploads aborted: \(abortedStaleUploads)") }
         lines.append("  duration        \(String(format: "%.1f", duration)) s, \(ByteFormat.human(Int64(rate)))/s")
@@ -124,9 +122,7 @@ public struct MigratePlan: Sendable, Equatable {
         lines.append("  would upload      \(uploadFiles) (\(ByteFormat.human(uploadBytes))): \(newFiles) new, \(changedFiles) changed, \(retryFiles) unfinished or failed before; \(multipartFiles) multipart")
         lines.append("  unchanged (skip)  \(unchanged) (\(ByteFormat.human(unchangedBytes)))")
         lines.append("  skipped           \(skipped.count)")
-        if excludedFiles + excludedDirectories > 0 {
-            lines.append("  excluded          \(excludedFiles) file(s), \(excludedDirectories) director(ies) (exclude patterns)")
-        }
+        if let e = excludedText(excludedFiles, excludedDirectories) { lines.append("  excluded          \(e) (exclude patterns)") }
         lines.append("  failing           \(failed.count)")
         if destinationChecked {
             lines.append("  at destination    \(presentSameSize) of them (\(ByteFormat.human(presentSameSizeBytes))) already have an object of the same size; the run compares checksums and does not send equal ones again")
@@ -161,4 +157,9 @@ public struct MigrateVerifyReport: Sendable, Equatable {
         }
         return lines.joined(separator: "\n")
     }
+}
+
+/// "3 file(s), 1 director(ies)", or nil when nothing was excluded.
+func excludedText(_ files: Int, _ directories: Int) -> String? {
+    files + directories > 0 ? "\(files) file(s), \(directories) director(ies)" : nil
 }
