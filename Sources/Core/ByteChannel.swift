@@ -92,6 +92,13 @@ public final class ByteChannel: @unchecked Sendable {
         }
     }
 
+    /// True once the producer has ended the stream cleanly and the consumer
+    /// has taken every chunk: only EOF is left to read.
+    public var isAtEnd: Bool {
+        cond.lock(); defer { cond.unlock() }
+        return finished && failure == nil && cancelledWith == nil && head == chunks.count
+    }
+
     /// Ends the stream: EOF, or `error` for the consumer after the buffered data.
     public func finish(throwing error: (any Error)? = nil) {
         cond.lock()

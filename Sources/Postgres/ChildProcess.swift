@@ -375,8 +375,9 @@ public final class ChildProcess: @unchecked Sendable {
         let feeding = stdinChannel != nil && stdinPumpRunning
         cond.broadcast()
         cond.unlock()
-        // The child is gone: a stdin pump blocked on its producer must stop.
-        if feeding, let ch = stdinChannel {
+        // The child is gone: a stdin pump blocked on its producer must stop
+        // (unless all that is left is EOF: then the child had everything).
+        if feeding, let ch = stdinChannel, !ch.isAtEnd {
             ch.cancel(CairnError(.process, "\(name) exited before reading all of its input"))
         }
         pumpDone()
@@ -460,7 +461,8 @@ public final class ChildProcess: @unchecked Sendable {
             } catch {
                 cond.lock()
                 let childGone = termination != nil
-                if !childGone { inputFailure = error }
+                // The child exited before the input ended: it did not read it all.
+                if childGone { inputUnread = true } else { inputFailure = error }
                 cond.unlock()
                 // The producer failed: the child must not see a clean EOF.
                 if !childGone { cancelForInputFailure() }

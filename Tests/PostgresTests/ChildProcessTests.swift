@@ -44,6 +44,21 @@ import Testing
         _ = await expectError(.process, containing: ["sh exited early"]) { try await early.waitForSuccess() }
     }
 
+    /// The child exits while the pump is still waiting for its producer's
+    /// first bytes: the run is "exited early", as the producer is told, not a
+    /// success.
+    @Test func exitBeforeTheProducerSendsAnythingIsAnEarlyExit() async throws {
+        let input = ByteChannel(capacity: 1 << 16)
+        let early = try ChildProcess(executable: "/bin/sh", arguments: ["-c", "exec 0<&-; exit 0"], stdin: .channel(input))
+        _ = await expectError(.process, containing: ["sh exited early"]) { try await early.waitForSuccess() }
+        do {
+            try await input.send(Data(count: 10))
+            Issue.record("the producer was not told")
+        } catch {
+            #expect("\(error)".contains("exited before reading all of its input"))
+        }
+    }
+
     @Test func cancellingWaitTerminatesAndReapsTheChild() async throws {
         let p = try ChildProcess(executable: "/bin/sleep", arguments: ["60"])
         let t = Task { try await p.wait() }
