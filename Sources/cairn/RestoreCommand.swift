@@ -1,0 +1,76 @@
+import ArgumentParser
+import Config
+import Core
+import Foundation
+import Jobs
+import Logging
+import ObjectStore
+import Postgres
+import Scheduler
+import State
+
+struct RestoreCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "restore",
+        abstract: "Restore a backup into a database, or to a plain .dump file.",
+        discussion: """
+        BACKUP is a backup id (or a unique prefix of one) or `latest`.
+        Examples:
+          cairn restore latest --job marketplace-db --to postgres:///marketplace_restored --create
+          cairn restore 20261127T023000Z-1a2b3c4d --to-file /tmp/marketplace.dump
+          cairn restore latest --storage s3://bucket/cairn --prefix marketplace-db --key-file 2026-11=/root/2026-11.key --to-file x.dump
+        """)
+    @OptionGroup var global: GlobalOptions
+    @OptionGroup var options: ConfigOptions
+    @Argument(help: "Backup id, id prefix, or `latest`.") var backup: String
+    @Option(help: "Backup job whose backups to search (default: every backup job).") var job: String?
+    @Option(help: "Target database (libpq URL or keywords; password from PGPASSFILE/PGPASSWORD).") var to: String?
+    @Option(name: .customLong("to-file"), help: "Write the custom-format dump here instead (for pg_restore by hand).") var toFile: String?
+    @Flag(help: "Create the target database first.") var create = false
+    @Option(help: "Parallel pg_restore jobs (downloads to a temporary file first).") var jobs: Int = 1
+    @Option(help: "Storage URL to read instead of the config (disaster recovery).") var storage: String?
+    @Option(help: "Key prefix of the backups in --storage.") var prefix: String = ""
+    @Option(name: .customLong("key-file"), help: "Key file (ID=FILE or FILE) when not using the config; repeatable.") var keyFiles: [String] = []
+
+    func validate() throws {
+        if (to == nil) == (toFile == nil) { throw ValidationError("give exactly one of --to DATABASE or --to-file PATH") }
+        if jobs < 1 { throw ValidationError("--jobs must be at least 1") }
+        if create && to == nil { throw ValidationError("--create needs --to") }
+        if storage != nil && keyFiles.isEmpty { throw ValidationError("--storage needs --key-file") }
+    }
+
+    func run() async throws {
+        try global.bootstrap()
+        try await reportingErrors {
+            let keyring = storage != nil ? try Resources.keyring(files: keyFiles)
+                : try Resources.keyring(try options.load().keys, requireActive: false)
+            var found: [(BackupManifest, any ObjectStore)] = []
+            for (store, prefix) in try locations(options: options, job: job, storage: storage, prefix: prefix) {
+                if let m = try? await BackupCatalog(store: store, prefix: prefix).find(backup) { found.append((m, store)) }
+            }
+            guard !found.isEmpty else { throw CairnError(.notFound, "no backup '\(backup)' found") }
+            let (manifest, store) = backup == "latest" ? found.max { $0.0.startedAt < $1.0.startedAt }! : found[0]
+            if backup != "latest" && found.count > 1 {
+                throw CairnError(.usage, "backup '\(backup)' exists in several jobs; pass --job")
+            }
+            let target: RestoreJob.Target = toFile.map { .file($0) } ?? .database(to!, create: create, jobs: jobs)
+            print("restoring backup \(manifest.id) of \(manifest.database) (job \(manifest.job), \(ByteFormat.human(manifest.dump.plaintextSize)))")
+            let restore = RestoreJob(manifest: manifest, store: store, keyring: keyring)
+            let r = try await withSignalCancellation { try await restore.run(to: target) }
+            if let path = toFile {
+                print("wrote \(ByteFormat.human(r.bytes)) to \(path); restore with: pg_restore -d DATABASE \(path)")
+                return
+            }
+            let tables = r.rowCounts?.count ?? 0
+            if r.mismatches.isEmpty {
+                print("restored \(ByteFormat.human(r.bytes)); row counts of all \(manifest.rowCounts.count) tables match the manifest (\(tables) tables restored)")
+            } else {
+                for (t, m) in r.mismatches.sorted(by: { $0.key < $1.key }) {
+                    print("  mismatch \(t): manifest \(m.expected), restored \(m.actual.map(String.init) ?? "missing")")
+                }
+                throw CairnError(.integrity, "restore finished but \(r.mismatches.count) table(s) differ from the manifest's row counts")
+            }
+        }
+    }
+}
+
