@@ -1,4 +1,5 @@
 import Foundation
+import Logging
 
 /// Dedicated threads for blocking C calls (curl_easy_perform, read(2) on a
 /// pipe, libpq, zstd on big buffers), so that the cooperative thread pool
@@ -6,8 +7,15 @@ import Foundation
 ///
 /// Threads are created on demand, kept while idle for a while, and capped at
 /// `maxThreads`; work beyond that waits in a FIFO queue.
+///
+/// Items block for as long as their stream lasts (a pipe pump, a transfer),
+/// and an item queued behind them may be the very one they wait for, so the
+/// cap is a guard against runaway thread creation, not a working limit: 512
+/// threads (1 MiB stacks, touched only as used). With 64, a test process
+/// running many suites at once filled the pool, and a control-socket write
+/// waited behind transfers for longer than the server's 10 s first-message limit.
 public final class BlockingPool: @unchecked Sendable {
-    public static let shared = BlockingPool(name: "cairn-blocking", maxThreads: 64)
+    public static let shared = BlockingPool(name: "cairn-blocking", maxThreads: 512)
 
     private let name: String
     private let maxThreads: Int
@@ -16,6 +24,7 @@ public final class BlockingPool: @unchecked Sendable {
     private var head = 0
     private var threads = 0
     private var idle = 0
+    private var warnedFull = false
 
     public init(name: String, maxThreads: Int) {
         self.name = name
@@ -39,7 +48,12 @@ public final class BlockingPool: @unchecked Sendable {
         } else {
             cond.signal()
         }
+        let full = pending > idle && threads >= maxThreads && !warnedFull
+        if full { warnedFull = true }
         cond.unlock()
+        if full {
+            Logger.cairn("core").warning("blocking thread pool full: work waits in a queue", metadata: ["pool": "\(name)", "threads": "\(maxThreads)"])
+        }
     }
 
     private func loop() {

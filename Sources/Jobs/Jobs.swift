@@ -90,6 +90,12 @@ extension JobRunner {
     static func cleanUpInterruptedRuns(store: any ObjectStore, prefix: String, job: String) async {
         let logger = Logger.cairn("backup")
         let dir = prefix.isEmpty ? "" : prefix + "/"
+        let clock = ContinuousClock(), began = clock.now
+        defer {
+            let seconds = (clock.now - began).components
+            logger.info("checked for leftovers of interrupted runs", metadata: [
+                "job": "\(job)", "seconds": "\(String(format: "%.2f", Double(seconds.seconds) + Double(seconds.attoseconds) / 1e18))"])
+        }
         do {
             for u in try await store.listMultipartUploads(prefix: dir) where BackupLayout.isBackupData(u.key, prefix: prefix) {
                 try await store.abortMultipartUpload(key: u.key, uploadId: u.uploadId)

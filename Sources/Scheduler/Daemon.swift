@@ -377,6 +377,7 @@ public actor Daemon {
                 }
             }
             var sawNoRow = 0
+            var toldWaiting = false
             while true {
                 try Task.checkCancellation()
                 switch try await cluster.claim(job: run.job, scheduledAt: at) {
@@ -388,6 +389,11 @@ public actor Daemon {
                 case .runningElsewhere(let node):
                     let rows = try await cluster.recentRuns(job: run.job, limit: 10)
                     let sameInstant = rows.contains { abs($0.scheduledAt.timeIntervalSince(at)) < 0.001 && $0.finishedAt == nil }
+                    if sameInstant && !toldWaiting {
+                        toldWaiting = true
+                        Logger.cairn("scheduler").info("waiting for this instant's run on another cluster node", metadata: [
+                            "job": "\(run.job)", "scheduled_at": "\(iso(at))", "node": "\(node ?? "?")"])
+                    }
                     if !sameInstant {
                         // The holder may not have written its row yet; look again before calling it an overlap.
                         sawNoRow += 1

@@ -150,12 +150,11 @@ import Testing
             let admin = try await PGConnection.connect(TestDatabase.admin())
             #expect(try await admin.queryValue("SELECT pg_terminate_backend($1::int)", params: [String(c.backendPID)]) == "t")
             await admin.close()
-            // The server ends the session asynchronously: poll briefly.
+            // The server ends the session asynchronously: wait for the claim to succeed.
             var result: ClaimResult = .runningElsewhere(node: nil)
-            for _ in 0..<50 {
+            _ = try await eventually(5) {
                 result = try await p.b.claim(job: "db-backup", scheduledAt: at)
-                if result.claim != nil { break }
-                try await Task.sleep(for: .milliseconds(100))
+                return result.claim != nil
             }
             let taken = try #require(result.claim)
             #expect(taken.attempt == 2)

@@ -60,7 +60,11 @@ struct DaemonFixture {
         try await store().list(prefix: prefix).map(\.key)
     }
 
-    func remove() { try? FileManager.default.removeItem(atPath: dir) }
+    /// Removes the directory, unless CAIRN_TEST_KEEP is set (to read the daemons' logs afterwards).
+    func remove() {
+        if ProcessInfo.processInfo.environment["CAIRN_TEST_KEEP"] != nil { return }
+        try? FileManager.default.removeItem(atPath: dir)
+    }
 }
 
 /// `cairn serve` as a child process.
@@ -94,13 +98,10 @@ final class DaemonProcess: @unchecked Sendable {
     var log: String { (try? String(contentsOfFile: logPath, encoding: .utf8)) ?? "" }
     func signal(_ sig: Int32) { kill(process.processIdentifier, sig) }
 
-    /// Waits for the exit; nil on timeout.
+    /// Waits for the exit; nil if it has not come within `timeout` seconds
+    /// × `TestPatience.factor` (a hang guard, not a speed requirement).
     func waitExit(timeout: Double) async -> Int32? {
-        let deadline = Date().addingTimeInterval(timeout)
-        while process.isRunning {
-            if Date() > deadline { return nil }
-            try? await Task.sleep(for: .milliseconds(50))
-        }
+        guard await eventually(timeout, { !self.process.isRunning }) else { return nil }
         return process.terminationStatus
     }
 
@@ -154,15 +155,6 @@ final class NotifyListener: @unchecked Sendable {
     deinit { shutdown(fd, Int32(SHUT_RDWR)); close(fd); unlink(path) }
 }
 
-/// Polls `condition` every 100 ms until it holds or `timeout` seconds pass.
-func eventually(_ timeout: Double, _ condition: () async throws -> Bool) async rethrows -> Bool {
-    let deadline = Date().addingTimeInterval(timeout)
-    while Date() < deadline {
-        if try await condition() { return true }
-        try? await Task.sleep(for: .milliseconds(100))
-    }
-    return try await condition()
-}
 
 /// A database whose dump does not compress: `rows` × 64 KiB of random bytes.
 func randomBytesSQL(mib: Int) -> String {
@@ -319,15 +311,17 @@ func startWithHungUpload(_ fx: DaemonFixture, db: TestDatabase, jobKeys: String,
         let fx = try DaemonFixture()
         defer { fx.remove() }
         // The timeout is long enough for an unhindered backup of this database
-        // on a loaded machine, and far shorter than the hung upload.
-        let (_, daemon) = try await startWithHungUpload(fx, db: db, jobKeys: "timeout = \"15s\"\nretries = 1\nretry_backoff = \"1s\"", hangSeconds: 120)
+        // on a loaded machine (a few seconds alone; 4 s plus 8 s of S3 listings
+        // seen with the suite and two busy loops beside it), and far shorter
+        // than the hung upload.
+        let (_, daemon) = try await startWithHungUpload(fx, db: db, jobKeys: "timeout = \"30s\"\nretries = 1\nretry_backoff = \"1s\"", hangSeconds: 300)
         let run = try await CLI.run(["run", "-c", fx.config, "db", "--wait"])
         // The first attempt times out; the retry (no delay this time) succeeds.
         #expect(run.status == 0, "\(run.stderr) \(daemon.log)")
         #expect(run.stderr.contains("attempt 2"))
         let runs = try fx.history("db").sorted { $0.id < $1.id }
         #expect(runs.map(\.result) == [.failed, .ok], "\(daemon.log)")
-        #expect(runs.first?.error?.contains("timed out after 15s") == true)
+        #expect(runs.first?.error?.contains("timed out after 30s") == true)
         #expect(runs.map(\.attempt) == [1, 2])
         let manifests = try await fx.objects().filter { $0.hasSuffix(".manifest.json") }
         #expect(manifests.count == 1)
@@ -450,12 +444,23 @@ func startWithHungUpload(_ fx: DaemonFixture, db: TestDatabase, jobKeys: String,
         let dbn = try DaemonProcess(config: b.config, logPath: b.dir + "/serve.log")
         #expect(await eventually(20) { FileManager.default.fileExists(atPath: a.socket) && FileManager.default.fileExists(atPath: b.socket) })
 
-        // Let both run a few instants, then kill A while it is in the middle of a backup.
-        try await Task.sleep(for: .seconds(11))
-        let midBackup = await eventually(30) {
+        // Let both run a few instants (two finished), then kill A while it is in the middle of a backup.
+        #expect(try await eventually(60) {
+            let c = try await PGConnection.connect(lockDB.url)
+            let n = try? await c.queryValue("SELECT count(*) FROM cairn_cluster_runs WHERE job = 'db' AND finished_at IS NOT NULL")
+            await c.close()
+            return (n.flatMap { Int($0) } ?? 0) >= 2
+        }, "no instants ran: \(da.log) \(dbn.log)")
+        // A is in the middle of the backup of an instant that B waits for (B is
+        // not busy with a run of its own, which would make it skip that instant).
+        let midBackup = await eventually(60) {
             let lines = da.log.split(separator: "\n")
-            guard let last = lines.last(where: { $0.contains("cairn.backup") || $0.contains("run finished") || $0.contains("run failed") }) else { return false }
-            return last.contains("backup started")
+            guard let last = lines.last(where: { $0.contains("cairn.backup: backup") || $0.contains("run finished") || $0.contains("run failed") }),
+                  last.contains("backup started"),
+                  let started = lines.last(where: { $0.contains("run started") }),
+                  let at = started.split(separator: " ").first(where: { $0.hasPrefix("scheduled_at=") }), at != "scheduled_at=-"
+            else { return false }
+            return dbn.log.split(separator: "\n").contains { $0.contains("waiting for this instant's run on another cluster node") && $0.contains(at) }
         }
         #expect(midBackup, "node A never ran a backup: \(da.log)")
         da.signal(SIGKILL)

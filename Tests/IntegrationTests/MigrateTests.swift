@@ -217,12 +217,14 @@ extension ProxyControl {
         let bigKey = "video/big-1.mp4"
 
         /// Starts `cairn migrate`, waits until `until` holds for the checkpoint, SIGKILLs it.
-        func runAndKill(bwlimit: String? = nil, until: @escaping (CheckpointStore) throws -> Bool) async throws -> Bool {
+        func runAndKill(bwlimit: String? = nil, mayFinish: Bool = false, until: @escaping (CheckpointStore) throws -> Bool) async throws -> Bool {
             let p = Process()
             p.executableURL = URL(fileURLWithPath: try CLI.binary)
             p.arguments = ["migrate", "-c", fx.config, "media"] + (bwlimit.map { ["--bwlimit", $0] } ?? [])
             p.standardOutput = FileHandle.nullDevice
-            p.standardError = FileHandle.nullDevice
+            let errPath = fx.dir + "/kill-run-\(UUID().uuidString.prefix(8)).stderr"
+            FileManager.default.createFile(atPath: errPath, contents: nil)
+            p.standardError = try FileHandle(forWritingTo: URL(fileURLWithPath: errPath))
             let exited = ExitSignal()
             p.terminationHandler = { _ in exited.fire() }
             try p.run()
@@ -236,7 +238,11 @@ extension ProxyControl {
                 try await Task.sleep(for: .milliseconds(10))
             }
             await exited.wait()
-            return p.terminationReason == .uncaughtSignal
+            let killed = p.terminationReason == .uncaughtSignal
+            if !killed && !(mayFinish && p.terminationStatus == 0) {
+                Issue.record("cairn migrate ended by itself (status \(p.terminationStatus)) before the kill: \((try? String(contentsOfFile: errPath, encoding: .utf8)) ?? "")")
+            }
+            return killed
         }
 
         // 1: during the small files
@@ -261,7 +267,7 @@ extension ProxyControl {
 
         // 3: at a random point of the rest
         let target = (try cp.counts()[.done] ?? 0) + Int.random(in: 1...200)
-        _ = try await runAndKill { try ($0.counts()[.done] ?? 0) >= target }
+        _ = try await runAndKill(mayFinish: true) { try ($0.counts()[.done] ?? 0) >= target }
 
         // 4: to the end
         let last = try await fx.cli([])

@@ -71,8 +71,11 @@ import Testing
     }
 
     @Test func sigkillFollowsWhenSigtermIsIgnored() async throws {
-        let p = try ChildProcess(executable: "/bin/sh", arguments: ["-c", "trap '' TERM; sleep 60 & wait; sleep 60"])
-        try await Task.sleep(for: .milliseconds(200))
+        // The shell says "ready" once SIGTERM is ignored: cancel only then.
+        let out = ByteChannel(capacity: 1 << 16)
+        let p = try ChildProcess(executable: "/bin/sh", arguments: ["-c", "trap '' TERM; echo ready; sleep 60 & wait; sleep 60"],
+                                 stdout: .channel(out))
+        #expect(try await out.receive().map { String(decoding: $0, as: UTF8.self) } == "ready\n")
         p.cancel(grace: .milliseconds(300))
         await #expect(throws: CairnError.self) { try await p.wait() }
         // SIGKILL, not the end of the 60 s sleeps: the grace period ran out.

@@ -43,8 +43,17 @@ import Testing
 
     @Test func cancellingAQueryCancelsItOnTheServer() async throws {
         let conn = try await PGConnection.connect(testServerURL())
+        let backend = try #require(try await conn.queryValue("SELECT pg_backend_pid()"))
         let t = Task { try await conn.execute("SELECT pg_sleep(30)") }
-        try await Task.sleep(for: .milliseconds(300))
+        // Cancel once the server runs the query (however long that takes to start).
+        let watcher = try await PGConnection.connect(testServerURL())
+        let deadline = Date().addingTimeInterval(60)
+        while Date() < deadline,
+              try await watcher.queryValue("SELECT count(*) FROM pg_stat_activity WHERE pid = $1::int AND query = 'SELECT pg_sleep(30)' AND state = 'active'",
+                                           params: [backend]) != "1" {
+            try await Task.sleep(for: .milliseconds(20))
+        }
+        await watcher.close()
         t.cancel()
         // An error (the server's "canceling statement"), not the sleep's normal end.
         await #expect(throws: CairnError.self) { try await t.value }

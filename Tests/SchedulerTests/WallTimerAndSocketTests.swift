@@ -11,8 +11,10 @@ final class TimerEvents: @unchecked Sendable {
     var all: [(WallTimer.Event, Date)] { lock.lock(); defer { lock.unlock() }; return events }
 }
 
+/// Waits for `condition`, at most `timeout` seconds × 4 (a hang guard: the
+/// suite shares two cores with other suites, and no test asserts speed).
 func waitUntil(_ timeout: Double, _ condition: () -> Bool) async -> Bool {
-    let deadline = Date().addingTimeInterval(timeout)
+    let deadline = Date().addingTimeInterval(timeout * 4)
     while Date() < deadline {
         if condition() { return true }
         try? await Task.sleep(for: .milliseconds(20))
