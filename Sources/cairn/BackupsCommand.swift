@@ -60,7 +60,7 @@ struct BackupsCommand: AsyncParsableCommand {
                         print("  \(m.id.padding(toLength: 27, withPad: " ", startingAt: 0)) \(started)  \(ByteFormat.human(m.dump.plaintextSize).leftPad(9)) \(ByteFormat.human(m.dump.ciphertextSize).leftPad(9))  \(String(format: "%5.2f", m.compressionRatio))  \(String(format: "%7.1fs", m.duration))")
                     }
                 }
-                print("\(total) backup(s) of \(groups.filter { !$0.1.isEmpty }.count) job(s)")
+                print("\n\(total) backup(s) of \(Set(groups.flatMap { $0.1.map(\.job) }).count) job(s) in \(groups.filter { !$0.1.isEmpty }.count) location(s)")
             }
         }
     }
@@ -97,6 +97,10 @@ struct BackupsCommand: AsyncParsableCommand {
                 }
                 guard !found.isEmpty else {
                     throw CairnError(.notFound, "no backup '\(backup)' in \(places.map(\.whereText).joined(separator: ", "))")
+                }
+                if backup == "latest" && Set(found.map(\.1.job)).count == 1 {
+                    // One job under several prefixes (a copied bucket, a moved prefix): its newest backup.
+                    found = [found.max { ($0.1.startedAt, $0.1.id) < ($1.1.startedAt, $1.1.id) }!]
                 }
                 guard found.count == 1 else {
                     let what = found.map { "\($0.1.id) (job \($0.1.job))" }.joined(separator: ", ")
