@@ -141,10 +141,21 @@ public struct KeysConfig: Sendable, Equatable, CustomStringConvertible {
     public var active: String?
     public var sources: [String: KeySource]
 
-    /// The path of key `id`'s file (see `resolveKeyPath`).
+    public init(active: String?, sources: [String: KeySource]) {
+        self.active = active
+        self.sources = sources
+    }
+
+    /// The path of key `id`'s file (see `resolveKeyPath`). A systemd
+    /// credential asked for outside systemd is an error whose hint names the
+    /// file to pass with `--key-file` (`CredentialHint`).
     public func path(for id: String, env: [String: String] = ProcessInfo.processInfo.environment) throws -> String {
         guard let source = sources[id] else {
             throw CairnError(.crypto, "key id '\(id)' is not in [keys.files] (known: \(sources.keys.sorted().joined(separator: ", ")))")
+        }
+        if case .credential(let name) = source, (env["CREDENTIALS_DIRECTORY"] ?? "").isEmpty {
+            throw CairnError(.config, CredentialHint.message(keyID: id, credential: name,
+                                                             source: CredentialHint.loadCredentialSource(of: name)))
         }
         return try resolveKeyPath(source, env: env)
     }

@@ -7,36 +7,6 @@ import ObjectStore
 import Pipeline
 import Postgres
 
-/// Live counters of a running backup, read by progress reporters.
-public final class BackupProgress: @unchecked Sendable {
-    private let lock = NSLock()
-    private var _dumped: Int64 = 0
-    private var _uploaded: Int64 = 0
-    private var _parts = 0
-    public let started = Date()
-
-    public init() {}
-    func addDumped(_ n: Int64) { lock.lock(); _dumped += n; lock.unlock() }
-    func addPart(_ bytes: Int64) { lock.lock(); _uploaded += bytes; _parts += 1; lock.unlock() }
-    public var snapshot: (dumped: Int64, uploaded: Int64, parts: Int) {
-        lock.lock(); defer { lock.unlock() }
-        return (_dumped, _uploaded, _parts)
-    }
-}
-
-extension BackupProgress: JobProgress {
-    public var line: String {
-        let s = snapshot
-        let rate = Double(s.dumped) / max(Date().timeIntervalSince(started), 0.001)
-        let ratio = s.uploaded > 0 ? Double(s.dumped) / Double(s.uploaded) : 0
-        return "dumped \(ByteFormat.human(s.dumped)) (\(ByteFormat.human(Int64(rate)))/s), uploaded \(ByteFormat.human(s.uploaded)) in \(s.parts) part(s), ratio \(String(format: "%.2f", ratio))"
-    }
-    public var fields: [String: String] {
-        let s = snapshot
-        return ["dumped": "\(s.dumped)", "uploaded": "\(s.uploaded)", "parts": "\(s.parts)"]
-    }
-}
-
 /// Plaintext side of a dump: SHA-256, size, and COPY rows per table counted
 /// as the archive streams past (no extra scan of the database).
 final class DumpInspector: ByteTransform, @unchecked Sendable {
@@ -61,6 +31,7 @@ final class DumpInspector: ByteTransform, @unchecked Sendable {
     }
 
     func finish() throws -> Data {
+        progress?.dumpEnded()
         sha256 = hasher.finalize()
         rowCounts = try counter?.finish()
         return Data()
@@ -112,6 +83,7 @@ public struct BackupJob: Sendable {
 
         log.info("backup started", metadata: ["database": "\(conninfo["dbname"] ?? "?")"])
         let snapshot = try await DumpSnapshot.open(connString, countRows: rowCountSource == "database")
+        progress?.estimate(databaseSize: snapshot.databaseSize)
         // Objects completed by this run: deleted again if the run fails before
         // its manifest is stored, so that a failed run leaves nothing behind.
         var completed: [String] = []

@@ -11,6 +11,12 @@ public protocol JobProgress: AnyObject, Sendable {
     var line: String { get }
     /// The same as key–value pairs for a log line.
     var fields: [String: String] { get }
+    /// Done in 0…1 when there is a total to compare with (decides when a log line is due).
+    var fraction: Double? { get }
+}
+
+extension JobProgress {
+    public var fraction: Double? { nil }
 }
 
 /// How a job run ended, when it succeeded.
@@ -57,7 +63,7 @@ public struct JobRunner: Sendable {
             var backup = BackupJob(name: job.name, spec: spec, store: store, keyring: keyring, progress: progress)
             backup.objectLock = Resources.objectLock(storage)
             let manifest = try await backup.run()
-            let summary = "backup \(manifest.id) of \(manifest.database): \(ByteFormat.human(manifest.dump.plaintextSize)) dumped, \(ByteFormat.human(manifest.dump.ciphertextSize)) stored (ratio \(String(format: "%.2f", manifest.compressionRatio))), \(manifest.dump.partCount) part(s), \(manifest.rowCounts.count) tables, \(String(format: "%.1f", manifest.duration)) s"
+            let summary = "backup \(manifest.id) of \(manifest.database): \(ByteFormat.human(manifest.dump.plaintextSize)) dumped, \(ByteFormat.human(manifest.dump.ciphertextSize)) stored (ratio \(String(format: "%.2f", manifest.compressionRatio))), \(manifest.dump.partCount) part(s), \(manifest.rowCounts.count) tables, \(String(format: "%.1f", manifest.duration)) s (\(ProgressLine.rate(bytes: manifest.dump.plaintextSize, seconds: manifest.duration)))"
             return JobOutcome(bytes: manifest.dump.plaintextSize, backupID: manifest.id, summary: summary)
         case .migrate(let spec):
             let storage = try Resources.storage(named: job.storage, in: config)

@@ -26,18 +26,28 @@ public enum Resources {
     }
 
     /// A keyring from key files given on the command line (disaster recovery
-    /// without a config): each file's name without extension is its key id
-    /// unless given as ID=FILE.
+    /// without a config): see `keys(files:active:)`.
     public static func keyring(files: [String]) throws -> Keyring {
-        var loaded: [String: Data] = [:]
+        try keyring(try keys(files: files, active: nil), env: [:], requireActive: false)
+    }
+
+    /// `--key-file` specs as a `[keys]` table: each is `ID=FILE`, or `FILE`
+    /// whose name without extension is the key id. The active key is `active`
+    /// when it is among them, otherwise the first one given.
+    public static func keys(files: [String], active: String?) throws -> KeysConfig {
+        var sources: [String: KeySource] = [:]
+        var order: [String] = []
         for spec in files {
             let parts = spec.split(separator: "=", maxSplits: 1).map(String.init)
             let (id, path) = parts.count == 2 ? (parts[0], parts[1])
                 : (((spec as NSString).lastPathComponent as NSString).deletingPathExtension, spec)
-            loaded[id] = try Keyring.loadKeyFile(path: path)
+            guard !id.isEmpty, !path.isEmpty else { throw CairnError(.usage, "--key-file \(spec): expected ID=FILE or FILE") }
+            guard sources[id] == nil else { throw CairnError(.usage, "--key-file: key id '\(id)' given twice") }
+            sources[id] = .file(path)
+            order.append(id)
         }
-        guard let first = loaded.keys.sorted().first else { throw CairnError(.usage, "no key files given") }
-        return try Keyring(keys: loaded, activeKeyId: first)
+        guard let first = order.first else { throw CairnError(.usage, "no key files given") }
+        return KeysConfig(active: active.flatMap { sources[$0] == nil ? nil : $0 } ?? first, sources: sources)
     }
 
     /// Opens a configured storage. Explicit credentials win over the AWS chain.

@@ -22,6 +22,8 @@ public struct RestoreJob: Sendable {
     public var keyring: Keyring
     public var logger: Logger
     public var pgRestorePath: String?
+    /// Called with the bytes of the stored object read so far (for progress).
+    public var progress: (@Sendable (Int64) -> Void)?
 
     public init(manifest: BackupManifest, store: any ObjectStore, keyring: Keyring, logger: Logger = .cairn("restore"),
                 pgRestorePath: String? = nil) {
@@ -84,10 +86,16 @@ public struct RestoreJob: Sendable {
         let decompressor = try ZstdDecompressor()
         let plainHash = HashingCounter()
         let cipherHash = HashingCounter()
+        let progress = self.progress
         try await Pipeline.run(source: { out in
             let dl = try await store.get(key: key, range: nil)
             do {
-                while let chunk = try await dl.body.receive() { try await out.send(chunk) }
+                var read: Int64 = 0
+                while let chunk = try await dl.body.receive() {
+                    try await out.send(chunk)
+                    read += Int64(chunk.count)
+                    progress?(read)
+                }
             } catch {
                 dl.body.cancel(error)
                 throw error

@@ -5,15 +5,32 @@ import Foundation
 import Jobs
 import ObjectStore
 import Cron
+import Crypto
 
 /// `--config`, shared by every command that reads cairn.toml.
 struct ConfigOptions: ParsableArguments {
     @Option(name: [.short, .long], help: "Path to cairn.toml (default: $CAIRN_CONFIG or /etc/cairn/cairn.toml).")
     var config: String?
 
+    @Option(name: .customLong("key-file"),
+            help: "Key file as ID=FILE (or FILE, whose name without extension is the id); repeatable. Replaces the [keys] of cairn.toml (for a run, the config's active id if given, else the first file).")
+    var keyFiles: [String] = []
+
     var path: String { config ?? ConfigLoader.defaultPath() }
 
-    func load() throws -> CairnConfig { try ConfigLoader.load(path: path) }
+    /// cairn.toml, with `[keys]` replaced by the `--key-file`s when any are given.
+    func load() throws -> CairnConfig {
+        var config = try ConfigLoader.load(path: path)
+        if !keyFiles.isEmpty { config.keys = try Resources.keys(files: keyFiles, active: config.keys.active) }
+        return config
+    }
+
+    /// The keys to read backups with: the `--key-file`s (no config needed),
+    /// else the config's keyring.
+    func readingKeyring() throws -> Keyring {
+        if !keyFiles.isEmpty { return try Resources.keyring(files: keyFiles) }
+        return try Resources.keyring(try load().keys, requireActive: false)
+    }
 
     func job(_ name: String, in config: CairnConfig) throws -> JobConfig {
         guard let j = config.jobs[name] else {
@@ -51,8 +68,6 @@ struct KeyCommand: AsyncParsableCommand {
         }
     }
 }
-
-import Crypto
 
 struct ConfigCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(commandName: "config", abstract: "Validate configuration.",

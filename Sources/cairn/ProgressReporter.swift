@@ -2,8 +2,9 @@ import Foundation
 import Jobs
 
 /// Shows a running job's progress: on a TTY a line (with a bar for a
-/// migration) redrawn twice a second; otherwise one plain line on stderr every
-/// 5 seconds ("cairn: JOB: …"), for logs and the journal.
+/// migration) redrawn twice a second; otherwise one plain line on stderr
+/// ("cairn: JOB: …", for logs and the journal) every 10 seconds and at every
+/// 10 % of the total (`ProgressLogThrottle`).
 final class ProgressReporter: @unchecked Sendable {
     private let lock = NSLock()
     private var task: Task<Void, Never>?
@@ -14,8 +15,10 @@ final class ProgressReporter: @unchecked Sendable {
 
     func start(_ progress: any JobProgress) {
         let tty = self.tty, job = self.job
-        let interval: Duration = tty ? .milliseconds(500) : .seconds(5)
+        let interval: Duration = tty ? .milliseconds(500) : .seconds(1)
         let t = Task {
+            let start = ContinuousClock.now
+            var throttle = ProgressLogThrottle()
             while !Task.isCancelled {
                 try? await Task.sleep(for: interval)
                 if Task.isCancelled { break }
@@ -27,6 +30,9 @@ final class ProgressReporter: @unchecked Sendable {
                     if text.count > width - 1 { text = String(text.prefix(width - 1)) }
                     FileHandle.standardError.write(Data(("\r" + text + "\u{1B}[K").utf8))
                 } else {
+                    let e = ContinuousClock.now - start
+                    let elapsed = Double(e.components.seconds) + Double(e.components.attoseconds) / 1e18
+                    guard throttle.shouldLog(elapsed: elapsed, fraction: progress.fraction) else { continue }
                     FileHandle.standardError.write(Data("cairn: \(job): \(progress.line)\n".utf8))
                 }
             }

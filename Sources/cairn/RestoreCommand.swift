@@ -19,6 +19,8 @@ struct RestoreCommand: AsyncParsableCommand {
           cairn restore latest --job marketplace-db --to postgres:///marketplace_restored --create
           cairn restore 20261127T023000Z-1a2b3c4d --to-file /tmp/marketplace.dump
           cairn restore latest --storage s3://bucket/cairn --prefix marketplace-db --key-file 2026-11=/root/2026-11.key --to-file x.dump
+          cairn restore latest --storage s3://bucket/cairn --job marketplace-db --key-file /root/2026-11.key --to postgres:///m --create
+        With --storage and no --prefix, every prefix of the storage holding backups is found (see `cairn backups list`).
         """)
     @OptionGroup var global: GlobalOptions
     @OptionGroup var options: ConfigOptions
@@ -29,23 +31,21 @@ struct RestoreCommand: AsyncParsableCommand {
     @Flag(help: "Create the target database first.") var create = false
     @Option(help: "Parallel pg_restore jobs (downloads to a temporary file first).") var jobs: Int = 1
     @Option(help: "Storage URL to read instead of the config (disaster recovery).") var storage: String?
-    @Option(help: "Key prefix of the backups in --storage.") var prefix: String = ""
-    @Option(name: .customLong("key-file"), help: "Key file (ID=FILE or FILE) when not using the config; repeatable.") var keyFiles: [String] = []
+    @Option(help: "Key prefix of the backups in --storage (default: find every job's prefix; --job picks one).") var prefix: String?
 
     func validate() throws {
         if (to == nil) == (toFile == nil) { throw ValidationError("give exactly one of --to DATABASE or --to-file PATH") }
         if jobs < 1 { throw ValidationError("--jobs must be at least 1") }
         if create && to == nil { throw ValidationError("--create needs --to") }
-        if storage != nil && keyFiles.isEmpty { throw ValidationError("--storage needs --key-file") }
+        if storage != nil && options.keyFiles.isEmpty { throw ValidationError("--storage needs --key-file") }
     }
 
     func run() async throws {
         try global.bootstrap()
         try await reportingErrors {
-            let keyring = storage != nil ? try Resources.keyring(files: keyFiles)
-                : try Resources.keyring(try options.load().keys, requireActive: false)
+            let keyring = try options.readingKeyring()
             var found: [(BackupManifest, any ObjectStore)] = []
-            for (store, prefix) in try locations(options: options, job: job, storage: storage, prefix: prefix) {
+            for (store, prefix) in try await locations(options: options, job: job, storage: storage, prefix: prefix) {
                 if let m = try? await BackupCatalog(store: store, prefix: prefix).find(backup) { found.append((m, store)) }
             }
             guard !found.isEmpty else { throw CairnError(.notFound, "no backup '\(backup)' found") }
@@ -55,15 +55,27 @@ struct RestoreCommand: AsyncParsableCommand {
             }
             let target: RestoreJob.Target = toFile.map { .file($0) } ?? .database(to!, create: create, jobs: jobs)
             print("restoring backup \(manifest.id) of \(manifest.database) (job \(manifest.job), \(ByteFormat.human(manifest.dump.plaintextSize)))")
-            let restore = RestoreJob(manifest: manifest, store: store, keyring: keyring)
+            let progress = RestoreProgress(total: manifest.dump.ciphertextSize)
+            let restore = {
+                var r = RestoreJob(manifest: manifest, store: store, keyring: keyring)
+                r.progress = { progress.read($0) }
+                return r
+            }()
+            let reporter = ProgressReporter(job: "restore \(manifest.id)")
+            reporter.start(progress)
+            defer { reporter.stop() }
+            let started = ContinuousClock.now
             let r = try await withSignalCancellation { try await restore.run(to: target) }
+            reporter.stop()
+            let secs = ProgressLine.seconds(since: started)
+            let timing = "in \(String(format: "%.1f", secs)) s (\(ProgressLine.rate(bytes: r.bytes, seconds: secs)))"
             if let path = toFile {
-                print("wrote \(ByteFormat.human(r.bytes)) to \(path); restore with: pg_restore -d DATABASE \(path)")
+                print("wrote \(ByteFormat.human(r.bytes)) to \(path) \(timing); restore with: pg_restore -d DATABASE \(path)")
                 return
             }
             let tables = r.rowCounts?.count ?? 0
             if r.mismatches.isEmpty {
-                print("restored \(ByteFormat.human(r.bytes)); row counts of all \(manifest.rowCounts.count) tables match the manifest (\(tables) tables restored)")
+                print("restored \(ByteFormat.human(r.bytes)) \(timing); row counts of all \(manifest.rowCounts.count) tables match the manifest (\(tables) tables restored)")
             } else {
                 for (t, m) in r.mismatches.sorted(by: { $0.key < $1.key }) {
                     print("  mismatch \(t): manifest \(m.expected), restored \(m.actual.map(String.init) ?? "missing")")

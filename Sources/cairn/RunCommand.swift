@@ -16,7 +16,7 @@ struct RunCommand: AsyncParsableCommand {
         discussion: """
         With `cairn serve` running, the daemon runs the job (recorded, subject to the job's
         overlap rule) and `cairn run` returns at once; `--wait` follows the run's progress and
-        exits with its result. With no daemon, the job runs in this process under the same
+        exits with its result. With no daemon (or with --key-file, whose keys only this process has), the job runs in this process under the same
         per-job lock the daemon uses, so a manual run and a scheduled run never overlap.
         """)
     @OptionGroup var global: GlobalOptions
@@ -30,7 +30,8 @@ struct RunCommand: AsyncParsableCommand {
         try await reportingErrors {
             let config = try options.load()
             let job = try options.job(job, in: config)
-            if !local, let conn = try ControlClient.connectIfRunning(path: config.daemon.socketPath(stateDir: config.stateDir)) {
+            // --key-file keys exist only in this process: such a run is local.
+            if !local, options.keyFiles.isEmpty, let conn = try ControlClient.connectIfRunning(path: config.daemon.socketPath(stateDir: config.stateDir)) {
                 try await runThroughDaemon(conn)
                 return
             }

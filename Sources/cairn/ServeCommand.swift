@@ -21,6 +21,12 @@ struct ServeCommand: AsyncParsableCommand {
     @Option(name: .long, help: "Log level: trace, debug, info, notice, warning, error, critical.")
     var logLevel: String = ProcessInfo.processInfo.environment["CAIRN_LOG_LEVEL"] ?? "info"
 
+    func validate() throws {
+        if !options.keyFiles.isEmpty {
+            throw ValidationError("cairn serve reads its keys from cairn.toml only (it re-reads them on reload); --key-file is for one-off commands")
+        }
+    }
+
     func run() async throws {
         guard let level = Logger.Level(rawValue: logLevel.lowercased()) else {
             throw ValidationError("--log-level must be one of trace, debug, info, notice, warning, error, critical")

@@ -1,6 +1,7 @@
 import ArgumentParser
 import Core
 import Foundation
+import Jobs
 import ObjectStore
 
 struct StorageCommand: AsyncParsableCommand {
@@ -13,14 +14,15 @@ struct StorageCommand: AsyncParsableCommand {
     struct Check: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
             abstract: "Write, read back, list and delete a probe object; report each step.",
-            discussion: "URL is s3://BUCKET/PREFIX[?endpoint=…&region=…&path_style=true] or file:///PATH.")
+            discussion: "STORAGE is s3://BUCKET/PREFIX[?endpoint=…&region=…&path_style=true], file:///PATH, or the name of a storage in cairn.toml (its URL and credentials).")
         @OptionGroup var global: GlobalOptions
-        @Argument(help: "Storage URL.") var url: String
+        @OptionGroup var options: ConfigOptions
+        @Argument(help: "Storage URL or name from cairn.toml.") var url: String
 
         func run() async throws {
             try global.bootstrap()
             try await reportingErrors {
-                let store = try StorageLocation.open(url)
+                let store = try StorageArgument(url).store(options: options)
                 print("checking \(store.displayName)")
                 let steps = await StorageCheck(store: store).run { s in
                     let status = s.ok ? "ok  " : "FAIL"
@@ -37,17 +39,20 @@ struct StorageCommand: AsyncParsableCommand {
     }
 
     struct List: AsyncParsableCommand {
-        static let configuration = CommandConfiguration(commandName: "ls", abstract: "List objects under a storage URL.")
+        static let configuration = CommandConfiguration(
+            commandName: "ls", abstract: "List objects under a storage URL, or a storage of cairn.toml (NAME or NAME/PREFIX).")
         @OptionGroup var global: GlobalOptions
-        @Argument(help: "Storage URL.") var url: String
+        @OptionGroup var options: ConfigOptions
+        @Argument(help: "Storage URL, or NAME[/PREFIX] of a storage in cairn.toml.") var url: String
         @Flag(name: .shortAndLong, help: "Show size, time and ETag.") var long = false
         @Flag(help: "Also list unfinished multipart uploads.") var uploads = false
 
         func run() async throws {
             try global.bootstrap()
             try await reportingErrors {
-                let store = try StorageLocation.open(url)
-                let objects = try await store.list(prefix: "")
+                let arg = StorageArgument(url)
+                let store = try arg.store(options: options)
+                let objects = try await store.list(prefix: arg.path)
                 var total: Int64 = 0
                 for o in objects {
                     total += o.size
@@ -60,7 +65,7 @@ struct StorageCommand: AsyncParsableCommand {
                 }
                 if long { print("\(objects.count) object(s), \(total) bytes") }
                 if uploads {
-                    for u in try await store.listMultipartUploads(prefix: "") {
+                    for u in try await store.listMultipartUploads(prefix: arg.path) {
                         let when = u.initiated.map { ISO8601DateFormatter().string(from: $0) } ?? "-"
                         print("upload \(u.uploadId)  \(when)  \(u.key)")
                     }
@@ -73,8 +78,9 @@ struct StorageCommand: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
             abstract: "Upload a local file (multipart with equal parts above the part size).")
         @OptionGroup var global: GlobalOptions
+        @OptionGroup var options: ConfigOptions
         @Argument(help: "Local file, or - for standard input.") var file: String
-        @Argument(help: "Object URL: s3://BUCKET/KEY or file:///PATH.") var url: String
+        @Argument(help: "Object URL: s3://BUCKET/KEY, file:///PATH, or NAME/KEY in a storage of cairn.toml.") var url: String
         @Option(help: "Part size in MiB (≥ 5).") var partSizeMib: Int = 16
         @Option(help: "Parts uploaded at once.") var concurrency: Int = 4
 
@@ -86,7 +92,7 @@ struct StorageCommand: AsyncParsableCommand {
         func run() async throws {
             try global.bootstrap()
             try await reportingErrors {
-                let (store, key) = try StorageLocation.openObject(url)
+                let (store, key) = try StorageArgument(url).object(options: options)
                 let input = ByteChannel(capacity: 4 << 20)
                 let reader = FileReader(path: file)
                 let start = ContinuousClock.now
@@ -106,7 +112,7 @@ struct StorageCommand: AsyncParsableCommand {
                     return r!
                 }
                 let secs = StorageCheck.ms(since: start) / 1000
-                print("uploaded \(result.size) bytes in \(result.partCount) part(s) to \(url) in \(String(format: "%.2f", secs)) s (\(String(format: "%.1f", Double(result.size) / 1_048_576 / max(secs, 0.001))) MiB/s)")
+                print("uploaded \(ByteFormat.human(result.size)) (\(result.size) bytes) in \(result.partCount) part(s) to \(url) in \(String(format: "%.2f", secs)) s (\(ProgressLine.rate(bytes: result.size, seconds: secs)))")
             }
         }
     }
@@ -114,17 +120,51 @@ struct StorageCommand: AsyncParsableCommand {
     struct Get: AsyncParsableCommand {
         static let configuration = CommandConfiguration(abstract: "Download an object to a local file or standard output.")
         @OptionGroup var global: GlobalOptions
-        @Argument(help: "Object URL: s3://BUCKET/KEY or file:///PATH.") var url: String
+        @OptionGroup var options: ConfigOptions
+        @Argument(help: "Object URL: s3://BUCKET/KEY, file:///PATH, or NAME/KEY in a storage of cairn.toml.") var url: String
         @Argument(help: "Local file, or - for standard output.") var file: String = "-"
 
         func run() async throws {
             try global.bootstrap()
             try await reportingErrors {
-                let (store, key) = try StorageLocation.openObject(url)
+                let (store, key) = try StorageArgument(url).object(options: options)
+                let start = ContinuousClock.now
                 let dl = try await store.get(key: key, range: nil)
                 try await FileWriter(path: file).drain(dl.body)
+                let secs = StorageCheck.ms(since: start) / 1000
+                let summary = "downloaded \(ByteFormat.human(dl.info.size)) (\(dl.info.size) bytes) from \(url) in \(String(format: "%.2f", secs)) s (\(ProgressLine.rate(bytes: dl.info.size, seconds: secs)))"
+                // Standard output carries the object itself with "-": the summary goes to stderr then.
+                if file == "-" { FileHandle.standardError.write(Data((summary + "\n").utf8)) } else { print(summary + " to \(file)") }
             }
         }
+    }
+}
+
+/// A storage on the command line: a URL (`s3://…`, `file:///…`) or the name
+/// of a storage in cairn.toml, optionally followed by `/KEY` or `/PREFIX`
+/// below it (opened with the storage's URL and credentials).
+struct StorageArgument {
+    let text: String
+    init(_ text: String) { self.text = text }
+
+    var isURL: Bool { text.contains("://") || text.hasPrefix("/") }
+    /// For a name: the storage's name and what follows it.
+    var name: String { String(text.prefix(while: { $0 != "/" })) }
+    /// The key or prefix below a named storage ("" for a URL: it is part of the URL).
+    var path: String { isURL ? "" : String(text.dropFirst(name.count + 1)) }
+
+    func store(options: ConfigOptions) throws -> any ObjectStore {
+        if isURL { return try StorageLocation.open(text) }
+        return try Resources.store(try Resources.storage(named: name, in: try options.load()))
+    }
+
+    /// The store and key of one object.
+    func object(options: ConfigOptions) throws -> (any ObjectStore, String) {
+        if isURL { return try StorageLocation.openObject(text) }
+        guard !path.isEmpty, !path.hasSuffix("/") else {
+            throw CairnError(.usage, "\(text): expected NAME/KEY naming an object in storage '\(name)'")
+        }
+        return (try store(options: options), path)
     }
 }
 

@@ -75,6 +75,11 @@ public final class MigrateProgress: @unchecked Sendable {
 }
 
 extension MigrateProgress: JobProgress {
+    public var fraction: Double? {
+        let s = snapshot
+        return s.phase == "uploading" && s.totalBytes > 0 ? min(1, Double(s.doneBytes) / Double(s.totalBytes)) : nil
+    }
+
     public var line: String {
         let s = snapshot
         guard s.phase == "uploading" else { return s.phase }
