@@ -31,6 +31,7 @@ struct RestoreCommand: AsyncParsableCommand {
     @Option(help: "Storage URL to read instead of the config (disaster recovery).") var storage: String?
     @Option(help: "Key prefix of the backups in --storage.") var prefix: String = ""
     @Option(name: .customLong("key-file"), help: "Key file (ID=FILE or FILE) when not using the config; repeatable.") var keyFiles: [String] = []
+    @Flag(name: .customLong("trust-unauthenticated"), help: "Restore a backup whose manifest has no valid MAC (edited, written by Cairn before manifests had one, or its key is missing).") var trustUnauthenticated = false
 
     func validate() throws {
         if (to == nil) == (toFile == nil) { throw ValidationError("give exactly one of --to DATABASE or --to-file PATH") }
@@ -44,15 +45,20 @@ struct RestoreCommand: AsyncParsableCommand {
         try await reportingErrors {
             let keyring = storage != nil ? try Resources.keyring(files: keyFiles)
                 : try Resources.keyring(try options.load().keys, requireActive: false)
-            var found: [(BackupManifest, any ObjectStore)] = []
+            var found: [(CatalogEntry, any ObjectStore)] = []
             for (store, prefix) in try locations(options: options, job: job, storage: storage, prefix: prefix) {
-                if let m = try? await BackupCatalog(store: store, prefix: prefix).find(backup) { found.append((m, store)) }
+                let catalog = BackupCatalog(store: store, prefix: prefix, keyring: keyring)
+                let scan = try await catalog.scan()
+                warnAbout(scan)
+                if let e = try? catalog.find(backup, in: scan) { found.append((e, store)) }
             }
             guard !found.isEmpty else { throw CairnError(.notFound, "no backup '\(backup)' found") }
-            let (manifest, store) = backup == "latest" ? found.max { $0.0.startedAt < $1.0.startedAt }! : found[0]
+            let (entry, store) = backup == "latest" ? found.max { $0.0.manifest.startedAt < $1.0.manifest.startedAt }! : found[0]
             if backup != "latest" && found.count > 1 {
                 throw CairnError(.usage, "backup '\(backup)' exists in several jobs; pass --job")
             }
+            try entry.requireTrusted(trustUnauthenticated: trustUnauthenticated)
+            let manifest = entry.manifest
             let target: RestoreJob.Target = toFile.map { .file($0) } ?? .database(to!, create: create, jobs: jobs)
             print("restoring backup \(manifest.id) of \(manifest.database) (job \(manifest.job), \(ByteFormat.human(manifest.dump.plaintextSize)))")
             let restore = RestoreJob(manifest: manifest, store: store, keyring: keyring)
