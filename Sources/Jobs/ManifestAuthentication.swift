@@ -51,6 +51,10 @@ public struct UntrustedManifest: Error, Sendable, Equatable, CustomStringConvert
     /// The manifest's object key.
     public var key: String
     public var authentication: ManifestAuthentication
+    public init(key: String, authentication: ManifestAuthentication) {
+        self.key = key
+        self.authentication = authentication
+    }
     public var description: String { "manifest \(key) is \(authentication)" }
 }
 
