@@ -258,3 +258,31 @@ import Postgres
         }
     }
 }
+
+/// Skipped manifests and their reasons, without a database.
+@Suite struct CatalogProblemTests {
+    @Test func unreadableAndUndecodableManifestsAreReportedWithTheirReason() async throws {
+        try await withDirectoryStore { store, _ in
+            let ids = ["20261201T023000Z-00000001", "20261202T023000Z-00000002", "20261203T023000Z-00000003"]
+            let keys = ids.map { BackupLayout.manifestKey(prefix: "db", id: $0) }
+            _ = try await store.put(key: keys[0], data: Data(count: (16 << 20) + 1))
+            _ = try await store.put(key: keys[1], data: Data("[]".utf8))
+            _ = try await store.put(key: keys[2], data: try ManifestAuthenticatorTests.manifest(formatVersion: 3).encoded())
+            let scan = try await BackupCatalog(store: store, prefix: "db").scan()
+            #expect(scan.entries.isEmpty)
+            #expect(scan.problems.map(\.key) == keys)
+            guard scan.problems.count == 3 else { return }
+            if case .unreadable(let e) = scan.problems[0].reason { #expect(e.message.contains("larger than")) } else { Issue.record("\(scan.problems[0])") }
+            if case .undecodable(.invalid) = scan.problems[1].reason {} else { Issue.record("\(scan.problems[1])") }
+            if case .undecodable(.unsupportedFormatVersion(3)) = scan.problems[2].reason {} else { Issue.record("\(scan.problems[2])") }
+            #expect("\(scan.problems[2])" == "manifest \(keys[2]) skipped: format version 3 is not one this Cairn reads (1 ... 2)")
+            #expect(try await BackupCatalog(store: store, prefix: "db").list().isEmpty)
+            do {
+                _ = try await BackupCatalog(store: store, prefix: "db").find("latest")
+                Issue.record("found a backup among three bad manifests")
+            } catch let e as CairnError {
+                #expect(e.code == .notFound)
+            }
+        }
+    }
+}
