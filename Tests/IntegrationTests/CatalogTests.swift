@@ -32,9 +32,10 @@ import Postgres
         return out
     }
 
-    /// A key file (mode 600) holding `keyring`'s key `id`; the `--key-file` argument for it.
+    /// A key file (mode 600, a name of its own: tests run in parallel) holding
+    /// `keyring`'s key `id`; the `--key-file` argument for it.
     func keyFile(_ keyring: Keyring, id: String, in dir: String) throws -> String {
-        let path = dir + "/\(id).key"
+        let path = dir + "/cairn-catalog-\(UUID().uuidString).key"
         try Data((keyring.key(for: id)!.hexString + "\n").utf8).write(to: URL(fileURLWithPath: path))
         chmod(path, 0o600)
         return "\(id)=\(path)"
@@ -95,11 +96,11 @@ import Postgres
             #expect((json["mac"] as? String)?.count == 64)
             #expect(try ManifestAuthenticator.open(stored, key: manifestKey(m), keyring: keyring).1 == .authenticated)
 
-            let keyArg = try keyFile(keyring, id: "k1", in: root + "/..")
-            let keyPath = String(keyArg.dropFirst(3))
+            let keyArg = try keyFile(keyring, id: "k1", in: root)
+            let keyPath = String(keyArg.dropFirst("k1=".count))
             let script = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
                 .deletingLastPathComponent().appendingPathComponent("scripts/decrypt-backup.py").path
-            let out = root + "/../py-\(m.id).zst"
+            let out = root + "/py-\(m.id).zst"
             let ok = try await CLI.run(["-c", "exec python3 \"$@\" >\"$CAIRN_PY_OUT\"", "sh",
                                         script, "--key-file", keyPath, "--manifest", manifestPath, root + "/" + m.dump.key],
                                        env: ["CAIRN_PY_OUT": out], executable: "/bin/sh")
@@ -158,7 +159,7 @@ import Postgres
             } catch let e as CairnError {
                 #expect(e.untrustedManifest == UntrustedManifest(key: manifestKey(b2), authentication: .unauthenticated(.macMismatch)))
             }
-            let file = root + "/../relabel-\(UUID().uuidString).dump"
+            let file = root + "/relabel-\(UUID().uuidString).dump"
             defer { unlink(file) }
             do {
                 _ = try await RestoreJob(manifest: latest.manifest, store: store, keyring: keyring).run(to: .file(file))
@@ -173,17 +174,17 @@ import Postgres
             #expect(((try? FileManager.default.attributesOfItem(atPath: file)[.size] as? Int) ?? 0) == 0)
 
             // The CLI, as an operator on a new host would run it.
-            let keyArg = try keyFile(keyring, id: "k1", in: root + "/..")
+            let keyArg = try keyFile(keyring, id: "k1", in: root)
             let base = ["restore", "latest", "--storage", "file://\(root)", "--prefix", "db", "--key-file", keyArg]
-            let refused = try await CLI.run(base + ["--to-file", root + "/../cli-\(UUID().uuidString).dump"])
+            let refused = try await CLI.run(base + ["--to-file", root + "/cli-\(UUID().uuidString).dump"])
             #expect(refused.status != 0)
             #expect(refused.stderr.contains("cairn: error: manifest \(manifestKey(b2)) is unauthenticated: its MAC does not verify"), "\(refused.stderr)")
             #expect(refused.stderr.contains("--trust-unauthenticated"))
-            let trusted = try await CLI.run(base + ["--trust-unauthenticated", "--to-file", root + "/../cli-\(UUID().uuidString).dump"])
+            let trusted = try await CLI.run(base + ["--trust-unauthenticated", "--to-file", root + "/cli-\(UUID().uuidString).dump"])
             #expect(trusted.status == ErrorCode.integrity.exitStatus, "\(trusted.stderr)")
             #expect(trusted.stderr.contains("stored object \(b2.dump.key): encrypted stream does not belong to the dump of backup \(b2.id) of job cat-relabel: its header names the dump of backup \(b1.id) of job cat-relabel"), "\(trusted.stderr)")
             // The older backup itself is still restorable.
-            let older = try await CLI.run(["restore", b1.id] + base.dropFirst(2) + ["--to-file", root + "/../cli-\(UUID().uuidString).dump"])
+            let older = try await CLI.run(["restore", b1.id] + base.dropFirst(2) + ["--to-file", root + "/cli-\(UUID().uuidString).dump"])
             #expect(older.status == 0, "\(older.stderr)")
         }
     }
@@ -215,7 +216,7 @@ import Postgres
             let unkeyed = try await BackupCatalog(store: store, prefix: "db").scan()
             #expect(unkeyed.entries.map(\.authentication) == [.notChecked(keyId: "k1"), .notChecked(keyId: "k1"), .unauthenticated(.formatVersion1)])
 
-            let keyArg = try keyFile(keyring, id: "k1", in: root + "/..")
+            let keyArg = try keyFile(keyring, id: "k1", in: root)
             let listed = try await CLI.run(["backups", "list", "--storage", "file://\(root)", "--prefix", "db", "--key-file", keyArg])
             #expect(listed.status == 0, "\(listed.stderr)")
             let rows = listed.stdout.split(separator: "\n").filter { $0.hasPrefix("2") }
@@ -232,11 +233,11 @@ import Postgres
 
             // Restoring the format 1 manifest needs --trust-unauthenticated, and says why.
             let base = ["restore", made[2].id, "--storage", "file://\(root)", "--prefix", "db", "--key-file", keyArg]
-            let refused = try await CLI.run(base + ["--to-file", root + "/../f1-\(UUID().uuidString).dump"])
+            let refused = try await CLI.run(base + ["--to-file", root + "/f1-\(UUID().uuidString).dump"])
             #expect(refused.status != 0)
             #expect(refused.stderr.contains("manifest \(manifestKey(made[2])) is unauthenticated: a format 1 manifest carries no MAC"))
             #expect(refused.stderr.contains("bypass authentication"))
-            let trusted = try await CLI.run(base + ["--trust-unauthenticated", "--to-file", root + "/../f1-\(UUID().uuidString).dump"])
+            let trusted = try await CLI.run(base + ["--trust-unauthenticated", "--to-file", root + "/f1-\(UUID().uuidString).dump"])
             #expect(trusted.status == 0, "\(trusted.stderr)")
         }
     }
