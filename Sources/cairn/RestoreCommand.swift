@@ -46,10 +46,12 @@ struct RestoreCommand: AsyncParsableCommand {
             let keyring = storage != nil ? try Resources.keyring(files: keyFiles)
                 : try Resources.keyring(try options.load().keys, requireActive: false)
             var found: [(CatalogEntry, any ObjectStore)] = []
+            var skipped: [CatalogProblem] = []
             for (store, prefix) in try locations(options: options, job: job, storage: storage, prefix: prefix) {
                 let catalog = BackupCatalog(store: store, prefix: prefix, keyring: keyring)
                 let scan = try await catalog.scan()
-                warnAbout(scan)
+                warnAbout(scan.problems)
+                skipped += scan.problems
                 if let e = try? catalog.find(backup, in: scan) { found.append((e, store)) }
             }
             guard !found.isEmpty else { throw CairnError(.notFound, "no backup '\(backup)' found") }
@@ -58,6 +60,7 @@ struct RestoreCommand: AsyncParsableCommand {
                 throw CairnError(.usage, "backup '\(backup)' exists in several jobs; pass --job")
             }
             try entry.requireTrusted(trustUnauthenticated: trustUnauthenticated)
+            warnAbout([entry], latestOf: backup == "latest" ? skipped : [], trusted: trustUnauthenticated)
             let manifest = entry.manifest
             let target: RestoreJob.Target = toFile.map { .file($0) } ?? .database(to!, create: create, jobs: jobs)
             print("restoring backup \(manifest.id) of \(manifest.database) (job \(manifest.job), \(ByteFormat.human(manifest.dump.plaintextSize)))")

@@ -243,7 +243,7 @@ import Postgres
     }
 
     @Test func aManifestCopiedUnderAnotherBackupsNameIsSkipped() async throws {
-        try await withDirectoryStore { store, _ in
+        try await withDirectoryStore { store, root in
             let db = try await TestDatabase.create("catcopy", sql: Self.sql)
             defer { Task { await db.drop() } }
             let keyring = try testKeyring("k1")
@@ -256,6 +256,15 @@ import Postgres
             #expect(scan.problems[0].key == manifestKey(made[1]))
             guard case .misnamed(let id) = scan.problems[0].reason else { Issue.record("\(scan.problems[0].reason)"); return }
             #expect(id == made[0].id)
+
+            // `restore latest` restores the older backup, and says that a newer manifest was skipped.
+            let keyArg = try keyFile(keyring, id: "k1", in: root)
+            let r = try await CLI.run(["restore", "latest", "--storage", "file://\(root)", "--prefix", "db", "--key-file", keyArg,
+                                       "--to-file", root + "/latest.dump"])
+            #expect(r.status == 0, "\(r.stderr)")
+            #expect(r.stdout.contains("restoring backup \(made[0].id)"))
+            #expect(r.stderr.contains("cairn: warning: manifest \(manifestKey(made[1])) skipped: it describes backup \(made[0].id)"), "\(r.stderr)")
+            #expect(r.stderr.contains("cairn: warning: manifest \(manifestKey(made[1])), newer than backup \(made[0].id), was skipped"), "\(r.stderr)")
         }
     }
 }
