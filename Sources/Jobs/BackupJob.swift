@@ -94,7 +94,8 @@ public struct BackupJob: Sendable {
             let bound = snapshot.databaseSize * 2 + (256 << 20)
             let partSize = MultipartUploader.partSize(forUpperBound: bound, preferred: Int(spec.partSize ?? 8 << 20))
             let dumpKey = BackupLayout.dumpKey(prefix: spec.prefix, id: id)
-            let dump = try await stream(key: dumpKey, partSize: partSize, countRows: rowCountSource == "archive", logger: log) { out in
+            let dump = try await stream(key: dumpKey, context: StreamContext(job: name, backupID: id, object: StreamContext.dumpObject),
+                                        partSize: partSize, countRows: rowCountSource == "archive", logger: log) { out in
                 let d = try PgDump(conninfo: connString, snapshot: snapshot.snapshotID, output: out,
                                    options: PgDump.Options(binary: spec.pgDumpPath, password: password))
                 log.debug("pg_dump started", metadata: ["pid": "\(d.pid)"])
@@ -104,7 +105,8 @@ public struct BackupJob: Sendable {
             var globals: BackupObject? = nil
             if spec.includeGlobals {
                 let key = BackupLayout.globalsKey(prefix: spec.prefix, id: id)
-                globals = try await stream(key: key, partSize: MultipartUploader.minPartSize, countRows: false, logger: log) { out in
+                globals = try await stream(key: key, context: StreamContext(job: name, backupID: id, object: StreamContext.globalsObject),
+                                           partSize: MultipartUploader.minPartSize, countRows: false, logger: log) { out in
                     let d = try PgDumpAll(conninfo: connString, output: out, options: PgDumpAll.Options(password: password))
                     try await d.wait()
                 }.object
@@ -117,12 +119,14 @@ public struct BackupJob: Sendable {
                 pgDumpVersion: dumpVersion, cairnVersion: CairnVersion.current,
                 hostname: ProcessInfo.processInfo.hostName, startedAt: started, finishedAt: Date(),
                 dump: dump.object, globals: globals, compression: "zstd", compressionLevel: spec.compressionLevel,
-                encryption: "cairn-stream-v1", keyId: keyring.activeKeyId, segmentSize: EncryptedStream.defaultSegmentSize,
+                encryption: "cairn-stream-v\(EncryptedStream.version)", keyId: keyring.activeKeyId, segmentSize: EncryptedStream.defaultSegmentSize,
                 rowCounts: counts, rowCountSource: rowCountSource, snapshot: snapshot.snapshotID)
             await snapshot.close()
             try Task.checkCancellation()
-            // Written last: the only proof that the backup is complete.
-            _ = try await store.put(key: BackupLayout.manifestKey(prefix: spec.prefix, id: id), data: try manifest.encoded(),
+            // Written last: the only proof that the backup is complete. MAC'd
+            // under the active key, so that it cannot be rewritten without it.
+            _ = try await store.put(key: BackupLayout.manifestKey(prefix: spec.prefix, id: id),
+                                    data: try ManifestAuthenticator.seal(manifest, keyring: keyring),
                                     options: PutOptions(contentType: "application/json", objectLock: objectLock))
             log.info("backup finished", metadata: [
                 "bytes": "\(dump.object.plaintextSize)", "stored": "\(dump.object.ciphertextSize)",
@@ -148,11 +152,11 @@ public struct BackupJob: Sendable {
 
     /// Streams what `source` writes through zstd and encryption into one
     /// object. Any error aborts the upload (MultipartUploader) and kills the source.
-    func stream(key: String, partSize: Int, countRows: Bool, logger: Logger,
+    func stream(key: String, context: StreamContext, partSize: Int, countRows: Bool, logger: Logger,
                 source: @escaping @Sendable (ByteChannel) async throws -> Void) async throws -> StreamResult {
         let inspector = DumpInspector(countRows: countRows, progress: progress)
         let compressor = try ZstdCompressor(level: Int32(spec.compressionLevel), workers: Int32(spec.zstdWorkers))
-        let encryptor = try EncryptingWriter(keyring: keyring)
+        let encryptor = try EncryptingWriter(keyring: keyring, context: context)
         let cipherHash = HashingCounter()
         let uploader = MultipartUploader(store: store, partSize: partSize, concurrency: spec.uploadConcurrency,
                                          options: PutOptions(contentType: "application/octet-stream",

@@ -1,52 +1,109 @@
 import Core
+import Crypto
 import Foundation
 import ObjectStore
 
 /// The catalog is the bucket itself: every `*.manifest.json` under a job's
 /// prefix is a complete backup. A new host with the key and credentials can
 /// list and restore everything.
+///
+/// One bad manifest never hides the others: `scan()` returns every readable
+/// backup plus the manifests it skipped and why. With a keyring, each
+/// manifest's MAC is checked (`CatalogEntry.authentication`).
 public struct BackupCatalog: Sendable {
     public var store: any ObjectStore
     public var prefix: String
+    /// Keys to check manifest MACs with; nil: every status is "not checked"
+    /// (or "unauthenticated" when there is no MAC to check).
+    public var keyring: Keyring?
 
-    public init(store: any ObjectStore, prefix: String) {
+    public init(store: any ObjectStore, prefix: String, keyring: Keyring? = nil) {
         self.store = store
         self.prefix = prefix
+        self.keyring = keyring
     }
 
-    /// Every complete backup under the prefix, oldest first (by the manifest's
-    /// start time, never by name).
-    public func list() async throws -> [BackupManifest] {
+    /// Every readable backup under the prefix, oldest first (by the
+    /// manifest's start time, never by name), and the manifests skipped.
+    /// Throws only when the store itself fails (listing, network, cancellation),
+    /// never because of one manifest's contents.
+    public func scan() async throws -> CatalogScan {
         let dir = prefix.isEmpty ? "" : prefix + "/"
         let keys = try await store.list(prefix: dir).map(\.key).filter {
             $0.hasSuffix(BackupLayout.manifestSuffix) && !$0.dropFirst(dir.count).contains("/")
         }
-        var out: [BackupManifest] = []
-        out.reserveCapacity(keys.count)
-        try await withThrowingTaskGroup(of: BackupManifest.self) { group in
+        var entries: [CatalogEntry] = []
+        var problems: [CatalogProblem] = []
+        entries.reserveCapacity(keys.count)
+        try await withThrowingTaskGroup(of: Result<CatalogEntry, KeyedReason>.self) { group in
             var pending = keys[...]
             func add() {
                 guard let k = pending.popFirst() else { return }
-                group.addTask { try BackupManifest.decode(try await store.getData(key: k, limit: 16 << 20), key: k) }
+                group.addTask { try await read(key: k) }
             }
             for _ in 0..<8 { add() }
-            while let m = try await group.next() { out.append(m); add() }
+            while let r = try await group.next() {
+                switch r {
+                case .success(let e): entries.append(e)
+                case .failure(let p): problems.append(p.problem)
+                }
+                add()
+            }
         }
-        return out.sorted { ($0.startedAt, $0.id) < ($1.startedAt, $1.id) }
+        return CatalogScan(entries: entries.sorted { ($0.manifest.startedAt, $0.manifest.id) < ($1.manifest.startedAt, $1.manifest.id) },
+                           problems: problems.sorted { $0.key < $1.key })
     }
+
+    /// One manifest: an entry, or why it is skipped. Throws for failures of
+    /// the store rather than of the object (connection, timeout, cancellation).
+    private func read(key: String) async throws -> Result<CatalogEntry, KeyedReason> {
+        let data: Data
+        do {
+            data = try await store.getData(key: key, limit: 16 << 20)
+        } catch let e as CairnError where !e.isTransient && ![.network, .timeout, .tls, .cancelled].contains(e.code) {
+            return .failure(KeyedReason(key: key, reason: .unreadable(e)))
+        }
+        let manifest: BackupManifest, authentication: ManifestAuthentication
+        do {
+            (manifest, authentication) = try ManifestAuthenticator.open(data, key: key, keyring: keyring)
+        } catch let e as CairnError {
+            guard let cause = e.cause as? ManifestDecodeError else { throw e }
+            return .failure(KeyedReason(key: key, reason: .undecodable(cause)))
+        }
+        guard key == BackupLayout.manifestKey(prefix: prefix, id: manifest.id) else {
+            return .failure(KeyedReason(key: key, reason: .misnamed(manifestID: manifest.id)))
+        }
+        return .success(CatalogEntry(key: key, manifest: manifest, authentication: authentication))
+    }
+
+    /// Every readable backup under the prefix, oldest first; skipped
+    /// manifests are left out (`scan()` reports them).
+    public func list() async throws -> [BackupManifest] { try await scan().manifests }
 
     /// A backup by id (or unique id prefix), or `latest`.
     public func find(_ ref: String) async throws -> BackupManifest {
-        let all = try await list()
+        try find(ref, in: try await scan()).manifest
+    }
+
+    /// A backup of `scan` by id (or unique id prefix), or `latest` (the newest readable one).
+    public func find(_ ref: String, in scan: CatalogScan) throws -> CatalogEntry {
+        let all = scan.entries
         if ref == "latest" {
-            guard let m = all.last else {
+            guard let e = all.last else {
                 throw CairnError(.notFound, "no complete backups under \(store.displayName)\(prefix)")
             }
-            return m
+            return e
         }
-        let matches = all.filter { $0.id == ref || $0.id.hasPrefix(ref) }
+        let matches = all.filter { $0.manifest.id == ref || $0.manifest.id.hasPrefix(ref) }
         if matches.count == 1 { return matches[0] }
         if matches.isEmpty { throw CairnError(.notFound, "no backup '\(ref)' under \(store.displayName)\(prefix)") }
-        throw CairnError(.usage, "backup id '\(ref)' is ambiguous: \(matches.map(\.id).joined(separator: ", "))")
+        throw CairnError(.usage, "backup id '\(ref)' is ambiguous: \(matches.map(\.manifest.id).joined(separator: ", "))")
     }
+}
+
+/// A skip reason with its key, as the failure of a task's result.
+private struct KeyedReason: Error, Sendable {
+    var key: String
+    var reason: CatalogProblem.Reason
+    var problem: CatalogProblem { CatalogProblem(key: key, reason: reason) }
 }

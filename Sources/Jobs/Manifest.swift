@@ -1,5 +1,6 @@
 import Core
 import Foundation
+import Pipeline
 
 /// One stored object of a backup (the dump, or the globals script).
 public struct BackupObject: Codable, Sendable, Equatable {
@@ -15,8 +16,13 @@ public struct BackupObject: Codable, Sendable, Equatable {
 
 /// The proof that a backup is complete: written last, next to the dump, as
 /// `<prefix>/<id>.manifest.json`. Anything without a manifest is garbage.
+///
+/// Format 2 (written now) is stored with a MAC (`ManifestAuthenticator`) and
+/// its objects are encrypted streams of version 2, whose header names the
+/// backup (`streamContext`). Format 1 manifests (no MAC, version 1 streams)
+/// are still read.
 public struct BackupManifest: Codable, Sendable, Equatable {
-    public static let currentFormatVersion = 1
+    public static let currentFormatVersion = 2
 
     public var formatVersion: Int
     public var id: String
@@ -34,7 +40,7 @@ public struct BackupManifest: Codable, Sendable, Equatable {
     public var globals: BackupObject?
     public var compression: String          // "zstd"
     public var compressionLevel: Int
-    public var encryption: String           // "cairn-stream-v1"
+    public var encryption: String           // "cairn-stream-v2" ("cairn-stream-v1" in format 1)
     public var keyId: String
     public var segmentSize: Int
     /// Rows per table (`"schema"."table"`) in the dump's own snapshot.
@@ -44,6 +50,16 @@ public struct BackupManifest: Codable, Sendable, Equatable {
     public var snapshot: String
 
     public var duration: TimeInterval { finishedAt.timeIntervalSince(startedAt) }
+
+    /// The context the encrypted stream of the dump (or of the globals
+    /// script) names in its header.
+    public func streamContext(globals: Bool = false) -> StreamContext {
+        StreamContext(job: job, backupID: id, object: globals ? StreamContext.globalsObject : StreamContext.dumpObject)
+    }
+
+    /// Whether its objects must carry a stream context (format 2 and later:
+    /// written as version 2 streams), so that a version 1 stream is refused.
+    public var requiresStreamContext: Bool { formatVersion >= 2 }
     public var compressionRatio: Double { dump.ciphertextSize > 0 ? Double(dump.plaintextSize) / Double(dump.ciphertextSize) : 0 }
 
     static let encoder: JSONEncoder = {
@@ -72,15 +88,44 @@ public struct BackupManifest: Codable, Sendable, Equatable {
 
     public func encoded() throws -> Data { try Self.encoder.encode(self) }
 
+    /// Decodes a manifest (without checking its MAC: see `ManifestAuthenticator.open`).
+    /// Errors carry a `ManifestDecodeError` as their cause.
     public static func decode(_ data: Data, key: String) throws -> BackupManifest {
+        func failure(_ e: ManifestDecodeError) -> CairnError { CairnError(.integrity, "manifest \(key): \(e)", cause: e) }
         let m: BackupManifest
         do { m = try decoder.decode(BackupManifest.self, from: data) } catch {
-            throw CairnError(.integrity, "manifest \(key) is not valid: \(error)")
+            throw failure(.invalid(describe(error)))
         }
-        guard m.formatVersion <= currentFormatVersion else {
-            throw CairnError(.integrity, "manifest \(key) has format version \(m.formatVersion); this Cairn reads up to \(currentFormatVersion)")
-        }
+        guard m.formatVersion >= 1 && m.formatVersion <= currentFormatVersion else { throw failure(.unsupportedFormatVersion(m.formatVersion)) }
         return m
+    }
+}
+
+/// One line for a JSON decoding error: what and at which field.
+private func describe(_ error: any Error) -> String {
+    func at(_ c: DecodingError.Context) -> String {
+        c.codingPath.isEmpty ? "" : " at \(c.codingPath.map { $0.intValue.map(String.init) ?? $0.stringValue }.joined(separator: "."))"
+    }
+    switch error as? DecodingError {
+    case .dataCorrupted(let c): return c.debugDescription + at(c)
+    case .keyNotFound(let k, let c): return "missing field \(k.stringValue)" + at(c)
+    case .typeMismatch(_, let c), .valueNotFound(_, let c): return c.debugDescription + at(c)
+    default: return String(describing: error).split(separator: "\n").first.map(String.init) ?? "undecodable"
+    }
+}
+
+/// Why bytes are not a manifest this Cairn can read.
+public enum ManifestDecodeError: Error, Sendable, Equatable, CustomStringConvertible {
+    /// Not JSON, or not a manifest's fields (the decoder's first line).
+    case invalid(String)
+    /// A format version this Cairn does not know (written by a newer one).
+    case unsupportedFormatVersion(Int)
+
+    public var description: String {
+        switch self {
+        case .invalid(let detail): return "not a valid manifest: \(detail)"
+        case .unsupportedFormatVersion(let v): return "format version \(v) is not one this Cairn reads (1 ... \(BackupManifest.currentFormatVersion))"
+        }
     }
 }
 

@@ -79,28 +79,37 @@ public struct RestoreJob: Sendable {
     }
 
     /// Streams the dump object through decryption and decompression into `sink`.
+    /// Its encrypted stream must name this backup (job, id, `dump`) in its
+    /// header: objects of another backup copied over its names are refused
+    /// before any byte reaches `sink` (version 1 streams name none, and are
+    /// read only for format 1 manifests).
     func decrypt(into sink: @escaping @Sendable (ByteChannel) async throws -> Void) async throws -> Int64 {
         let key = manifest.dump.key
         let store = self.store
-        let decryptor = DecryptingReader(keyring: keyring)
+        let decryptor = DecryptingReader(keyring: keyring, expectedContext: manifest.streamContext(),
+                                         requireContext: manifest.requiresStreamContext)
         let decompressor = try ZstdDecompressor()
         let plainHash = HashingCounter()
         let cipherHash = HashingCounter()
         let progress = self.progress
-        try await Pipeline.run(source: { out in
-            let dl = try await store.get(key: key, range: nil)
-            do {
-                var read: Int64 = 0
-                while let chunk = try await dl.body.receive() {
-                    try await out.send(chunk)
-                    read += Int64(chunk.count)
-                    progress?(read)
+        do {
+            try await Pipeline.run(source: { out in
+                let dl = try await store.get(key: key, range: nil)
+                do {
+                    var read: Int64 = 0
+                    while let chunk = try await dl.body.receive() {
+                        try await out.send(chunk)
+                        read += Int64(chunk.count)
+                        progress?(read)
+                    }
+                } catch {
+                    dl.body.cancel(error)
+                    throw error
                 }
-            } catch {
-                dl.body.cancel(error)
-                throw error
-            }
-        }, stages: [cipherHash, decryptor, decompressor, plainHash], sink: sink)
+            }, stages: [cipherHash, decryptor, decompressor, plainHash], sink: sink)
+        } catch let e as CairnError where e.streamFormatError == .contextMismatch {
+            throw CairnError(e.code, "backup \(manifest.id): stored object \(key): \(e.message)", cause: e.cause)
+        }
         guard cipherHash.byteCount == manifest.dump.ciphertextSize, cipherHash.sha256?.hexString == manifest.dump.ciphertextSHA256 else {
             throw CairnError(.integrity, "backup \(manifest.id): stored object \(key) does not match its manifest (size or SHA-256)")
         }

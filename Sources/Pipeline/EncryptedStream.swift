@@ -2,9 +2,9 @@ import Foundation
 import Core
 import Crypto
 
-// The Cairn encrypted stream, version 1: a STREAM construction (Hoang,
-// Reyhanitabar, Rogaway, Vizár 2015) over AES-256-GCM. docs/FORMAT.md is the
-// byte-for-byte specification; keep the two in step.
+// The Cairn encrypted stream, version 2 (version 1 is still read): a STREAM
+// construction (Hoang, Reyhanitabar, Rogaway, Vizár 2015) over AES-256-GCM.
+// docs/FORMAT.md is the byte-for-byte specification; keep the two in step.
 
 /// What is wrong with an encrypted stream. Carried as the `cause` of the
 /// `CairnError` the reader throws (see `CairnError.streamFormatError`); each
@@ -13,9 +13,9 @@ import Crypto
 public enum StreamFormatError: String, Error, Sendable, CaseIterable, CustomStringConvertible {
     /// The input does not start with `CAIRNENC`.
     case badMagic
-    /// The version byte is not 1.
+    /// The version byte is not 1 or 2.
     case unsupportedVersion
-    /// A header field is out of range (key id length 0 or not UTF-8, segment size, key block length).
+    /// A header field is out of range (key id length 0 or not UTF-8, context, segment size, key block length).
     case malformedHeader
     /// The header's key id is not in the keyring.
     case unknownKeyId
@@ -29,6 +29,9 @@ public enum StreamFormatError: String, Error, Sendable, CaseIterable, CustomStri
     case truncated
     /// Bytes follow the last segment.
     case trailingData
+    /// The header's backup context (job, backup id, object) is not the one
+    /// the reader expects, or the stream has none (version 1) where one is required.
+    case contextMismatch
 
     public var code: ErrorCode {
         switch self {
@@ -48,6 +51,7 @@ public enum StreamFormatError: String, Error, Sendable, CaseIterable, CustomStri
         case .authenticationFailed: return "authentication failed at segment"
         case .truncated: return "is truncated"
         case .trailingData: return "trailing data after the last segment"
+        case .contextMismatch: return "does not belong to"
         }
     }
 
@@ -62,10 +66,13 @@ extension CairnError {
     public var streamFormatError: StreamFormatError? { cause as? StreamFormatError }
 }
 
-/// Constants and pure helpers of format version 1.
+/// Constants and pure helpers of the format (versions 1 and 2).
 public enum EncryptedStream {
     public static let magic = Data("CAIRNENC".utf8)
-    public static let version: UInt8 = 1
+    /// The version written: 2 (a header with a backup context).
+    public static let version: UInt8 = 2
+    /// Versions read: 1 (no context) and 2.
+    public static let readableVersions: ClosedRange<UInt8> = 1...2
     public static let defaultSegmentSize = 1 << 20
     public static let maxSegmentSize = 1 << 26
     public static let saltSize = 32
@@ -82,16 +89,24 @@ public enum EncryptedStream {
     static let segmentKeyInfo = Data("cairn v1 segment key".utf8)
     static let headerKeyInfo = Data("cairn v1 header key".utf8)
 
-    /// Header length for a key id of `keyIdLength` UTF-8 bytes.
-    public static func headerSize(keyIdLength: Int) -> Int {
+    /// Header length of a version 2 stream for a key id of `keyIdLength`
+    /// UTF-8 bytes and an encoded context of `contextLength` bytes
+    /// (`StreamContext.encoded`; 0 for none).
+    public static func headerSize(keyIdLength: Int, contextLength: Int = 0) -> Int {
+        12 + keyIdLength + contextLength + saltSize + noncePrefixSize + 4 + 1 + keyBlockSize + headerMACSize
+    }
+
+    /// Header length of a version 1 stream (no context field).
+    public static func headerSizeV1(keyIdLength: Int) -> Int {
         10 + keyIdLength + saltSize + noncePrefixSize + 4 + 1 + keyBlockSize + headerMACSize
     }
 
-    /// Exact ciphertext length for a plaintext of `plaintextSize` bytes.
-    public static func ciphertextSize(plaintextSize: Int64, segmentSize: Int = defaultSegmentSize, keyIdLength: Int) -> Int64 {
+    /// Exact ciphertext length (version 2) for a plaintext of `plaintextSize` bytes.
+    public static func ciphertextSize(plaintextSize: Int64, segmentSize: Int = defaultSegmentSize, keyIdLength: Int,
+                                      contextLength: Int = 0) -> Int64 {
         let seg = Int64(segmentSize)
         let segments = plaintextSize == 0 ? 1 : (plaintextSize + seg - 1) / seg
-        return Int64(headerSize(keyIdLength: keyIdLength)) + plaintextSize + segments * Int64(tagSize)
+        return Int64(headerSize(keyIdLength: keyIdLength, contextLength: contextLength)) + plaintextSize + segments * Int64(tagSize)
     }
 
     /// The key-encryption key and key check value derived from a master key.
@@ -121,6 +136,8 @@ public enum EncryptedStream {
 public final class EncryptingWriter: ByteTransform, @unchecked Sendable {
     public let keyId: String
     public let segmentSize: Int
+    /// The backup context written into the header (nil: an empty context).
+    public let context: StreamContext?
     /// Plaintext bytes consumed and ciphertext bytes produced so far.
     public private(set) var plaintextBytes: Int64 = 0
     public private(set) var ciphertextBytes: Int64 = 0
@@ -135,7 +152,11 @@ public final class EncryptingWriter: ByteTransform, @unchecked Sendable {
     /// - Parameters:
     ///   - keyId: the master key to wrap the data key with; default the keyring's active key.
     ///   - segmentSize: plaintext bytes per segment, 1 ... 64 MiB (default 1 MiB).
-    public init(keyring: Keyring, keyId: String? = nil, segmentSize: Int = EncryptedStream.defaultSegmentSize) throws {
+    ///   - context: the backup and object this stream belongs to, bound into
+    ///     the header (key-wrap AAD and header MAC). Backups always give one;
+    ///     nil writes an empty context, which a reader expecting one refuses.
+    public init(keyring: Keyring, keyId: String? = nil, segmentSize: Int = EncryptedStream.defaultSegmentSize,
+                context: StreamContext? = nil) throws {
         let id = keyId ?? keyring.activeKeyId
         guard let master = keyring.key(for: id) else {
             throw StreamFormatError.unknownKeyId.error("key id \"\(id)\" is not in the keyring")
@@ -145,8 +166,10 @@ public final class EncryptingWriter: ByteTransform, @unchecked Sendable {
         }
         let idBytes = Data(id.utf8)
         guard idBytes.count >= 1 && idBytes.count <= 255 else { throw CairnError(.crypto, "key id must be 1 to 255 bytes") }
+        let contextBytes = try context?.encoded() ?? Data()
         self.keyId = id
         self.segmentSize = segmentSize
+        self.context = context
 
         let dataKey = try SecureRandom.bytes(EncryptedStream.dataKeySize)
         let salt = try SecureRandom.bytes(EncryptedStream.saltSize)
@@ -157,6 +180,9 @@ public final class EncryptingWriter: ByteTransform, @unchecked Sendable {
         h.append(EncryptedStream.version)
         h.append(UInt8(idBytes.count))
         h.append(idBytes)
+        h.append(UInt8(contextBytes.count >> 8))
+        h.append(UInt8(contextBytes.count & 0xff))
+        h.append(contextBytes)
         let wrapAAD = h
         h.append(salt)
         h.append(noncePrefix)
@@ -167,7 +193,7 @@ public final class EncryptingWriter: ByteTransform, @unchecked Sendable {
         h.append(try KeyWrap.wrap(dataKey, with: kek, aad: wrapAAD))
         let headerKey = try HKDF.sha256(key: dataKey, salt: salt, info: EncryptedStream.headerKeyInfo, outputByteCount: 32)
         h.append(Digest.hmacSHA256(key: headerKey, h))
-        assert(h.count == EncryptedStream.headerSize(keyIdLength: idBytes.count))
+        assert(h.count == EncryptedStream.headerSize(keyIdLength: idBytes.count, contextLength: contextBytes.count))
         pendingHeader = h
         gcm = try AESGCM(key: HKDF.sha256(key: dataKey, salt: salt, info: EncryptedStream.segmentKeyInfo, outputByteCount: 32))
         buffer.reserveCapacity(segmentSize + 1)
@@ -258,8 +284,13 @@ public final class EncryptingWriter: ByteTransform, @unchecked Sendable {
 /// `finalize()` returns: until then it may still turn out truncated.
 public final class DecryptingReader: ByteTransform, @unchecked Sendable {
     private let keyring: Keyring
+    private let expectedContext: StreamContext?
+    private let requireContext: Bool
     /// Set once the header has been read and authenticated.
     public private(set) var keyId: String?
+    /// The header's format version and backup context (nil for version 1 or an empty context).
+    public private(set) var version: UInt8?
+    public private(set) var context: StreamContext?
     public private(set) var segmentSize: Int = 0
     public private(set) var plaintextBytes: Int64 = 0
 
@@ -270,7 +301,18 @@ public final class DecryptingReader: ByteTransform, @unchecked Sendable {
     private var finished = false
     private var failed = false
 
-    public init(keyring: Keyring) { self.keyring = keyring }
+    /// - Parameters:
+    ///   - expectedContext: the backup and object the stream must belong to.
+    ///     A version 2 header naming another one, or none, is refused
+    ///     (`contextMismatch`). A version 1 stream has no context and is
+    ///     accepted unless `requireContext`.
+    ///   - requireContext: refuse version 1 streams too (the caller's manifest
+    ///     is of a format whose backups are always written as version 2).
+    public init(keyring: Keyring, expectedContext: StreamContext? = nil, requireContext: Bool = false) {
+        self.keyring = keyring
+        self.expectedContext = expectedContext
+        self.requireContext = requireContext
+    }
 
     public func update(_ data: Data) throws -> Data {
         try guarded {
@@ -318,18 +360,30 @@ public final class DecryptingReader: ByteTransform, @unchecked Sendable {
         let base = b.startIndex
         func byte(_ i: Int) -> UInt8 { b[base + i] }
         func bytes(_ r: Range<Int>) -> Data { b.subdata(in: base + r.lowerBound ..< base + r.upperBound) }
-        guard byte(8) == EncryptedStream.version else {
-            throw StreamFormatError.unsupportedVersion.error("unsupported encrypted stream version \(byte(8)) (this build reads version \(EncryptedStream.version))")
+        let version = byte(8)
+        guard EncryptedStream.readableVersions.contains(version) else {
+            throw StreamFormatError.unsupportedVersion.error("unsupported encrypted stream version \(version) (this build reads versions 1 and 2)")
         }
         guard n > 9 else { return false }
         let k = Int(byte(9))
         guard k > 0 else { throw StreamFormatError.malformedHeader.error("malformed encrypted stream header: empty key id") }
-        let total = EncryptedStream.headerSize(keyIdLength: k)
+        // Version 2: a u16 context length and the context follow the key id.
+        let contextLength: Int
+        if version == 1 {
+            contextLength = 0
+        } else {
+            guard n >= 12 + k else { return false }
+            contextLength = Int(byte(10 + k)) << 8 | Int(byte(11 + k))
+        }
+        let aadEnd = version == 1 ? 10 + k : 12 + k + contextLength
+        let total = version == 1 ? EncryptedStream.headerSizeV1(keyIdLength: k)
+            : EncryptedStream.headerSize(keyIdLength: k, contextLength: contextLength)
         guard n >= total else { return false }
         guard let id = String(data: bytes(10 ..< 10 + k), encoding: .utf8) else {
             throw StreamFormatError.malformedHeader.error("malformed encrypted stream header: key id is not UTF-8")
         }
-        var off = 10 + k
+        let context = version == 1 ? nil : try StreamContext.decode(bytes(12 + k ..< aadEnd))
+        var off = aadEnd
         let salt = bytes(off ..< off + 32); off += 32
         let prefix = bytes(off ..< off + 7); off += 7
         let seg = Int(byte(off)) << 24 | Int(byte(off + 1)) << 16 | Int(byte(off + 2)) << 8 | Int(byte(off + 3)); off += 4
@@ -349,7 +403,7 @@ public final class DecryptingReader: ByteTransform, @unchecked Sendable {
             throw StreamFormatError.unknownKeyId.error("key id \"\(id)\" is not in the keyring")
         }
         let (kek, ourCheck) = try EncryptedStream.masterDerivations(master)
-        let dataKey = try KeyWrap.unwrap(wrapped, with: kek, aad: bytes(0 ..< 10 + k))
+        let dataKey = try KeyWrap.unwrap(wrapped, with: kek, aad: bytes(0 ..< aadEnd))
         if !constantTimeEquals(check, ourCheck) {
             // A different key, unless the key check bytes themselves were altered.
             guard dataKey != nil else {
@@ -364,6 +418,18 @@ public final class DecryptingReader: ByteTransform, @unchecked Sendable {
         guard constantTimeEquals(Digest.hmacSHA256(key: headerKey, bytes(0 ..< macOffset)), mac) else {
             throw StreamFormatError.headerAuthenticationFailed.error("encrypted stream header failed authentication (header MAC mismatch)")
         }
+        // Only an authentic header's context means anything.
+        if let expectedContext {
+            if let context, context != expectedContext {
+                throw StreamFormatError.contextMismatch.error("encrypted stream does not belong to \(expectedContext): its header names \(context)")
+            }
+            if context == nil && (requireContext || version == 2) {
+                let what = version == 1 ? "it is a version 1 stream, which names no backup" : "its header names no backup"
+                throw StreamFormatError.contextMismatch.error("encrypted stream does not belong to \(expectedContext): \(what)")
+            }
+        }
+        self.version = version
+        self.context = context
         gcm = try AESGCM(key: HKDF.sha256(key: dataKey, salt: salt, info: EncryptedStream.segmentKeyInfo, outputByteCount: 32))
         noncePrefix = prefix
         segmentSize = seg

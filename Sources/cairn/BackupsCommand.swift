@@ -1,6 +1,7 @@
 import ArgumentParser
 import Config
 import Core
+import Crypto
 import Foundation
 import Jobs
 import Logging
@@ -28,15 +29,18 @@ struct BackupsCommand: AsyncParsableCommand {
         @Argument(help: "Backup job (default: every backup job; with --storage, the job found there).") var job: String?
         @Option(help: "Read this storage URL instead of the config.") var storage: String?
         @Option(help: "Key prefix of the backups in --storage (default: find every job's prefix).") var prefix: String?
-        @Flag(help: "JSON output: an array of the manifests (each names its job), by job then time.") var json = false
+        @Flag(help: "JSON output: an array of the manifests (each names its job, with its \"authentication\"), by job then time.") var json = false
 
         func run() async throws {
             try global.bootstrap()
             try await reportingErrors {
-                var groups: [(BackupLocation, [BackupManifest])] = []
+                var groups: [(BackupLocation, [CatalogEntry])] = []
                 let places = try await backupLocations(options: options, job: job, storage: storage, prefix: prefix)
+                let keyring = listingKeyring(options: options, storage: storage)
                 for l in places {
-                    groups.append((l, try await BackupCatalog(store: l.store, prefix: l.prefix).list()))
+                    let scan = try await BackupCatalog(store: l.store, prefix: l.prefix, keyring: keyring).scan()
+                    warnAbout(scan)
+                    groups.append((l, scan.entries))
                 }
                 let total = groups.reduce(0) { $0 + $1.1.count }
                 guard total > 0 else {
@@ -46,21 +50,22 @@ struct BackupsCommand: AsyncParsableCommand {
                     let e = JSONEncoder()
                     e.outputFormatting = [.prettyPrinted, .sortedKeys]
                     e.dateEncodingStrategy = .iso8601
-                    print(String(decoding: try e.encode(groups.flatMap(\.1)), as: UTF8.self))
+                    print(String(decoding: try e.encode(groups.flatMap(\.1).map(ListedBackup.init)), as: UTF8.self))
                     return
                 }
                 let f = ISO8601DateFormatter()
                 for (i, (l, all)) in groups.enumerated() {
                     if i > 0 { print("") }
-                    print("job \(l.job ?? all.last?.job ?? "?") (\(l.whereText))")
+                    print("job \(l.job ?? all.last?.manifest.job ?? "?") (\(l.whereText))")
                     if all.isEmpty { print("  no backups yet"); continue }
-                    print("  ID                          STARTED (UTC)         DUMPED     STORED   RATIO  DURATION")
-                    for m in all {
+                    print("  ID                          STARTED (UTC)         DUMPED     STORED   RATIO  DURATION  AUTH")
+                    for entry in all {
+                        let m = entry.manifest
                         let started = String(f.string(from: m.startedAt).prefix(19))
-                        print("  \(m.id.padding(toLength: 27, withPad: " ", startingAt: 0)) \(started)  \(ByteFormat.human(m.dump.plaintextSize).leftPad(9)) \(ByteFormat.human(m.dump.ciphertextSize).leftPad(9))  \(String(format: "%5.2f", m.compressionRatio))  \(String(format: "%7.1fs", m.duration))")
+                        print("  \(m.id.padding(toLength: 27, withPad: " ", startingAt: 0)) \(started)  \(ByteFormat.human(m.dump.plaintextSize).leftPad(9)) \(ByteFormat.human(m.dump.ciphertextSize).leftPad(9))  \(String(format: "%5.2f", m.compressionRatio))  \(String(format: "%7.1fs", m.duration))  \(entry.authentication.label)")
                     }
                 }
-                print("\n\(total) backup(s) of \(Set(groups.flatMap { $0.1.map(\.job) }).count) job(s) in \(groups.filter { !$0.1.isEmpty }.count) location(s)")
+                print("\n\(total) backup(s) of \(Set(groups.flatMap { $0.1.map(\.manifest.job) }).count) job(s) in \(groups.filter { !$0.1.isEmpty }.count) location(s)")
             }
         }
     }
@@ -86,9 +91,12 @@ struct BackupsCommand: AsyncParsableCommand {
             try global.bootstrap()
             try await reportingErrors {
                 let places = try await backupLocations(options: options, job: job, storage: storage, prefix: prefix)
+                let keyring = listingKeyring(options: options, storage: storage)
                 var found: [(BackupLocation, BackupManifest)] = []
                 for l in places {
-                    let all = try await BackupCatalog(store: l.store, prefix: l.prefix).list()
+                    let scan = try await BackupCatalog(store: l.store, prefix: l.prefix, keyring: keyring).scan()
+                    warnAbout(scan.problems)
+                    let all = scan.entries.map(\.manifest)
                     if backup == "latest" {
                         if let m = all.last { found.append((l, m)) }
                     } else {
@@ -132,6 +140,7 @@ struct BackupLocation {
         var base = store.displayName
         while base.hasSuffix("/") && !base.hasSuffix("://") { base.removeLast() }
         return prefix.isEmpty ? base : base + "/" + prefix
+
     }
 }
 
@@ -167,4 +176,21 @@ func backupLocations(options: ConfigOptions, job: String?, storage: String?, pre
 /// The same as (store, prefix) pairs.
 func locations(options: ConfigOptions, job: String?, storage: String?, prefix: String?) async throws -> [(any ObjectStore, String)] {
     try await backupLocations(options: options, job: job, storage: storage, prefix: prefix).map { ($0.store, $0.prefix) }
+}
+
+/// The keys to check manifest MACs with: --key-file, else the config's keys
+/// (when reading through the config). Nil, with a warning, when the config's
+/// keys cannot be read: the listing still works, its MACs are "not checked".
+func listingKeyring(options: ConfigOptions, storage: String?) -> Keyring? {
+    do {
+        if !options.keyFiles.isEmpty { return try Resources.keyring(files: options.keyFiles) }
+        guard storage == nil else { return nil }
+        return try Resources.keyring(try options.load().keys, requireActive: false)
+    } catch let e as CairnError {
+        FileHandle.standardError.write(Data("cairn: warning: manifests not authenticated: \(e.description)\n".utf8))
+        return nil
+    } catch {
+        FileHandle.standardError.write(Data("cairn: warning: manifests not authenticated: \(error)\n".utf8))
+        return nil
+    }
 }

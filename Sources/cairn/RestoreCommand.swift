@@ -32,6 +32,7 @@ struct RestoreCommand: AsyncParsableCommand {
     @Option(help: "Parallel pg_restore jobs (downloads to a temporary file first).") var jobs: Int = 1
     @Option(help: "Storage URL to read instead of the config (disaster recovery).") var storage: String?
     @Option(help: "Key prefix of the backups in --storage (default: find every job's prefix; --job picks one).") var prefix: String?
+    @Flag(name: .customLong("trust-unauthenticated"), help: "Restore a backup whose manifest has no valid MAC (edited, written by Cairn before manifests had one, or its key is missing).") var trustUnauthenticated = false
 
     func validate() throws {
         if (to == nil) == (toFile == nil) { throw ValidationError("give exactly one of --to DATABASE or --to-file PATH") }
@@ -44,15 +45,23 @@ struct RestoreCommand: AsyncParsableCommand {
         try global.bootstrap()
         try await reportingErrors {
             let keyring = try options.readingKeyring()
-            var found: [(BackupManifest, any ObjectStore)] = []
+            var found: [(CatalogEntry, any ObjectStore)] = []
+            var skipped: [CatalogProblem] = []
             for (store, prefix) in try await locations(options: options, job: job, storage: storage, prefix: prefix) {
-                if let m = try? await BackupCatalog(store: store, prefix: prefix).find(backup) { found.append((m, store)) }
+                let catalog = BackupCatalog(store: store, prefix: prefix, keyring: keyring)
+                let scan = try await catalog.scan()
+                warnAbout(scan.problems)
+                skipped += scan.problems
+                if let e = try? catalog.find(backup, in: scan) { found.append((e, store)) }
             }
             guard !found.isEmpty else { throw CairnError(.notFound, "no backup '\(backup)' found") }
-            let (manifest, store) = backup == "latest" ? found.max { $0.0.startedAt < $1.0.startedAt }! : found[0]
+            let (entry, store) = backup == "latest" ? found.max { $0.0.manifest.startedAt < $1.0.manifest.startedAt }! : found[0]
             if backup != "latest" && found.count > 1 {
                 throw CairnError(.usage, "backup '\(backup)' exists in several jobs; pass --job")
             }
+            try entry.requireTrusted(trustUnauthenticated: trustUnauthenticated)
+            warnAbout([entry], latestOf: backup == "latest" ? skipped : [], trusted: trustUnauthenticated)
+            let manifest = entry.manifest
             let target: RestoreJob.Target = toFile.map { .file($0) } ?? .database(to!, create: create, jobs: jobs)
             print("restoring backup \(manifest.id) of \(manifest.database) (job \(manifest.job), \(ByteFormat.human(manifest.dump.plaintextSize)))")
             let progress = RestoreProgress(total: manifest.dump.ciphertextSize)

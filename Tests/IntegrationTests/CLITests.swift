@@ -151,6 +151,7 @@ final class ExitSignal: @unchecked Sendable {
         #expect(list.status == 0)
         let arr = try #require(try JSONSerialization.jsonObject(with: Data(list.stdout.utf8)) as? [[String: Any]])
         #expect(arr.count == 1)
+        #expect(arr.first?["authentication"] as? String == "authenticated")   // checked with the config's key
         let file = dir + "/out.dump"
         let restore = try await CLI.run(["restore", "-c", cfg, "latest", "--to-file", file])
         #expect(restore.status == 0, "\(restore.stderr)")

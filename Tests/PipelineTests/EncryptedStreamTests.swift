@@ -45,7 +45,7 @@ import Crypto
         let a = try encrypt(pt, segmentSize: 64), b = try encrypt(pt, segmentSize: 64)
         #expect(a != b)
         #expect(a.prefix(8) == Data("CAIRNENC".utf8))
-        #expect(a[8] == 1)
+        #expect(a[8] == 2)
     }
 
     @Test func readsStreamsFromAnyKeyInTheKeyring() throws {
@@ -60,14 +60,16 @@ import Crypto
 }
 
 @Suite struct EncryptedStreamTamperTests {
-    // 4 full segments of 64 bytes and a last one of 10.
+    // 4 full segments of 64 bytes and a last one of 10, in a version 2 stream with a context.
     static let seg = 64
     static let cs = seg + EncryptedStream.tagSize
     static let plaintext = randomBytes(4 * seg + 10)
-    static let header = EncryptedStream.headerSize(keyIdLength: testKeyId.utf8.count)
+    static let context = StreamContext(job: "tamper", backupID: "20261203T023000Z-0badc0de", object: "dump")
+    static let contextLength = try! context.encoded().count
+    static let header = EncryptedStream.headerSize(keyIdLength: testKeyId.utf8.count, contextLength: contextLength)
     let ct: Data
 
-    init() throws { ct = try encrypt(Self.plaintext, segmentSize: Self.seg) }
+    init() throws { ct = try encrypt(Self.plaintext, segmentSize: Self.seg, context: Self.context) }
 
     func segmentRange(_ i: Int) -> Range<Int> {
         let start = Self.header + i * Self.cs
@@ -117,6 +119,9 @@ import Crypto
 
     @Test func aFlippedBitInTheHeaderIsDetected() {
         let k = testKeyId.utf8.count
+        let c = Self.contextLength
+        #expect(ct.count == Int(EncryptedStream.ciphertextSize(plaintextSize: Int64(Self.plaintext.count), segmentSize: Self.seg,
+                                                                keyIdLength: k, contextLength: c)))
         for i in 0..<Self.header {
             for bit in [0, 7] {
                 var bad = ct
@@ -129,12 +134,19 @@ import Crypto
                 case 8: expected = .unsupportedVersion
                 case 9: expected = nil   // key id length: parsing shifts; any stream error
                 case 10..<(10 + k): expected = bit == 0 ? .unknownKeyId : .malformedHeader   // bit 7: not UTF-8
-                case (10 + k + 39)..<(10 + k + 43): expected = nil   // segment size: malformed or header MAC
-                case 10 + k + 43: expected = .malformedHeader   // key block length
+                case (10 + k)..<(12 + k): expected = nil   // context length: parsing shifts
+                case (12 + k)..<(12 + k + c): expected = nil   // context: malformed, or the AAD no longer unwraps the key
+                case (12 + k + c + 39)..<(12 + k + c + 43): expected = nil   // segment size: malformed or header MAC
+                case 12 + k + c + 43: expected = .malformedHeader   // key block length
                 default: expected = .headerAuthenticationFailed   // salt, nonce prefix, key check, wrapped key, MAC
                 }
                 if let expected { #expect(got?.kind == expected, "header byte \(i) bit \(bit): \(String(describing: got?.error))") }
-                else { #expect([.malformedHeader, .headerAuthenticationFailed, .unknownKeyId, .truncated].contains(got?.kind)) }
+                else {
+                    // A shifted context length moves the key check value too: it can read as a wrong key.
+                    let shifted: [StreamFormatError] = (10 + k ..< 12 + k).contains(i) ? [.wrongKey] : []
+                    #expect(([.malformedHeader, .headerAuthenticationFailed, .unknownKeyId, .truncated] + shifted).contains(got?.kind),
+                            "header byte \(i) bit \(bit): \(String(describing: got?.error))")
+                }
             }
         }
     }
@@ -197,8 +209,10 @@ import Crypto
 
     @Test func anUnknownVersionIsReportedAsSuch() {
         var bad = ct
-        bad[8] = 2
-        expectKind(.unsupportedVersion, bad, contains: "version 2")
+        bad[8] = 3
+        expectKind(.unsupportedVersion, bad, contains: "version 3")
+        bad[8] = 0
+        expectKind(.unsupportedVersion, bad, contains: "version 0")
     }
 
     @Test func badMagicIsNotACairnStream() {

@@ -23,12 +23,13 @@ func runTransform(_ t: some ByteTransform, _ data: Data, chunk: Int) throws -> D
 }
 
 func encrypt(_ plaintext: Data, segmentSize: Int = EncryptedStream.defaultSegmentSize, chunk: Int = 1 << 16,
-             keyring: Keyring = testRing) throws -> Data {
-    try runTransform(EncryptingWriter(keyring: keyring, segmentSize: segmentSize), plaintext, chunk: chunk)
+             keyring: Keyring = testRing, context: StreamContext? = nil) throws -> Data {
+    try runTransform(EncryptingWriter(keyring: keyring, segmentSize: segmentSize, context: context), plaintext, chunk: chunk)
 }
 
-func decrypt(_ ciphertext: Data, keyring: Keyring = testRing, chunk: Int = 1 << 16) throws -> Data {
-    try runTransform(DecryptingReader(keyring: keyring), ciphertext, chunk: chunk)
+func decrypt(_ ciphertext: Data, keyring: Keyring = testRing, chunk: Int = 1 << 16,
+             expecting: StreamContext? = nil, requireContext: Bool = false) throws -> Data {
+    try runTransform(DecryptingReader(keyring: keyring, expectedContext: expecting, requireContext: requireContext), ciphertext, chunk: chunk)
 }
 
 /// The stream error kind `body` throws (nil if it does not throw a stream error).

@@ -79,4 +79,21 @@ import Crypto
         let wrong = try await runScript(ct)
         #expect(wrong.0 != 0 && wrong.2.contains("wrong key for key id \"\(testKeyId)\""))
     }
+
+    @Test func readsVersion1AndVersion2WithAContext() async throws {
+        let v1 = try await runScript(EncryptedStreamVersion1Tests.v1a)
+        #expect(v1.0 == 0, "\(v1.2)")
+        #expect(v1.1 == EncryptedStreamVersion1Tests.v1aPlaintext)
+        let ctx = StreamContext(job: "marketplace-db", backupID: "20261203T023000Z-1a2b3c4d", object: "globals")
+        let pt = randomBytes(5000)
+        let ct = try encrypt(pt, segmentSize: 1024, context: ctx)
+        let v2 = try await runScript(ct)
+        #expect(v2.0 == 0, "\(v2.2)")
+        #expect(v2.1 == pt)
+        // The context is authenticated: one changed letter of the job name fails the header.
+        var relabelled = ct
+        relabelled[12 + testKeyId.utf8.count + 1] ^= 0x01
+        let bad = try await runScript(relabelled)
+        #expect(bad.0 != 0 && bad.2.contains("header failed authentication"), "\(bad.2)")
+    }
 }
