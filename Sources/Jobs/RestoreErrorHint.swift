@@ -24,8 +24,9 @@ public enum RestoreErrorHint: Sendable, Equatable {
         if message.hasSuffix(" already exists"), let name = firstQuoted(message) {
             return .objectExists(name)
         }
-        if message.hasPrefix("role \""), message.hasSuffix("\" does not exist"), let name = firstQuoted(message) {
-            return .missingRole(name)
+        let rolePrefix = "role \"", roleSuffix = "\" does not exist"
+        if message.hasPrefix(rolePrefix), message.hasSuffix(roleSuffix), message.count > rolePrefix.count + roleSuffix.count {
+            return .missingRole(String(message.dropFirst(rolePrefix.count).dropLast(roleSuffix.count)))
         }
         if message.hasPrefix("permission denied") || message.hasPrefix("must be owner of")
             || message.hasPrefix("must be superuser") || message.hasPrefix("must be able to SET ROLE")

@@ -184,8 +184,10 @@ public struct GlobalsScript: Sendable {
         var lower = t[p].range.lowerBound
         if p > 0, t[p - 1].isKeyword("ENCRYPTED") || t[p - 1].isKeyword("UNENCRYPTED") { lower = t[p - 1].range.lowerBound }
         var text = s.text
+        // the clause and the blanks before it
+        while lower > text.startIndex, text[text.index(before: lower)].isWhitespace { lower = text.index(before: lower) }
         text.replaceSubrange(lower..<t[p + 1].range.upperBound, with: "")
-        return text.replacingOccurrences(of: "  ", with: " ")
+        return text
     }
 
     /// A membership `GRANT` without its `GRANTED BY …` clause.
@@ -193,8 +195,10 @@ public struct GlobalsScript: Sendable {
         let t = s.tokens
         guard let g = t.index(ofKeyword: "GRANTED"), g + 2 < t.count, t[g + 1].isKeyword("BY") else { return nil }
         var text = s.text
-        text.replaceSubrange(t[g].range.lowerBound..<t[g + 2].range.upperBound, with: "")
-        return text.trimmingCharacters(in: .whitespaces)
+        var lower = t[g].range.lowerBound
+        while lower > text.startIndex, text[text.index(before: lower)].isWhitespace { lower = text.index(before: lower) }
+        text.replaceSubrange(lower..<t[g + 2].range.upperBound, with: "")
+        return text
     }
 }
 
