@@ -54,6 +54,20 @@ struct FidelityFixture {
         return FidelityFixture(tag: tag, owner: owner, app: app, db: db)
     }
 
+    /// Runs `body` with a new fixture, then drops it (and `extraDatabases`),
+    /// awaited: a clean-up left to a detached task can still run while the test process exits.
+    static func with(_ label: String, extraDatabases: (FidelityFixture) -> [String] = { _ in [] },
+                     _ body: (FidelityFixture) async throws -> Void) async throws {
+        let f = try await create(label)
+        do {
+            try await body(f)
+        } catch {
+            await f.dropAll(extraDatabases: extraDatabases(f))
+            throw error
+        }
+        await f.dropAll(extraDatabases: extraDatabases(f))
+    }
+
     /// Drops the database and both roles (whatever is left of them).
     func dropAll(extraDatabases: [String] = []) async {
         await db.drop()
@@ -82,8 +96,18 @@ struct FidelityFixture {
     /// What a database holds beyond its schema dump: sequence values, the large object, row counts.
     static func state(_ url: String) async throws -> [String] {
         let c = try await PGConnection.connect(url)
-        defer { Task { await c.close() } }
-        return [
+        do {
+            let values = try await stateValues(c)
+            await c.close()
+            return values
+        } catch {
+            await c.close()
+            throw error
+        }
+    }
+
+    static func stateValues(_ c: PGConnection) async throws -> [String] {
+        [
             try await c.queryValue("SELECT last_value::text FROM shop.invoice_no") ?? "-",
             try await c.queryValue("SELECT last_value::text FROM shop.items_id_seq") ?? "-",
             try await c.queryValue("SELECT convert_from(lo_get(\(largeObject)), 'UTF8') || ' / ' || pg_get_userbyid(lomowner) || ' / ' || obj_description(\(largeObject), 'pg_largeobject') || ' / ' || array_to_string(lomacl, ',') FROM pg_largeobject_metadata WHERE oid = \(largeObject)") ?? "-",
@@ -142,9 +166,7 @@ func cliKey(in dir: String, id: String = "k") async throws -> (arg: String, keyr
     }
 
     @Test func restoreRecreatesRolesOwnersPrivilegesAndEverythingElseWithOneCommand() async throws {
-        let f = try await FidelityFixture.create("fid")
-        defer { Task { await f.dropAll() } }
-        try await withDirectoryStore { store, root in
+        try await FidelityFixture.with("fid") { f in try await withDirectoryStore { store, root in
             let key = try await cliKey(in: root)
             let m = try await backup(f, store: store, keyring: key.keyring)
             #expect(m.globals != nil)
@@ -170,14 +192,12 @@ func cliKey(in dir: String, id: String = "k") async throws -> (arg: String, keyr
             #expect(try await f.globalsLines() == roles)
             #expect(try await FidelityFixture.state(f.db.url) == state)
             try await f.expectApplicationCanRead(f.db.name)
-        }
+        } }
     }
 
     @Test func rolesThatExistAreReportedAndLeftAlone() async throws {
-        let f = try await FidelityFixture.create("fidx")
-        let forced = f.db.name + "_g"
-        defer { Task { await f.dropAll(extraDatabases: [forced]) } }
-        try await withDirectoryStore { store, root in
+        try await FidelityFixture.with("fidx", extraDatabases: { [$0.db.name + "_g"] }) { f in try await withDirectoryStore { store, root in
+            let forced = f.db.name + "_g"
             let key = try await cliKey(in: root)
             _ = try await backup(f, store: store, keyring: key.keyring)
             let schema = try await schemaDump(f.db.url), roles = try await f.globalsLines(), state = try await FidelityFixture.state(f.db.url)
@@ -205,14 +225,12 @@ func cliKey(in dir: String, id: String = "k") async throws -> (arg: String, keyr
             let after = try await f.globalsLines()
             #expect(after.contains { $0.contains("ALTER ROLE \(f.app)") && $0.contains("CONNECTION LIMIT 7") })
             #expect(after.filter { !$0.contains("ALTER ROLE \(f.app) WITH") } == roles.filter { !$0.contains("ALTER ROLE \(f.app) WITH") })
-        }
+        } }
     }
 
     @Test func aFailingPgRestoreIsReportedWithItsOwnErrorLine() async throws {
-        let f = try await FidelityFixture.create("fide")
-        let target = f.db.name + "_e"
-        defer { Task { await f.dropAll(extraDatabases: [target]) } }
-        try await withDirectoryStore { store, root in
+        try await FidelityFixture.with("fide", extraDatabases: { [$0.db.name + "_e"] }) { f in try await withDirectoryStore { store, root in
+            let target = f.db.name + "_e"
             let key = try await cliKey(in: root)
             _ = try await backup(f, store: store, keyring: key.keyring)
             await f.db.drop()
@@ -227,13 +245,15 @@ func cliKey(in dir: String, id: String = "k") async throws -> (arg: String, keyr
             #expect(!r.stderr.contains("Command was"))
             #expect(r.stderr.split(separator: "\n").count == 1)
             #expect(try await f.globalsLines().isEmpty)
-        }
+        } }
     }
 
     @Test func aNonEmptyDatabaseIsRefusedBeforeAnyByteIsDownloaded() async throws {
+        try await FidelityFixture.with("fidn") { f in try await refusesNonEmpty(f) }
+    }
+
+    func refusesNonEmpty(_ f: FidelityFixture) async throws {
         let store = try TestEnv.s3()
-        let f = try await FidelityFixture.create("fidn")
-        defer { Task { await f.dropAll() } }
         let dir = FileManager.default.temporaryDirectory.appendingPathComponent("cairn-fidn-\(UUID().uuidString)").path
         try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(atPath: dir) }
@@ -273,7 +293,16 @@ func cliKey(in dir: String, id: String = "k") async throws -> (arg: String, keyr
 
     @Test func latestWithoutJobRefusesSeveralJobsAndFilesAreNeverClobberedOrLeftHalfWritten() async throws {
         let db = try await TestDatabase.create("fidj", sql: "CREATE TABLE t (x int);\nINSERT INTO t SELECT generate_series(1, 100)")
-        defer { Task { await db.drop() } }
+        do {
+            try await severalJobsAndFiles(db)
+        } catch {
+            await db.drop()
+            throw error
+        }
+        await db.drop()
+    }
+
+    func severalJobsAndFiles(_ db: TestDatabase) async throws {
         try await withDirectoryStore { store, root in
             let dir = root + "/../cfg-\(UUID().uuidString.prefix(6))"
             try FileManager.default.createDirectory(atPath: dir + "/jobs", withIntermediateDirectories: true)
