@@ -216,7 +216,8 @@ func cliKey(in dir: String, id: String = "k") async throws -> (arg: String, keyr
             #expect(try await FidelityFixture.state(f.db.url) == state)
             try await f.expectApplicationCanRead(f.db.name)
 
-            let forcedRun = try await CLI.run(args + ["--to", try FidelityFixture.url(forced), "--globals"])
+            // --jobs 2: the archive is downloaded first and its table of contents read from the file.
+            let forcedRun = try await CLI.run(args + ["--to", try FidelityFixture.url(forced), "--globals", "--jobs", "2"])
             #expect(forcedRun.status == 0, "\(forcedRun.stdout)\(forcedRun.stderr)")
             #expect(forcedRun.stdout.contains("globals: applying (--globals)"))
             #expect(forcedRun.stdout.contains("globals: roles already on the target, left alone: \(f.app), \(f.owner)"), "\(forcedRun.stdout)")
