@@ -21,7 +21,8 @@ public enum RestoreErrorHint: Sendable, Equatable {
         guard let r = line.range(of: "ERROR:") else { return nil }
         let message = line[r.upperBound...].trimmingCharacters(in: .whitespaces)
         // `<kind> "<name>" already exists`, optionally `… for relation "<table>"`.
-        if message.hasSuffix(" already exists"), let name = firstQuoted(message) {
+        // (a role is cluster-wide: not something --clean or a new database changes)
+        if message.hasSuffix(" already exists"), !message.hasPrefix("role "), let name = firstQuoted(message) {
             return .objectExists(name)
         }
         let rolePrefix = "role \"", roleSuffix = "\" does not exist"

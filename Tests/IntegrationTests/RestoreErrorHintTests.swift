@@ -13,6 +13,7 @@ import Testing
         #expect(RestoreErrorHint.classify(errorLine: "pg_restore: error: could not execute query: ERROR: must be owner of table t") == .permissionDenied)
         #expect(RestoreErrorHint.classify(errorLine: "ERROR: permission denied for schema public") == .permissionDenied)
         // Not a PostgreSQL error, or nothing specific to say.
+        #expect(RestoreErrorHint.classify(errorLine: #"psql:<stdin>:7: ERROR: role "app" already exists"#) == nil)
         #expect(RestoreErrorHint.classify(errorLine: "pg_restore: error: connection to server failed: FATAL: database \"x\" does not exist") == nil)
         #expect(RestoreErrorHint.classify(errorLine: #"ERROR: column "already exists" of relation "t" does not exist"#) == nil)
         #expect(RestoreErrorHint.classify(errorLine: "pg_restore: error: could not execute query: ERROR: syntax error at or near \"x\"") == nil)
