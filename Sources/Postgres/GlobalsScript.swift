@@ -67,17 +67,27 @@ public struct GlobalsScript: Sendable {
         }
     }
 
-    /// `roots` and every role linked to them by memberships (either way,
-    /// transitively): the roles a database whose objects name `roots` needs.
+    /// The roles a database whose objects name `roots` needs: `roots`, their
+    /// members (transitively: the login roles that use their privileges), and
+    /// the roles all of these are members of (transitively: privileges they
+    /// inherit). Not the other members of those groups.
     public func rolesLinked(to roots: Set<String>) -> Set<String> {
-        var out = roots
-        var changed = true
         let pairs = memberships
+        var down = roots
+        var changed = true
         while changed {
             changed = false
-            for p in pairs where out.contains(p.role) != out.contains(p.member) {
+            for p in pairs where down.contains(p.role) && !down.contains(p.member) {
+                down.insert(p.member)
+                changed = true
+            }
+        }
+        var out = down
+        changed = true
+        while changed {
+            changed = false
+            for p in pairs where out.contains(p.member) && !out.contains(p.role) {
                 out.insert(p.role)
-                out.insert(p.member)
                 changed = true
             }
         }

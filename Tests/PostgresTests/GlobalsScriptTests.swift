@@ -78,6 +78,10 @@ GRANT SET ON PARAMETER work_mem TO "xo App";
         // xo_owner's objects need "xo App" (its member); postgres links to other_app.
         #expect(g.rolesLinked(to: ["xo_owner"]) == ["xo_owner", "xo App"])
         #expect(g.rolesLinked(to: ["postgres"]) == ["postgres", "other_app"])
+        // A group's members come along, its other groups too, but not the members of those groups.
+        let h = GlobalsScript("GRANT staff TO alice, bob;\nGRANT alice TO alice_login;\nGRANT everyone TO staff;\nGRANT everyone TO mallory;")
+        #expect(h.rolesLinked(to: ["staff"]) == ["staff", "alice", "bob", "alice_login", "everyone"])
+        #expect(h.rolesLinked(to: ["alice"]) == ["alice", "alice_login", "staff", "everyone"])
     }
 
     @Test func filteredCreatesOnlyMissingRolesLeavesExistingOnesAlone() {
