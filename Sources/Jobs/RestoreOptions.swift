@@ -7,8 +7,8 @@ extension RestoreJob {
     public struct Options: Sendable {
         /// Whether to apply the backup's globals (`pg_dumpall --globals-only`).
         public enum Globals: Sendable, Equatable {
-            /// When the target server lacks a role the archive names (owners,
-            /// grantees, and roles linked to them by membership).
+            /// When the target server lacks a role the archive names (owners and
+            /// grantees, their members, the roles they are members of).
             case auto
             /// Always (`--globals`); an error if the backup has none.
             case apply
