@@ -11,8 +11,8 @@ extension RestoreJob {
     }
 
     /// The target server's roles. With `mustBeEmpty`, refuses a database that
-    /// already holds objects (a table, view, sequence, function or schema
-    /// outside the system schemas and not part of an extension).
+    /// already holds objects (a table, view, sequence, function, type or
+    /// schema outside the system schemas and not part of an extension).
     func inspectTarget(_ conninfo: String, mustBeEmpty: Bool) async throws -> Set<String> {
         let conn = try await PGConnection.connect(conninfo)
         do {
@@ -39,11 +39,15 @@ extension RestoreJob {
         sys AS (SELECT oid FROM pg_catalog.pg_namespace
                 WHERE nspname IN ('pg_catalog', 'information_schema') OR nspname LIKE 'pg\\_toast%' OR nspname LIKE 'pg\\_temp\\_%')
         (SELECT format('%I.%I', n.nspname, c.relname) FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
-         WHERE c.relnamespace NOT IN (SELECT oid FROM sys) AND c.relkind IN ('r', 'p', 'v', 'm', 'S', 'f')
+         WHERE c.relnamespace NOT IN (SELECT oid FROM sys) AND c.relkind IN ('r', 'p', 'v', 'm', 'S', 'f', 'c')
            AND (c.tableoid, c.oid) NOT IN (SELECT classid, objid FROM ext) ORDER BY 1 LIMIT 4)
         UNION ALL
         (SELECT format('function %I.%I', n.nspname, p.proname) FROM pg_catalog.pg_proc p JOIN pg_catalog.pg_namespace n ON n.oid = p.pronamespace
          WHERE p.pronamespace NOT IN (SELECT oid FROM sys) AND (p.tableoid, p.oid) NOT IN (SELECT classid, objid FROM ext) ORDER BY 1 LIMIT 4)
+        UNION ALL
+        (SELECT format('type %I.%I', n.nspname, t.typname) FROM pg_catalog.pg_type t JOIN pg_catalog.pg_namespace n ON n.oid = t.typnamespace
+         WHERE t.typnamespace NOT IN (SELECT oid FROM sys) AND t.typrelid = 0 AND t.typcategory <> 'A'
+           AND (t.tableoid, t.oid) NOT IN (SELECT classid, objid FROM ext) ORDER BY 1 LIMIT 4)
         UNION ALL
         (SELECT format('schema %I', n.nspname) FROM pg_catalog.pg_namespace n
          WHERE n.oid NOT IN (SELECT oid FROM sys) AND n.nspname <> 'public'

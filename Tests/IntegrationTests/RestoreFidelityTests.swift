@@ -274,6 +274,17 @@ func cliKey(in dir: String, id: String = "k") async throws -> (arg: String, keyr
         #expect(gets.isEmpty)
         #expect(m.dump.key.hasSuffix(".dump.zst.aes"))
 
+        // An extension alone does not make a database non-empty; a type of its own does.
+        let withExtension = try await TestDatabase.create("fidext", sql: "CREATE EXTENSION citext")
+        let withType = try await TestDatabase.create("fidtype", sql: "CREATE TYPE public.mood AS ENUM ('ok', 'sad')")
+        let intoExtension = try await CLI.run(args + ["--to", withExtension.url], env: env)
+        let intoType = try await CLI.run(args + ["--to", withType.url], env: env)
+        await withExtension.drop()
+        await withType.drop()
+        #expect(intoExtension.status == 0, "\(intoExtension.stdout)\(intoExtension.stderr)")
+        #expect(intoType.status == ErrorCode.usage.exitStatus)
+        #expect(intoType.stderr.contains("is not empty (it has type public.mood)"), "\(intoType.stderr)")
+
         // With --clean the same database is replaced: same rows, and no second copy.
         let admin = try await PGConnection.connect(f.db.url)
         try await admin.execute("INSERT INTO shop.audit (note) VALUES ('after the backup')")
