@@ -7,7 +7,7 @@ import Postgres
 /// globals, a file written whole or not at all, and errors that say why.
 extension RestoreJob {
     func note(_ text: String) {
-        if let n = options.note { n(text) } else { logger.info("\(text)") }
+        if let n = options.note { n(text) } else { logger.info("restore", metadata: ["note": "\(text)"]) }
     }
 
     /// The target server's roles. With `mustBeEmpty`, refuses a database that

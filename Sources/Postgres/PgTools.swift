@@ -210,7 +210,8 @@ public final class PgRestore: Sendable {
     public func cancel(grace: Duration = .seconds(5)) { process.cancel(grace: grace) }
 }
 
-/// `psql` running a SQL script read from `input`, stopping at the first
+/// `psql` running a SQL script read from `input` (`--file=-`: errors name the
+/// line, `psql:<stdin>:N: ERROR: …`), stopping at the first
 /// error (`-X -q -v ON_ERROR_STOP=1`; the password only through PGPASSWORD).
 public final class Psql: Sendable {
     public let process: ChildProcess
@@ -220,7 +221,7 @@ public final class Psql: Sendable {
         let info = try ConnInfo(conninfo)
         let path = try PostgresTools.locate("psql", configured: binary)
         process = try ChildProcess(name: "psql", executable: path,
-                                   arguments: ["-X", "-q", "-v", "ON_ERROR_STOP=1", "--no-password", "--dbname=\(info.withoutPassword)"],
+                                   arguments: ["-X", "-q", "-v", "ON_ERROR_STOP=1", "--no-password", "--file=-", "--dbname=\(info.withoutPassword)"],
                                    environment: PostgresTools.environment(password: password ?? info.password),
                                    stdin: .channel(input), stdout: .null)
     }
