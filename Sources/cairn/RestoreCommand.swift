@@ -15,10 +15,11 @@ struct RestoreCommand: AsyncParsableCommand {
         abstract: "Restore a backup into a database, or to a plain .dump file.",
         discussion: """
         BACKUP is a backup id (or a unique prefix of one) or `latest`.
-        Owners and privileges are restored as they were; a database that is not empty is
-        refused unless --clean. The backup's roles (its globals, with include_globals) are
-        applied first when the target server lacks roles the backup names: existing roles
-        are left alone, passwords only with --globals-with-passwords.
+
+        Owners and privileges are restored as they were; a database that is not empty is refused unless --clean. \
+        The backup's roles (its globals, with include_globals) are applied first when the target server lacks roles \
+        the backup names: existing roles are left alone, passwords only with --globals-with-passwords.
+
         Examples:
           cairn restore latest --job marketplace-db --to postgres:///marketplace_restored --create
           cairn restore latest --job marketplace-db --to postgres:///marketplace --clean
