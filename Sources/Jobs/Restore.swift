@@ -76,8 +76,7 @@ public struct RestoreJob: Sendable {
                 } else {
                     bytes = try await decrypt(into: { ch in
                         guard let globals else {
-                            let r = try PgRestore(source: .channel(ch), target: .database(conninfo), options: pgOptions)
-                            return try await r.wait()
+                            return try await Self.restore(head: Data(), rest: ch, into: conninfo, options: pgOptions)
                         }
                         // The roles the archive names are in its table of contents, at its start:
                         // read it, apply the globals, then hand pg_restore what was read and the rest.

@@ -122,7 +122,10 @@ extension RestoreJob {
     }
 
     /// pg_restore of `head` followed by the rest of `rest`. When pg_restore
-    /// fails, its error is the one thrown (not the broken pipe it leaves).
+    /// fails, its error is the one thrown: pg_restore reads its own channel,
+    /// so the broken pipe it leaves never reaches `rest` and the pipeline
+    /// before it, which would otherwise report "exited before reading all of
+    /// its input" first.
     static func restore(head: Data, rest: ByteChannel, into conninfo: String, options: PgRestore.Options) async throws {
         let input = ByteChannel(capacity: Pipeline.defaultCapacity)
         let r = try PgRestore(source: .channel(input), target: .database(conninfo), options: options)

@@ -19,7 +19,8 @@ struct FidelityFixture {
 
     static let largeObject = 424242
 
-    static func create(_ label: String) async throws -> FidelityFixture {
+    /// `bulk`: also a table of ~13 MB, more than the pipes and channels between the download and pg_restore hold.
+    static func create(_ label: String, bulk: Bool = false) async throws -> FidelityFixture {
         let tag = UUID().uuidString.prefix(6).lowercased()
         let owner = "cairn_fid_owner_\(tag)", app = "cairn_fid_app_\(tag)"
         let admin = try await PGConnection.connect(try TestDatabase.admin())
@@ -49,6 +50,7 @@ struct FidelityFixture {
         SELECT lo_from_bytea(\(largeObject), 'large object bytes');
         COMMENT ON LARGE OBJECT \(largeObject) IS 'a blob';
         GRANT SELECT ON LARGE OBJECT \(largeObject) TO \(app);
+        \(bulk ? "CREATE TABLE shop.bulk AS SELECT g, md5(g::text) || md5((g * 7)::text) AS h FROM generate_series(1, 200000) g;" : "")
         RESET ROLE
         """)
         return FidelityFixture(tag: tag, owner: owner, app: app, db: db)
@@ -56,9 +58,9 @@ struct FidelityFixture {
 
     /// Runs `body` with a new fixture, then drops it (and `extraDatabases`),
     /// awaited: a clean-up left to a detached task can still run while the test process exits.
-    static func with(_ label: String, extraDatabases: (FidelityFixture) -> [String] = { _ in [] },
+    static func with(_ label: String, bulk: Bool = false, extraDatabases: (FidelityFixture) -> [String] = { _ in [] },
                      _ body: (FidelityFixture) async throws -> Void) async throws {
-        let f = try await create(label)
+        let f = try await create(label, bulk: bulk)
         do {
             try await body(f)
         } catch {
@@ -230,7 +232,8 @@ func cliKey(in dir: String, id: String = "k") async throws -> (arg: String, keyr
     }
 
     @Test func aFailingPgRestoreIsReportedWithItsOwnErrorLine() async throws {
-        try await FidelityFixture.with("fide", extraDatabases: { [$0.db.name + "_e"] }) { f in try await withDirectoryStore { store, root in
+        // bulk: pg_restore fails while most of the stream is still to come (the broken pipe must not win).
+        try await FidelityFixture.with("fide", bulk: true, extraDatabases: { [$0.db.name + "_e"] }) { f in try await withDirectoryStore { store, root in
             let target = f.db.name + "_e"
             let key = try await cliKey(in: root)
             _ = try await backup(f, store: store, keyring: key.keyring)
