@@ -24,6 +24,8 @@ public struct RestoreJob: Sendable {
     public var pgRestorePath: String?
     /// Called with the bytes of the stored object read so far (for progress).
     public var progress: (@Sendable (Int64) -> Void)?
+    /// How to restore: owners, privileges, --clean, globals, overwriting a file.
+    public var options = Options()
 
     public init(manifest: BackupManifest, store: any ObjectStore, keyring: Keyring, logger: Logger = .cairn("restore"),
                 pgRestorePath: String? = nil) {
@@ -48,24 +50,45 @@ public struct RestoreJob: Sendable {
         }
         switch target {
         case .file(let path):
-            let bytes = try await decrypt(into: { ch in try await FileWriter(path: path, mode: 0o600).drain(ch) })
+            let bytes = try await restoreToFile(path)
             return Result(bytes: bytes, rowCounts: nil, mismatches: [:])
         case .database(let conninfo, let create, let jobs):
+            if options.globals == .apply && manifest.globals == nil {
+                throw CairnError(.usage, "backup \(manifest.id) has no globals (its job ran without include_globals): restore without --globals")
+            }
             if create { try await createDatabase(conninfo) }
-            let options = PgRestore.Options(binary: pgRestorePath, jobs: jobs > 1 ? jobs : nil)
+            // Checked before a byte is downloaded.
+            let existingRoles = try await inspectTarget(conninfo, mustBeEmpty: !create && !options.clean)
+            let globals = try await globalsScript()
+            let pgOptions = PgRestore.Options(binary: pgRestorePath, jobs: jobs > 1 ? jobs : nil, noOwner: options.noOwner,
+                                              noPrivileges: options.noPrivileges, clean: options.clean)
             let bytes: Int64
-            if jobs > 1 {
-                // pg_restore --jobs needs a seekable file: download first (0600, removed afterwards).
-                let tmp = FileManager.default.temporaryDirectory.appendingPathComponent("cairn-restore-\(manifest.id)-\(UUID().uuidString.prefix(8)).dump").path
-                defer { unlink(tmp) }
-                bytes = try await decrypt(into: { ch in try await FileWriter(path: tmp, mode: 0o600).drain(ch) })
-                let r = try PgRestore(source: .file(tmp), target: .database(conninfo), options: options)
-                try await r.wait()
-            } else {
-                bytes = try await decrypt(into: { ch in
-                    let r = try PgRestore(source: .channel(ch), target: .database(conninfo), options: options)
+            do {
+                if jobs > 1 {
+                    // pg_restore --jobs needs a seekable file: download first (0600, removed afterwards).
+                    let tmp = FileManager.default.temporaryDirectory.appendingPathComponent("cairn-restore-\(manifest.id)-\(UUID().uuidString.prefix(8)).dump").path
+                    defer { unlink(tmp) }
+                    bytes = try await decrypt(into: { ch in try await FileWriter(path: tmp, mode: 0o600).drain(ch) })
+                    if let globals {
+                        let toc = try await Self.readTOC(file: tmp)
+                        try await applyGlobals(globals, referenced: toc.referencedRoles, existing: existingRoles, conninfo: conninfo)
+                    }
+                    let r = try PgRestore(source: .file(tmp), target: .database(conninfo), options: pgOptions)
                     try await r.wait()
-                })
+                } else {
+                    bytes = try await decrypt(into: { ch in
+                        guard let globals else {
+                            return try await Self.restore(head: Data(), rest: ch, into: conninfo, options: pgOptions)
+                        }
+                        // The roles the archive names are in its table of contents, at its start:
+                        // read it, apply the globals, then hand pg_restore what was read and the rest.
+                        let (toc, head) = try await ArchiveTOC.read(from: ch)
+                        try await applyGlobals(globals, referenced: toc.referencedRoles, existing: existingRoles, conninfo: conninfo)
+                        try await Self.restore(head: head, rest: ch, into: conninfo, options: pgOptions)
+                    })
+                }
+            } catch {
+                throw Self.explained(error)
             }
             let conn = try await PGConnection.connect(conninfo)
             let counts = try await conn.tableRowCounts()
@@ -78,15 +101,16 @@ public struct RestoreJob: Sendable {
         }
     }
 
-    /// Streams the dump object through decryption and decompression into `sink`.
-    /// Its encrypted stream must name this backup (job, id, `dump`) in its
-    /// header: objects of another backup copied over its names are refused
-    /// before any byte reaches `sink` (version 1 streams name none, and are
-    /// read only for format 1 manifests).
-    func decrypt(into sink: @escaping @Sendable (ByteChannel) async throws -> Void) async throws -> Int64 {
-        let key = manifest.dump.key
+    /// Streams the dump object (or `object`, e.g. the globals) through
+    /// decryption and decompression into `sink`. Its encrypted stream must name
+    /// this backup (job, id, and which object) in its header: objects of another
+    /// backup copied over its names are refused before any byte reaches `sink`
+    /// (version 1 streams name none, and are read only for format 1 manifests).
+    func decrypt(_ object: BackupObject? = nil, into sink: @escaping @Sendable (ByteChannel) async throws -> Void) async throws -> Int64 {
+        let object = object ?? manifest.dump
+        let key = object.key
         let store = self.store
-        let decryptor = DecryptingReader(keyring: keyring, expectedContext: manifest.streamContext(),
+        let decryptor = DecryptingReader(keyring: keyring, expectedContext: manifest.streamContext(globals: object != manifest.dump),
                                          requireContext: manifest.requiresStreamContext)
         let decompressor = try ZstdDecompressor()
         let plainHash = HashingCounter()
@@ -110,11 +134,11 @@ public struct RestoreJob: Sendable {
         } catch let e as CairnError where e.streamFormatError == .contextMismatch {
             throw CairnError(e.code, "backup \(manifest.id): stored object \(key): \(e.message)", cause: e.cause)
         }
-        guard cipherHash.byteCount == manifest.dump.ciphertextSize, cipherHash.sha256?.hexString == manifest.dump.ciphertextSHA256 else {
+        guard cipherHash.byteCount == object.ciphertextSize, cipherHash.sha256?.hexString == object.ciphertextSHA256 else {
             throw CairnError(.integrity, "backup \(manifest.id): stored object \(key) does not match its manifest (size or SHA-256)")
         }
-        guard plainHash.byteCount == manifest.dump.plaintextSize, plainHash.sha256?.hexString == manifest.dump.plaintextSHA256 else {
-            throw CairnError(.integrity, "backup \(manifest.id): restored dump does not match the manifest's size or SHA-256")
+        guard plainHash.byteCount == object.plaintextSize, plainHash.sha256?.hexString == object.plaintextSHA256 else {
+            throw CairnError(.integrity, "backup \(manifest.id): restored \(object == manifest.dump ? "dump" : object.key) does not match the manifest's size or SHA-256")
         }
         return plainHash.byteCount
     }

@@ -20,7 +20,6 @@ public struct ArchiveRowCounter: Sendable {
     private var nextParseAttempt = 64 << 10
     private var tocParsed = false
     private var intSize = 4
-    private var offSize = 8
     /// Tables by dump id: qualified name and count so far.
     private var tables: [Int: String] = [:]
     private var expected: Set<Int> = []
@@ -76,110 +75,27 @@ public struct ArchiveRowCounter: Sendable {
 
     // MARK: header and TOC
 
-    private struct NeedMore: Error {}
-
-    private struct Reader {
-        let bytes: [UInt8]
-        var pos = 0
-        var intSize = 4
-        mutating func byte() throws -> UInt8 {
-            guard pos < bytes.count else { throw NeedMore() }
-            defer { pos += 1 }
-            return bytes[pos]
-        }
-        mutating func skip(_ n: Int) throws {
-            guard pos + n <= bytes.count else { throw NeedMore() }
-            pos += n
-        }
-        mutating func int() throws -> Int {
-            let sign = try byte()
-            var v = 0
-            for i in 0..<intSize { v |= Int(try byte()) << (8 * i) }
-            return sign != 0 ? -v : v
-        }
-        mutating func string() throws -> String? {
-            let n = try int()
-            if n < 0 { return nil }
-            guard pos + n <= bytes.count else { throw NeedMore() }
-            defer { pos += n }
-            return String(decoding: bytes[pos..<pos + n], as: UTF8.self)
-        }
-    }
-
     private mutating func attemptTOC() throws {
-        var r = Reader(bytes: pending)
+        var consumed = 0
+        let toc: ArchiveTOC
         do {
-            try parseHeaderAndTOC(&r)
-        } catch is NeedMore {
+            toc = try ArchiveTOC.parse(pending, consumed: &consumed)
+        } catch is ArchiveTOC.NeedMore {
             nextParseAttempt = max(pending.count * 2, 64 << 10)
             return
         }
-        tocParsed = true
-        let rest = Array(pending[r.pos...])
-        pending = []
-        try rest.withUnsafeBytes { try consumeData($0) }
-    }
-
-    private mutating func parseHeaderAndTOC(_ r: inout Reader) throws {
-        guard try (0..<5).map({ _ in try r.byte() }) == Array("PGDMP".utf8) else {
-            throw CairnError(.integrity, "not a pg_dump custom-format archive (no PGDMP magic)")
-        }
-        let major = Int(try r.byte()), minor = Int(try r.byte())
-        _ = try r.byte()  // revision
-        let version = major * 100 + minor
-        guard major == 1, (12...16).contains(minor) else {
-            throw CairnError(.integrity, "unsupported pg_dump archive version \(major).\(minor) for row counting")
-        }
-        intSize = Int(try r.byte())
-        offSize = Int(try r.byte())
-        guard (1...8).contains(intSize), (1...8).contains(offSize) else {
-            throw CairnError(.integrity, "bad int/offset size in archive header")
-        }
-        r.intSize = intSize
-        guard try r.byte() == 1 else {
-            throw CairnError(.integrity, "archive is not in custom format (pg_dump -Fc)")
-        }
-        let compressed: Bool
-        if version >= 115 {
-            compressed = try r.byte() != 0          // compression algorithm, 0 = none
-        } else {
-            let level = try r.int()                  // compression level, 0 = none
-            compressed = level != 0 && level != -1 ? true : level == -1
-        }
-        if compressed {
+        if toc.compressed {
             throw CairnError(.config, "archive is compressed: row counting needs pg_dump -Z0")
         }
-        for _ in 0..<7 { _ = try r.int() }           // creation time (struct tm)
-        _ = try r.string()                           // database name
-        _ = try r.string()                           // server version
-        _ = try r.string()                           // pg_dump version
-
-        let entries = try r.int()
-        for _ in 0..<max(0, entries) {
-            let dumpID = try r.int()
-            _ = try r.int()                          // has a data dumper
-            _ = try r.string()                       // table oid
-            _ = try r.string()                       // oid
-            let tag = try r.string() ?? ""
-            let desc = try r.string() ?? ""
-            _ = try r.int()                          // section
-            _ = try r.string()                       // definition
-            _ = try r.string()                       // drop statement
-            _ = try r.string()                       // copy statement
-            let namespace = try r.string() ?? ""
-            _ = try r.string()                       // tablespace
-            if version >= 114 { _ = try r.string() } // table access method
-            if version >= 116 { _ = try r.int() }    // relkind
-            _ = try r.string()                       // owner
-            _ = try r.string()                       // "with oids"
-            while try r.string() != nil {}           // dependencies, ended by NULL
-            let offsetFlag = try r.byte()            // custom format: data offset
-            try r.skip(offSize)
-            if desc == "TABLE DATA" {
-                tables[dumpID] = qualifiedName(schema: namespace, table: tag)
-                if offsetFlag != 3 { expected.insert(dumpID) }  // 3 = K_OFFSET_NO_DATA
-            }
+        intSize = toc.intSize
+        for e in toc.entries where e.desc == "TABLE DATA" {
+            tables[e.dumpID] = qualifiedName(schema: e.namespace, table: e.tag)
+            if e.hasData { expected.insert(e.dumpID) }
         }
+        tocParsed = true
+        let rest = Array(pending[consumed...])
+        pending = []
+        try rest.withUnsafeBytes { try consumeData($0) }
     }
 
     // MARK: data blocks

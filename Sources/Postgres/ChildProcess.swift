@@ -19,7 +19,9 @@ import Darwin
 /// - stdin, when it comes from a `ByteChannel`, is written in full; if the
 ///   child stops reading (EPIPE) the channel is cancelled so the producer stops.
 /// - stderr is always drained; the last `stderrTailLimit` bytes are kept for
-///   error messages.
+///   error messages, and so is the first line that contains `ERROR:` (a
+///   PostgreSQL error, which pg_restore and psql print before the statement
+///   that failed): the failure names that line rather than the last one.
 /// - The child is always reaped (a dedicated thread waits for it), so it never
 ///   stays a zombie, whether or not anyone calls `wait()`.
 ///
@@ -72,6 +74,9 @@ public final class ChildProcess: @unchecked Sendable {
     private var stderrTail: [UInt8] = []
     private let stderrTailLimit: Int
     private var stderrDone = false
+    /// The current, unfinished stderr line while no `ERROR:` line has been seen.
+    private var stderrLine: [UInt8] = []
+    private var firstErrorLine: String?
     private var waiters: [CheckedContinuation<Void, Never>] = []
     private let stdinChannel: ByteChannel?
     private let stdoutChannel: ByteChannel?
@@ -277,15 +282,15 @@ public final class ChildProcess: @unchecked Sendable {
         if let e = inputFailure {
             return CairnError.wrap(e, .process, "input of \(name) failed")
         }
-        let line = lastStderrLineLocked()
-        let detail = line.isEmpty ? "" : ": \(line)"
+        let failure = ProcessFailure(name: name, termination: t, errorLine: firstErrorLine, lastLine: lastStderrLineLocked())
         switch t {
         case .exited(0):
             if inputUnread { return CairnError(.process, "\(name) exited early, before reading all of its input") }
             if let r = stdoutReadError { return CairnError(.process, "reading the output of \(name) failed: \(r)") }
             return nil
         case .exited, .signaled:
-            return CairnError(.process, "\(name) \(t)\(detail)")
+            let detail = failure.description.isEmpty ? "" : ": \(failure.description)"
+            return CairnError(.process, "\(name) \(t)\(detail)", cause: failure)
         }
     }
 
@@ -310,6 +315,13 @@ public final class ChildProcess: @unchecked Sendable {
             if !t.isEmpty { return t }
         }
         return ""
+    }
+
+    /// The first stderr line containing `ERROR:`, nil if there was none (yet).
+    public var firstStderrErrorLine: String? {
+        cond.lock()
+        defer { cond.unlock() }
+        return firstErrorLine
     }
 
     /// How the child ended, nil while it runs.
@@ -409,14 +421,37 @@ public final class ChildProcess: @unchecked Sendable {
             if stderrTail.count > stderrTailLimit {
                 stderrTail.removeFirst(stderrTail.count - stderrTailLimit)
             }
+            if firstErrorLine == nil { scanForErrorLine(UnsafeBufferPointer(start: buf, count: n)) }
             cond.unlock()
         }
         _ = Glibc.close(fd)
         cond.lock()
+        if firstErrorLine == nil { scanForErrorLine(UnsafeBufferPointer(start: nil, count: 0), atEnd: true) }
         stderrDone = true
         cond.broadcast()
         cond.unlock()
         pumpDone()
+    }
+
+    /// Looks for the first line containing `ERROR:` (under `cond`). Lines are
+    /// assembled across reads; one longer than 8 KiB is cut there.
+    private func scanForErrorLine(_ bytes: UnsafeBufferPointer<UInt8>, atEnd: Bool = false) {
+        func check() {
+            let line = String(decoding: stderrLine, as: UTF8.self)
+            stderrLine.removeAll(keepingCapacity: true)
+            if let r = line.range(of: "ERROR:") {
+                // PostgreSQL pads "ERROR:" with two spaces; one reads better in a one-line message.
+                var rest = line[r.upperBound...]
+                while rest.hasPrefix("  ") { rest = rest.dropFirst() }
+                firstErrorLine = (line[..<r.upperBound] + rest).trimmingCharacters(in: .whitespaces)
+            }
+        }
+        for b in bytes where firstErrorLine == nil {
+            if b == UInt8(ascii: "\n") || b == UInt8(ascii: "\r") { check() }
+            else if stderrLine.count < 8 << 10 { stderrLine.append(b) }
+        }
+        if atEnd && firstErrorLine == nil && !stderrLine.isEmpty { check() }
+        if firstErrorLine != nil { stderrLine = [] }
     }
 
     private func pumpStdout(_ fd: Int32, to channel: ByteChannel, chunkSize: Int) {
@@ -499,6 +534,21 @@ public final class ChildProcess: @unchecked Sendable {
     private func cancelForInputFailure() {
         terminate(grace: .seconds(5))
     }
+}
+
+/// How a child process failed, kept as data for whoever reports the error:
+/// the first `ERROR:` line of its stderr (PostgreSQL's own error) if there
+/// was one, and its last stderr line.
+public struct ProcessFailure: Error, Sendable, CustomStringConvertible {
+    public var name: String
+    public var termination: ChildProcess.Termination
+    /// The first stderr line containing `ERROR:`, e.g. `pg_restore: error: could
+    /// not execute query: ERROR: relation "users" already exists`.
+    public var errorLine: String?
+    public var lastLine: String
+
+    /// The line the error message names: the first `ERROR:` line, else the last line.
+    public var description: String { errorLine ?? lastLine }
 }
 
 func signalName(_ s: Int32) -> String? {

@@ -135,25 +135,28 @@ public final class PgRestore: Sendable {
         public var password: String?
         /// `--jobs N` (needs `.file` source and a database target).
         public var jobs: Int?
-        /// `--no-owner`: objects belong to the restoring role (default on: a
-        /// scratch database need not have the original roles).
+        /// `--no-owner`: objects belong to the restoring role instead of
+        /// their owners in the archive (default off: a restore is faithful).
         public var noOwner: Bool
-        /// `--no-privileges` (no GRANT/REVOKE; default on, for the same reason).
+        /// `--no-privileges`: no GRANT/REVOKE (default off).
         public var noPrivileges: Bool
+        /// `--clean --if-exists`: drop the archive's objects before creating them.
+        public var clean: Bool
         /// `--exit-on-error` (default on: the first error fails the restore).
         public var exitOnError: Bool
         /// `--single-transaction` (not with `jobs`).
         public var singleTransaction: Bool
         public var extraArguments: [String]
 
-        public init(binary: String? = nil, password: String? = nil, jobs: Int? = nil, noOwner: Bool = true,
-                    noPrivileges: Bool = true, exitOnError: Bool = true, singleTransaction: Bool = false,
+        public init(binary: String? = nil, password: String? = nil, jobs: Int? = nil, noOwner: Bool = false,
+                    noPrivileges: Bool = false, clean: Bool = false, exitOnError: Bool = true, singleTransaction: Bool = false,
                     extraArguments: [String] = []) {
             self.binary = binary
             self.password = password
             self.jobs = jobs
             self.noOwner = noOwner
             self.noPrivileges = noPrivileges
+            self.clean = clean
             self.exitOnError = exitOnError
             self.singleTransaction = singleTransaction
             self.extraArguments = extraArguments
@@ -169,6 +172,7 @@ public final class PgRestore: Sendable {
         if options.exitOnError { args.append("--exit-on-error") }
         if options.noOwner { args.append("--no-owner") }
         if options.noPrivileges { args.append("--no-privileges") }
+        if options.clean { args += ["--clean", "--if-exists"] }
         if options.singleTransaction { args.append("--single-transaction") }
         var password = options.password
         switch target {
@@ -204,6 +208,37 @@ public final class PgRestore: Sendable {
     public func wait() async throws { try await process.waitForSuccess() }
 
     public func cancel(grace: Duration = .seconds(5)) { process.cancel(grace: grace) }
+}
+
+/// `psql` running a SQL script read from `input` (`--file=-`: errors name the
+/// line, `psql:<stdin>:N: ERROR: …`), stopping at the first
+/// error (`-X -q -v ON_ERROR_STOP=1`; the password only through PGPASSWORD).
+public final class Psql: Sendable {
+    public let process: ChildProcess
+    public var pid: pid_t { process.pid }
+
+    public init(conninfo: String, input: ByteChannel, binary: String? = nil, password: String? = nil) throws {
+        let info = try ConnInfo(conninfo)
+        let path = try PostgresTools.locate("psql", configured: binary)
+        process = try ChildProcess(name: "psql", executable: path,
+                                   arguments: ["-X", "-q", "-v", "ON_ERROR_STOP=1", "--no-password", "--file=-", "--dbname=\(info.withoutPassword)"],
+                                   environment: PostgresTools.environment(password: password ?? info.password),
+                                   stdin: .channel(input), stdout: .null)
+    }
+
+    /// Runs `sql` in the database `conninfo` names; throws `.process` with
+    /// psql's first `ERROR:` line unless every statement succeeded.
+    public static func run(_ sql: String, conninfo: String, binary: String? = nil, password: String? = nil) async throws {
+        let input = ByteChannel(capacity: 1 << 20)
+        let p = try Psql(conninfo: conninfo, input: input, binary: binary, password: password)
+        do {
+            try await input.send(Data(sql.utf8))
+            input.finish()
+        } catch {
+            input.cancel(error)
+        }
+        try await p.process.waitForSuccess()
+    }
 }
 
 /// A running `pg_dumpall --globals-only` (roles, tablespaces) streaming SQL into `output`.

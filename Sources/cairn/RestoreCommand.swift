@@ -15,8 +15,14 @@ struct RestoreCommand: AsyncParsableCommand {
         abstract: "Restore a backup into a database, or to a plain .dump file.",
         discussion: """
         BACKUP is a backup id (or a unique prefix of one) or `latest`.
+
+        Owners and privileges are restored as they were; a database that is not empty is refused unless --clean. \
+        The backup's roles (its globals, with include_globals) are applied first when the target server lacks roles \
+        the backup names: existing roles are left alone, passwords only with --globals-with-passwords.
+
         Examples:
           cairn restore latest --job marketplace-db --to postgres:///marketplace_restored --create
+          cairn restore latest --job marketplace-db --to postgres:///marketplace --clean
           cairn restore 20261127T023000Z-1a2b3c4d --to-file /tmp/marketplace.dump
           cairn restore latest --storage s3://bucket/cairn --prefix marketplace-db --key-file 2026-11=/root/2026-11.key --to-file x.dump
           cairn restore latest --storage s3://bucket/cairn --job marketplace-db --key-file /root/2026-11.key --to postgres:///m --create
@@ -29,6 +35,12 @@ struct RestoreCommand: AsyncParsableCommand {
     @Option(help: "Target database (libpq URL or keywords; password from PGPASSFILE/PGPASSWORD).") var to: String?
     @Option(name: .customLong("to-file"), help: "Write the custom-format dump here instead (for pg_restore by hand).") var toFile: String?
     @Flag(help: "Create the target database first.") var create = false
+    @Flag(help: "Drop the backup's objects in the target before restoring them (pg_restore --clean --if-exists); needed for a database that is not empty.") var clean = false
+    @Flag(name: .customLong("no-owner"), help: "Objects belong to the restoring role (pg_restore --no-owner).") var noOwner = false
+    @Flag(name: .customLong("no-privileges"), help: "Restore no GRANT/REVOKE (pg_restore --no-privileges).") var noPrivileges = false
+    @Flag(inversion: .prefixedNo, help: "Apply the backup's roles and memberships before pg_restore (default: when the target lacks roles the backup names).") var globals: Bool?
+    @Flag(name: .customLong("globals-with-passwords"), help: "Restore the roles' passwords too (default: roles are created without).") var globalsWithPasswords = false
+    @Flag(help: "Replace an existing --to-file.") var force = false
     @Option(help: "Parallel pg_restore jobs (downloads to a temporary file first).") var jobs: Int = 1
     @Option(help: "Storage URL to read instead of the config (disaster recovery).") var storage: String?
     @Option(help: "Key prefix of the backups in --storage (default: find every job's prefix; --job picks one).") var prefix: String?
@@ -39,6 +51,11 @@ struct RestoreCommand: AsyncParsableCommand {
         if jobs < 1 { throw ValidationError("--jobs must be at least 1") }
         if create && to == nil { throw ValidationError("--create needs --to") }
         if storage != nil && options.keyFiles.isEmpty { throw ValidationError("--storage needs --key-file") }
+        if toFile != nil && (clean || noOwner || noPrivileges || globals != nil || globalsWithPasswords) {
+            throw ValidationError("--clean, --no-owner, --no-privileges and --globals need --to (pg_restore takes them for a file)")
+        }
+        if force && toFile == nil { throw ValidationError("--force needs --to-file") }
+        if globals == false && globalsWithPasswords { throw ValidationError("--globals-with-passwords contradicts --no-globals") }
     }
 
     func run() async throws {
@@ -52,24 +69,33 @@ struct RestoreCommand: AsyncParsableCommand {
                 let scan = try await catalog.scan()
                 warnAbout(scan.problems)
                 skipped += scan.problems
-                if let e = try? catalog.find(backup, in: scan) { found.append((e, store)) }
+                // Only "not in this job" moves on: a storage, credential or manifest error is the answer.
+                do {
+                    found.append((try catalog.find(backup, in: scan), store))
+                } catch let e as CairnError where e.code == .notFound {
+                    continue
+                }
             }
             guard !found.isEmpty else { throw CairnError(.notFound, "no backup '\(backup)' found") }
-            let (entry, store) = backup == "latest" ? found.max { $0.0.manifest.startedAt < $1.0.manifest.startedAt }! : found[0]
-            if backup != "latest" && found.count > 1 {
-                throw CairnError(.usage, "backup '\(backup)' exists in several jobs; pass --job")
+            if Set(found.map(\.0.manifest.job)).count > 1 {
+                let jobs = found.map { "\($0.0.manifest.job) (\($0.0.manifest.id))" }.joined(separator: ", ")
+                throw CairnError(.usage, "backup '\(backup)' found in several jobs: \(jobs); pass --job")
             }
+            // One job (possibly under several prefixes: a copied bucket, a moved prefix): its newest match.
+            let (entry, store) = found.max { ($0.0.manifest.startedAt, $0.0.manifest.id) < ($1.0.manifest.startedAt, $1.0.manifest.id) }!
             try entry.requireTrusted(trustUnauthenticated: trustUnauthenticated)
             warnAbout([entry], latestOf: backup == "latest" ? skipped : [], trusted: trustUnauthenticated)
             let manifest = entry.manifest
             let target: RestoreJob.Target = toFile.map { .file($0) } ?? .database(to!, create: create, jobs: jobs)
             print("restoring backup \(manifest.id) of \(manifest.database) (job \(manifest.job), \(ByteFormat.human(manifest.dump.plaintextSize)))")
             let progress = RestoreProgress(total: manifest.dump.ciphertextSize)
-            let restore = {
-                var r = RestoreJob(manifest: manifest, store: store, keyring: keyring)
-                r.progress = { progress.read($0) }
-                return r
-            }()
+            var restoreJob = RestoreJob(manifest: manifest, store: store, keyring: keyring)
+            restoreJob.progress = { progress.read($0) }
+            restoreJob.options = RestoreJob.Options(
+                noOwner: noOwner, noPrivileges: noPrivileges, clean: clean,
+                globals: globals.map { $0 ? .apply : .skip } ?? .auto, globalsWithPasswords: globalsWithPasswords,
+                overwriteFile: force, note: { print($0) })
+            let restore = restoreJob
             let reporter = ProgressReporter(job: "restore \(manifest.id)")
             reporter.start(progress)
             defer { reporter.stop() }

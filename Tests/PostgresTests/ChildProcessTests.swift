@@ -97,3 +97,43 @@ import Testing
         }
     }
 }
+
+@Suite struct ChildProcessErrorLineTests {
+    @Test func theFailureNamesTheFirstErrorLineNotTheTailOfTheStatement() async throws {
+        // What pg_restore --exit-on-error prints: the error, then the statement that failed.
+        let script = """
+        printf 'pg_restore: error: could not execute query: ERROR:  relation "users" already exists\\nCommand was: CREATE TABLE public.users (\\n    id integer\\n);\\n' >&2
+        echo 'pg_restore: error: ERROR:  a later one' >&2
+        exit 1
+        """
+        let p = try ChildProcess(name: "pg_restore", executable: "/bin/sh", arguments: ["-c", script])
+        do {
+            try await p.waitForSuccess()
+            Issue.record("expected failure")
+        } catch let e as CairnError {
+            #expect(e.code == .process)
+            #expect(e.message == #"pg_restore exited with status 1: pg_restore: error: could not execute query: ERROR: relation "users" already exists"#)
+            let f = try #require(e.cause as? ProcessFailure)
+            #expect(f.errorLine == #"pg_restore: error: could not execute query: ERROR: relation "users" already exists"#)
+            #expect(f.lastLine == "pg_restore: error: ERROR:  a later one")
+            #expect(f.termination == .exited(1))
+            #expect(!e.description.contains("a later one"))
+        }
+        #expect(p.firstStderrErrorLine?.hasSuffix("already exists") == true)
+    }
+
+    @Test func anErrorLineSplitAcrossWritesIsWhole() async throws {
+        let script = "printf 'psql:<stdin>:3: ERR' >&2; sleep 0.05; printf 'OR:  role \"x\" does not exist\\n' >&2; exit 3"
+        let p = try ChildProcess(name: "psql", executable: "/bin/sh", arguments: ["-c", script])
+        try await p.wait()
+        #expect(p.firstStderrErrorLine == #"psql:<stdin>:3: ERROR: role "x" does not exist"#)
+        #expect(p.failure?.message == #"psql exited with status 3: psql:<stdin>:3: ERROR: role "x" does not exist"#)
+    }
+
+    @Test func withoutAnErrorLineTheLastLineIsKept() async throws {
+        let p = try ChildProcess(name: "pg_dump", executable: "/bin/sh", arguments: ["-c", "echo 'pg_dump: error: connection failed' >&2; echo 'FATAL: no db' >&2; exit 1"])
+        try await p.wait()
+        #expect(p.firstStderrErrorLine == nil)
+        #expect(p.failure?.message == "pg_dump exited with status 1: FATAL: no db")
+    }
+}

@@ -214,6 +214,24 @@ import Testing
         #expect(throws: CairnError.self) { try PostgresTools.locate("pg_dump", configured: "/nonexistent/pg_dump") }
         #expect(try PostgresTools.locate("pg_dump").hasSuffix("/pg_dump"))
     }
+
+    @Test func psqlRunsAScriptAndStopsAtItsFirstErrorNamingIt() async throws {
+        let db = try await createDatabase("psql")
+        let url = try conninfo(database: db)
+        try await Psql.run("CREATE TABLE t (x int);\nINSERT INTO t VALUES (1), (2);\n", conninfo: url)
+        do {
+            try await Psql.run("INSERT INTO t VALUES (3);\nSELECT * FROM missing_table;\nINSERT INTO t VALUES (4);\n", conninfo: url)
+            Issue.record("expected failure")
+        } catch let e as CairnError {
+            #expect(e.code == .process)
+            #expect(e.message == #"psql exited with status 3: psql:<stdin>:2: ERROR: relation "missing_table" does not exist"#)
+            #expect((e.cause as? ProcessFailure)?.errorLine == #"psql:<stdin>:2: ERROR: relation "missing_table" does not exist"#)
+        }
+        let c = try await PGConnection.connect(url)
+        #expect(try await c.queryValue("SELECT string_agg(x::text, ',' ORDER BY x) FROM t") == "1,2,3")  // stopped at the error
+        await c.close()
+        await dropDatabase(db)
+    }
 }
 
 func dropRole(_ role: String) async {
