@@ -82,34 +82,29 @@ public struct SQLScript: Sendable {
         flush()
     }
 
+    /// The index after the `quote` that closes a literal or identifier whose
+    /// body starts at `start` (a doubled quote stands for itself), or the end.
+    static func endOfQuoted(_ s: String, from start: String.Index, quote: Character) -> String.Index {
+        var j = start
+        while j < s.endIndex {
+            if s[j] == quote {
+                let k = s.index(after: j)
+                if k < s.endIndex && s[k] == quote { j = s.index(after: k); continue }
+                return k
+            }
+            j = s.index(after: j)
+        }
+        return s.endIndex
+    }
+
     /// The end of the literal, quoted identifier or comment starting at `i`,
     /// or the index after `i` if none starts there. An unterminated one runs to the end.
     static func skipQuotedOrComment(_ s: String, from i: String.Index) -> String.Index {
         let c = s[i]
         let next = s.index(after: i)
         switch c {
-        case "'":
-            var j = next
-            while j < s.endIndex {
-                if s[j] == "'" {
-                    let k = s.index(after: j)
-                    if k < s.endIndex && s[k] == "'" { j = s.index(after: k); continue }
-                    return k
-                }
-                j = s.index(after: j)
-            }
-            return s.endIndex
-        case "\"":
-            var j = next
-            while j < s.endIndex {
-                if s[j] == "\"" {
-                    let k = s.index(after: j)
-                    if k < s.endIndex && s[k] == "\"" { j = s.index(after: k); continue }
-                    return k
-                }
-                j = s.index(after: j)
-            }
-            return s.endIndex
+        case "'", "\"":
+            return endOfQuoted(s, from: next, quote: c)
         case "E", "e":
             // E'…': backslash escapes, unless E is the end of a word (handled by the caller's word scan)
             guard next < s.endIndex, s[next] == "'" else { return next }
