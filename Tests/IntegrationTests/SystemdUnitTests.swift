@@ -119,6 +119,8 @@ import Testing
             ("/usr/lib/sysusers.d/cairn.conf", 0o644),
             ("/usr/lib/tmpfiles.d/cairn.conf", 0o644),
             ("/usr/local/share/doc/cairn/OPERATIONS.md", 0o644),
+            ("/usr/local/share/man/man1/cairn.1", 0o644),
+            ("/usr/local/share/bash-completion/completions/cairn", 0o644),
             ("/etc/cairn", 0o750),
             ("/etc/cairn/jobs", 0o750),
             ("/etc/cairn/keys", 0o700),
@@ -130,6 +132,7 @@ import Testing
             #expect(Self.mode(dest + path) == mode, "\(path): \(Self.mode(dest + path).map { String($0, radix: 8) } ?? "missing")")
         }
         #expect(FileManager.default.contentsEqual(atPath: dest + "/usr/local/bin/cairn", andPath: try CLI.binary))
+        #expect(try String(contentsOfFile: dest + "/usr/local/share/bash-completion/completions/cairn", encoding: .utf8).contains("restore"))
         #expect(FileManager.default.contentsEqual(atPath: dest + "/etc/cairn/cairn.toml", andPath: Self.repoRoot + "/systemd/cairn.toml"))
 
         // The installed example configuration loads.
