@@ -92,34 +92,36 @@ struct BackupsCommand: AsyncParsableCommand {
             try await reportingErrors {
                 let places = try await backupLocations(options: options, job: job, storage: storage, prefix: prefix)
                 let keyring = listingKeyring(options: options, storage: storage)
-                var found: [(BackupLocation, BackupManifest)] = []
+                var found: [(BackupLocation, CatalogEntry)] = []
                 for l in places {
                     let scan = try await BackupCatalog(store: l.store, prefix: l.prefix, keyring: keyring).scan()
                     warnAbout(scan.problems)
-                    let all = scan.entries.map(\.manifest)
                     if backup == "latest" {
-                        if let m = all.last { found.append((l, m)) }
+                        if let e = scan.entries.last { found.append((l, e)) }
                     } else {
-                        found += all.filter { $0.id == backup || $0.id.hasPrefix(backup) }.map { (l, $0) }
+                        found += scan.entries.filter { $0.manifest.id == backup || $0.manifest.id.hasPrefix(backup) }.map { (l, $0) }
                     }
                 }
                 guard !found.isEmpty else {
                     throw CairnError(.notFound, "no backup '\(backup)' in \(places.map(\.whereText).joined(separator: ", "))")
                 }
-                if backup == "latest" && Set(found.map(\.1.job)).count == 1 {
+                if backup == "latest" && Set(found.map(\.1.manifest.job)).count == 1 {
                     // One job under several prefixes (a copied bucket, a moved prefix): its newest backup.
-                    found = [found.max { ($0.1.startedAt, $0.1.id) < ($1.1.startedAt, $1.1.id) }!]
+                    found = [found.max { ($0.1.manifest.startedAt, $0.1.manifest.id) < ($1.1.manifest.startedAt, $1.1.manifest.id) }!]
                 }
                 guard found.count == 1 else {
-                    let what = found.map { "\($0.1.id) (job \($0.1.job))" }.joined(separator: ", ")
+                    let what = found.map { "\($0.1.manifest.id) (job \($0.1.manifest.job))" }.joined(separator: ", ")
                     throw CairnError(.usage, backup == "latest" ? "several jobs have backups: \(what); pass --job"
                                                                 : "backup id '\(backup)' is ambiguous: \(what)")
                 }
-                let (l, m) = found[0]
+                let (l, entry) = found[0]
+                warnAbout([entry])
                 if json {
-                    print(String(decoding: try m.encoded(), as: UTF8.self))
+                    // The object as stored (with its MAC), byte for byte.
+                    FileHandle.standardOutput.write(try await l.store.getData(key: entry.key, limit: 16 << 20))
                 } else {
-                    print(ManifestText(manifest: m, location: l.whereText).lines.joined(separator: "\n"))
+                    print(ManifestText(manifest: entry.manifest, location: l.whereText).lines.joined(separator: "\n"))
+                    print("  " + "manifest".padding(toLength: 13, withPad: " ", startingAt: 0) + "\(entry.key), \(entry.authentication.label)")
                 }
             }
         }

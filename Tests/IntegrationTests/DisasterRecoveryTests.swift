@@ -119,6 +119,9 @@ import Postgres
         #expect(showJSON.status == 0, "\(showJSON.stderr)")
         let shown = try BackupManifest.decode(Data(showJSON.stdout.utf8), key: "stdout")
         #expect(shown.id == b1.id && shown.job == "beta-db" && shown.rowCounts == b1.rowCounts && shown.dump == b1.dump)
+        // Byte for byte as stored: with its MAC.
+        let stored = try await store.getData(key: BackupLayout.manifestKey(prefix: "nested/beta", id: b1.id), limit: 1 << 20)
+        #expect(Data(showJSON.stdout.utf8) == stored)
         // Without --job, `latest` among two jobs is ambiguous.
         let ambiguous = try await CLI.run(["backups", "show", "latest", "--storage", url], env: env)
         #expect(ambiguous.status == 2)
