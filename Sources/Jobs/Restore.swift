@@ -57,48 +57,76 @@ public struct RestoreJob: Sendable {
                 throw CairnError(.usage, "backup \(manifest.id) has no globals (its job ran without include_globals): restore without --globals")
             }
             if create { try await createDatabase(conninfo) }
-            // Checked before a byte is downloaded.
-            let existingRoles = try await inspectTarget(conninfo, mustBeEmpty: !create && !options.clean)
-            let globals = try await globalsScript()
-            let pgOptions = PgRestore.Options(binary: pgRestorePath, jobs: jobs > 1 ? jobs : nil, noOwner: options.noOwner,
-                                              noPrivileges: options.noPrivileges, clean: options.clean)
-            let bytes: Int64
             do {
-                if jobs > 1 {
-                    // pg_restore --jobs needs a seekable file: download first (0600, removed afterwards).
-                    let tmp = FileManager.default.temporaryDirectory.appendingPathComponent("cairn-restore-\(manifest.id)-\(UUID().uuidString.prefix(8)).dump").path
-                    defer { unlink(tmp) }
-                    bytes = try await decrypt(into: { ch in try await FileWriter(path: tmp, mode: 0o600).drain(ch) })
-                    if let globals {
-                        let toc = try await Self.readTOC(file: tmp)
-                        try await applyGlobals(globals, referenced: toc.referencedRoles, existing: existingRoles, conninfo: conninfo)
-                    }
-                    let r = try PgRestore(source: .file(tmp), target: .database(conninfo), options: pgOptions)
-                    try await r.wait()
-                } else {
-                    bytes = try await decrypt(into: { ch in
-                        guard let globals else {
-                            return try await Self.restore(head: Data(), rest: ch, into: conninfo, options: pgOptions)
-                        }
-                        // The roles the archive names are in its table of contents, at its start:
-                        // read it, apply the globals, then hand pg_restore what was read and the rest.
-                        let (toc, head) = try await ArchiveTOC.read(from: ch)
-                        try await applyGlobals(globals, referenced: toc.referencedRoles, existing: existingRoles, conninfo: conninfo)
-                        try await Self.restore(head: head, rest: ch, into: conninfo, options: pgOptions)
-                    })
-                }
+                return try await restoreIntoDatabase(conninfo, create: create, jobs: jobs)
             } catch {
-                throw Self.explained(error)
+                // A database this restore created holds a partial restore: drop it, so that
+                // the same command can run again (one that existed before is left as it is).
+                if create { await dropCreatedDatabase(conninfo) }
+                throw error
             }
-            let conn = try await PGConnection.connect(conninfo)
-            let counts = try await conn.tableRowCounts()
-            await conn.close()
-            var mismatches: [String: (expected: Int64, actual: Int64?)] = [:]
-            for (table, expected) in manifest.rowCounts where counts[table] != expected {
-                mismatches[table] = (expected, counts[table])
-            }
-            return Result(bytes: bytes, rowCounts: counts, mismatches: mismatches)
         }
+    }
+
+    private func restoreIntoDatabase(_ conninfo: String, create: Bool, jobs: Int) async throws -> Result {
+        // Checked before a byte is downloaded.
+        let existingRoles = try await inspectTarget(conninfo, mustBeEmpty: !create && !options.clean)
+        let globals = try await globalsScript()
+        let pgOptions = PgRestore.Options(binary: pgRestorePath, jobs: jobs > 1 ? jobs : nil, noOwner: options.noOwner,
+                                          noPrivileges: options.noPrivileges, clean: options.clean)
+        let bytes: Int64
+        do {
+            if jobs > 1 {
+                // pg_restore --jobs needs a seekable file: download first (0600, removed afterwards).
+                let tmp = FileManager.default.temporaryDirectory.appendingPathComponent("cairn-restore-\(manifest.id)-\(UUID().uuidString.prefix(8)).dump").path
+                defer { unlink(tmp) }
+                bytes = try await decrypt(into: { ch in try await FileWriter(path: tmp, mode: 0o600).drain(ch) })
+                if let globals {
+                    let toc = try await Self.readTOC(file: tmp)
+                    try await applyGlobals(globals, referenced: toc.referencedRoles, existing: existingRoles, conninfo: conninfo)
+                }
+                let r = try PgRestore(source: .file(tmp), target: .database(conninfo), options: pgOptions)
+                try await r.wait()
+            } else {
+                bytes = try await decrypt(into: { ch in
+                    guard let globals else {
+                        return try await Self.restore(head: Data(), rest: ch, into: conninfo, options: pgOptions)
+                    }
+                    // The roles the archive names are in its table of contents, at its start:
+                    // read it, apply the globals, then hand pg_restore what was read and the rest.
+                    let (toc, head) = try await ArchiveTOC.read(from: ch)
+                    try await applyGlobals(globals, referenced: toc.referencedRoles, existing: existingRoles, conninfo: conninfo)
+                    try await Self.restore(head: head, rest: ch, into: conninfo, options: pgOptions)
+                })
+            }
+        } catch {
+            throw Self.explained(error)
+        }
+        let conn = try await PGConnection.connect(conninfo)
+        let counts = try await conn.tableRowCounts()
+        await conn.close()
+        var mismatches: [String: (expected: Int64, actual: Int64?)] = [:]
+        for (table, expected) in manifest.rowCounts where counts[table] != expected {
+            mismatches[table] = (expected, counts[table])
+        }
+        return Result(bytes: bytes, rowCounts: counts, mismatches: mismatches)
+    }
+
+    /// Drops the database `createDatabase` made, best effort, even when the
+    /// restore was cancelled (in a task of its own, which the cancellation does not reach).
+    func dropCreatedDatabase(_ conninfo: String) async {
+        let logger = self.logger
+        await Task.detached {
+            guard let info = try? ConnInfo(conninfo), let db = info["dbname"] else { return }
+            do {
+                let admin = try await PGConnection.connect(info.with("dbname", "postgres").keywordString)
+                defer { Task { await admin.close() } }
+                try await admin.execute("DROP DATABASE IF EXISTS \(quoteIdentifier(db)) WITH (FORCE)")
+                logger.notice("dropped the database this restore created", metadata: ["database": "\(db)"])
+            } catch {
+                logger.warning("cannot drop the database this restore created", metadata: ["database": "\(db)", "error": "\(error)"])
+            }
+        }.value
     }
 
     /// Streams the dump object (or `object`, e.g. the globals) through

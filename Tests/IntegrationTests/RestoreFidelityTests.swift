@@ -250,6 +250,11 @@ func cliKey(in dir: String, id: String = "k") async throws -> (arg: String, keyr
             // One error line (progress lines, "cairn: restore ID: …", may come before it off a terminal).
             #expect(r.stderr.split(separator: "\n").filter { !$0.hasPrefix("cairn: restore ") }.count == 1, "\(r.stderr)")
             #expect(try await f.globalsLines().isEmpty)
+            // The database this restore created is dropped again: the same command can be re-run.
+            let admin = try await PGConnection.connect(try TestDatabase.admin())
+            let left = try await admin.queryValue("SELECT count(*) FROM pg_database WHERE datname = $1", params: [target])
+            await admin.close()
+            #expect(left == "0")
         } }
     }
 
