@@ -202,8 +202,10 @@ public final class ControlServer: @unchecked Sendable {
         }
     }
 
-    /// Accepts connections on a dedicated thread until `stop()`.
-    public func start(handler: @escaping @Sendable (ControlMessage, ControlConnection) async -> Void) {
+    /// Accepts connections on a dedicated thread until `stop()`. A client
+    /// that sends no first message within `firstMessageTimeout` seconds is
+    /// refused (an idle connection must not hold a task forever).
+    public func start(firstMessageTimeout: Int = 10, handler: @escaping @Sendable (ControlMessage, ControlConnection) async -> Void) {
         let fd = self.fd, logger = self.logger
         let thread = Thread { [self] in
             while true {
@@ -218,7 +220,7 @@ public final class ControlServer: @unchecked Sendable {
                 if self.isStopped { Glibc.close(c); return }
                 _ = fcntl(c, F_SETFD, FD_CLOEXEC)
                 let conn = ControlConnection(fd: c)
-                conn.setReceiveTimeout(seconds: 10)
+                conn.setReceiveTimeout(seconds: firstMessageTimeout)
                 Task {
                     do {
                         guard let request = try await conn.receive() else { conn.close(); return }

@@ -66,7 +66,10 @@ func waitUntil(_ timeout: Double, _ condition: () -> Bool) async -> Bool {
         defer { server.stop() }
         let mode = try FileManager.default.attributesOfItem(atPath: path)[.posixPermissions] as? Int
         #expect(mode == 0o660)
-        server.start { request, conn in
+        // The first-message limit is the server's guard against idle clients, not
+        // what this test is about: a test process running many suites on two
+        // cores has been seen to take over 10 s to get from connect() to send().
+        server.start(firstMessageTimeout: 600) { request, conn in
             await conn.send(ControlMessage(type: "echo", job: request.job, run: Int(conn.peerUID)))
             await conn.send(ControlMessage(type: "finished", job: request.job, result: "ok"))
         }
