@@ -230,7 +230,13 @@ extension ProxyControl {
             try p.run()
             var cp: CheckpointStore?
             while p.isRunning {
-                if cp == nil, FileManager.default.fileExists(atPath: fx.checkpointPath) { cp = try? CheckpointStore(path: fx.checkpointPath) }
+                // Open the checkpoint only once cairn has created its schema (it has
+                // started uploading): opening it migrates the schema, and two processes
+                // migrating one new database at once make one fail ("table files already exists").
+                if cp == nil, FileManager.default.fileExists(atPath: fx.checkpointPath),
+                   try await proxy.log(pathContaining: fx.storagePrefix).contains(where: { $0.method == "PUT" }) {
+                    cp = try? CheckpointStore(path: fx.checkpointPath)
+                }
                 if let cp, (try? until(cp)) == true {
                     kill(p.processIdentifier, SIGKILL)
                     break
