@@ -84,3 +84,71 @@ public func writeAll(_ fd: Int32, _ data: Data, path: String) throws {
         }
     }
 }
+
+/// An open file descriptor, closed when the last reference goes. Reads are
+/// positional (`pread`), so several readers (the parts of one multipart
+/// upload) can share it.
+public final class OpenFile: Sendable {
+    public let fd: Int32
+    public init(fd: Int32) { self.fd = fd }
+    deinit { close(fd) }
+
+    public func stat() throws -> Glibc.stat {
+        var st = Glibc.stat()
+        guard fstat(fd, &st) == 0 else { throw SyscallError(errno) }
+        return st
+    }
+
+    /// Reads up to `count` bytes at `offset` (retrying EINTR); 0 at the end.
+    public func read(into p: UnsafeMutableRawPointer, count: Int, at offset: Int64) throws -> Int {
+        while true {
+            let n = pread(fd, p, count, off_t(offset))
+            if n >= 0 { return n }
+            if errno != EINTR { throw SyscallError(errno) }
+        }
+    }
+}
+
+/// A failed system call's errno, kept as data.
+public struct SyscallError: Error, Sendable, Equatable, CustomStringConvertible {
+    public var code: Int32
+    public init(_ code: Int32) { self.code = code }
+    public var description: String { errnoString(code) }
+}
+
+/// Opening files beneath a directory descriptor without ever following a
+/// symlink: each component is opened relative to its parent's descriptor
+/// with `O_NOFOLLOW` (directories also with `O_DIRECTORY`), so a component
+/// replaced by a symlink fails (`ELOOP`/`ENOTDIR`) instead of leading out.
+public enum Beneath {
+    /// Opens directory `components` under `dirFD` (empty: a new descriptor of `dirFD` itself).
+    public static func openDirectory(_ dirFD: Int32, _ components: [[UInt8]]) throws -> OpenFile {
+        var current = try openat(dirFD, [UInt8(ascii: ".")], O_RDONLY | O_DIRECTORY | O_CLOEXEC)
+        for c in components {
+            current = try openat(current.fd, c, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)
+        }
+        return current
+    }
+
+    /// Opens the regular file at `components` (a relative path, split at `/`)
+    /// under `dirFD` for reading. Throws `SyscallError` (ELOOP: a component is a symlink).
+    public static func openFile(_ dirFD: Int32, _ components: [[UInt8]]) throws -> OpenFile {
+        guard let last = components.last else { throw SyscallError(EINVAL) }
+        let parent = try openDirectory(dirFD, Array(components.dropLast()))
+        return try openat(parent.fd, last, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_NOCTTY | O_CLOEXEC)
+    }
+
+    /// `/`-separated relative path → components (empty ones and "." dropped).
+    public static func components<C: Collection>(_ path: C) -> [[UInt8]] where C.Element == UInt8 {
+        path.split(separator: UInt8(ascii: "/")).map(Array.init).filter { $0 != [UInt8(ascii: ".")] }
+    }
+
+    static func openat(_ dirFD: Int32, _ name: [UInt8], _ flags: Int32) throws -> OpenFile {
+        if name.isEmpty || name == [46, 46] || name.contains(UInt8(ascii: "/")) { throw SyscallError(EINVAL) }
+        let fd = (name + [0]).withUnsafeBufferPointer { p in
+            p.withMemoryRebound(to: CChar.self) { Glibc.openat(dirFD, $0.baseAddress!, flags) }
+        }
+        guard fd >= 0 else { throw SyscallError(errno) }
+        return OpenFile(fd: fd)
+    }
+}

@@ -79,7 +79,7 @@ struct MigrateFixture {
         var out: [String: (Int64, String)] = [:]
         let walked = try TreeWalker(root: src).walk()
         for f in walked.files {
-            let d = try Data(contentsOf: URL(fileURLWithPath: f.readPath))
+            let d = try Data(contentsOf: URL(fileURLWithPath: src + "/" + (f.symlinkTo ?? f.path)))
             out[f.path] = (Int64(d.count), Digest.sha256(d).hexString)
         }
         return out
