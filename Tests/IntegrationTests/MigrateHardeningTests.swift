@@ -162,6 +162,9 @@ import State
         #expect(lines.filter { $0.contains("bad-") } == ["  n/bad-\\xFF\\n.jpg: name is not valid UTF-8, so it cannot be an object key; rename it"], "\(run.stdout)")
         #expect(lines.filter { $0.hasPrefix("  failed ") } == ["  failed          1"])
         #expect(!run.stdout.contains("\u{1B}") && !run.stderr.contains("\u{1B}"))
-        #expect(run.stdout.contains("uploaded        3 "))
+        #expect(run.stdout.contains("uploaded        3 "), "\(run.stdout)")
+        // (a regular file named with a newline is a valid S3 key, but moto's
+        // routing refuses it, so its upload is not tested here; the mapping
+        // file's JSON escaping of such a name is in MigrateUnitTests)
     }
 }

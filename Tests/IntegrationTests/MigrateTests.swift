@@ -359,6 +359,7 @@ extension ProxyControl {
         let second = try await fx.cli([], dropReadCapabilities: true)
         #expect(second.status == ErrorCode.io.exitStatus, "\(second.stdout)\n\(second.stderr)")
         #expect(second.stdout.contains("\(locked): cannot read: Permission denied"))
+        #expect(!second.stdout.contains("\(locked): \(locked)"), "the reason names the path once")
         #expect(second.stdout.contains("2023/bad-\\xC3(.jpg: name is not valid UTF-8"))
         #expect(second.stdout.contains("uploaded        2 "))
         #expect(second.stdout.contains("unchanged       29 "))
