@@ -72,6 +72,20 @@ public struct FileWriter: Sendable {
     }
 }
 
+/// write(2) until every byte is written; the errno of a failure (0 when all is written).
+public func writeFully(_ fd: Int32, _ data: Data) -> Int32 {
+    data.withUnsafeBytes { (p: UnsafeRawBufferPointer) -> Int32 in
+        var off = 0
+        while off < p.count {
+            let n = write(fd, p.baseAddress! + off, p.count - off)
+            if n < 0 && errno == EINTR { continue }
+            guard n > 0 else { return n < 0 ? errno : EIO }
+            off += n
+        }
+        return 0
+    }
+}
+
 /// write(2) until every byte is written.
 public func writeAll(_ fd: Int32, _ data: Data, path: String) throws {
     try data.withUnsafeBytes { (p: UnsafeRawBufferPointer) in
@@ -93,8 +107,8 @@ public final class OpenFile: Sendable {
     public init(fd: Int32) { self.fd = fd }
     deinit { close(fd) }
 
-    public func stat() throws -> Glibc.stat {
-        var st = Glibc.stat()
+    public func stat() throws -> FileStatus {
+        var st = FileStatus()
         guard fstat(fd, &st) == 0 else { throw SyscallError(errno) }
         return st
     }
@@ -108,6 +122,9 @@ public final class OpenFile: Sendable {
         }
     }
 }
+
+/// `struct stat` (a name the method `OpenFile.stat()` hides).
+public typealias FileStatus = stat
 
 /// A failed system call's errno, kept as data.
 public struct SyscallError: Error, Sendable, Equatable, CustomStringConvertible {
@@ -123,9 +140,9 @@ public struct SyscallError: Error, Sendable, Equatable, CustomStringConvertible 
 public enum Beneath {
     /// Opens directory `components` under `dirFD` (empty: a new descriptor of `dirFD` itself).
     public static func openDirectory(_ dirFD: Int32, _ components: [[UInt8]]) throws -> OpenFile {
-        var current = try openat(dirFD, [UInt8(ascii: ".")], O_RDONLY | O_DIRECTORY | O_CLOEXEC)
+        var current = try openAt(dirFD, [UInt8(ascii: ".")], O_RDONLY | O_DIRECTORY | O_CLOEXEC)
         for c in components {
-            current = try openat(current.fd, c, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)
+            current = try openAt(current.fd, c, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)
         }
         return current
     }
@@ -135,7 +152,7 @@ public enum Beneath {
     public static func openFile(_ dirFD: Int32, _ components: [[UInt8]]) throws -> OpenFile {
         guard let last = components.last else { throw SyscallError(EINVAL) }
         let parent = try openDirectory(dirFD, Array(components.dropLast()))
-        return try openat(parent.fd, last, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_NOCTTY | O_CLOEXEC)
+        return try openAt(parent.fd, last, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_NOCTTY | O_CLOEXEC)
     }
 
     /// `/`-separated relative path → components (empty ones and "." dropped).
@@ -143,10 +160,10 @@ public enum Beneath {
         path.split(separator: UInt8(ascii: "/")).map(Array.init).filter { $0 != [UInt8(ascii: ".")] }
     }
 
-    static func openat(_ dirFD: Int32, _ name: [UInt8], _ flags: Int32) throws -> OpenFile {
+    static func openAt(_ dirFD: Int32, _ name: [UInt8], _ flags: Int32) throws -> OpenFile {
         if name.isEmpty || name == [46, 46] || name.contains(UInt8(ascii: "/")) { throw SyscallError(EINVAL) }
         let fd = (name + [0]).withUnsafeBufferPointer { p in
-            p.withMemoryRebound(to: CChar.self) { Glibc.openat(dirFD, $0.baseAddress!, flags) }
+            p.withMemoryRebound(to: CChar.self) { openat(dirFD, $0.baseAddress!, flags) }
         }
         guard fd >= 0 else { throw SyscallError(errno) }
         return OpenFile(fd: fd)

@@ -72,16 +72,7 @@ public enum MappingFile {
         let tmp = (dir.isEmpty ? "." : dir) + "/." + (path as NSString).lastPathComponent + ".tmp-\(getpid())"
         let fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
         guard fd >= 0 else { throw failed("create", errno) }
-        var e: Int32 = 0
-        data.withUnsafeBytes { (p: UnsafeRawBufferPointer) in
-            var off = 0
-            while off < p.count {
-                let n = Glibc.write(fd, p.baseAddress! + off, p.count - off)
-                if n < 0 && errno == EINTR { continue }
-                guard n > 0 else { e = n < 0 ? errno : EIO; return }
-                off += n
-            }
-        }
+        var e = writeFully(fd, data)
         if e == 0 && fsync(fd) != 0 { e = errno }
         close(fd)
         if e != 0 { unlink(tmp); throw failed("write", e) }

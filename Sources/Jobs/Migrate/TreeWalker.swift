@@ -163,7 +163,7 @@ public struct TreeWalker: Sendable {
     private func keyIssue(_ rel: String) -> WalkIssue? {
         let n = keyPrefixBytes + rel.utf8.count
         guard n > Self.maxKeyBytes else { return nil }
-        return WalkIssue(path: rel, kind: .failed, reason: "object key would be \(n) bytes; S3 allows at most \(Self.maxKeyBytes)")
+        return WalkIssue(path: PathText.escape(rel), kind: .failed, reason: "object key would be \(n) bytes; S3 allows at most \(Self.maxKeyBytes)")
     }
 
     /// A symlink's target relative to the source (for a regular file inside it), or why it is skipped.
