@@ -16,9 +16,6 @@ import State
         return MigrateJob(name: "media", spec: spec, store: try fx.store(), stateDir: fx.stateDir, objectLock: nil)
     }
 
-    /// The unique part of the fixture's storage prefix (no `/`: the same in a URL query).
-    func unique(_ fx: MigrateFixture) -> String { String(fx.storagePrefix.split(separator: "/").last!) }
-
     @Test func aFileAndADirectorySwappedForSymlinksAfterTheWalkAreNotFollowed() async throws {
         let fx = try MigrateFixture(tag: "swap")
         defer { fx.remove() }
@@ -37,17 +34,18 @@ import State
         let bigSecret = testData(9 << 20, seed: 45)
         try bigSecret.write(to: URL(fileURLWithPath: outside + "/big.mp4"))
 
-        // The destination listing comes after the walk and before any file is
-        // read: the proxy holds it while the tree is changed under the job.
-        try await proxy.inject(.init(method: "GET", query_contains: unique(fx), action: "delay", seconds: 15))
-        let migration = try job(fx)
+        // One file at a time, in path order: the proxy holds the first PUT
+        // (a 2023/… file, after the walk) while the tree is changed under the
+        // job, before a/, b/ and c/ are opened.
+        try await proxy.inject(.init(method: "PUT", path_contains: fx.storagePrefix + "/media/2023/", action: "delay", seconds: 15))
+        let migration = try job(fx, concurrency: 1)
         let run = Task { try await migration.run() }
         let held = try await eventually(30) {
-            try await proxy.log(pathContaining: "/" + (try TestEnv.bucket)).contains { ($0.query ?? "").contains(unique(fx)) && $0.fault == "delay" }
+            try await proxy.log(pathContaining: fx.storagePrefix).contains { $0.method == "PUT" && $0.fault == "delay" }
         }
         #expect(held)
         // a/x.jpg: now a symlink to the secret; b/: now a symlink to the outside directory;
-        // c/big.mp4: now a hard link... not possible across trees here, so a different regular file
+        // c/big.mp4: another regular file (the outside one, moved in)
         #expect(rename(fx.src + "/a/x.jpg", fx.src + "/a/x.jpg.old") == 0)
         #expect(symlink(outside + "/s3-secret", fx.src + "/a/x.jpg") == 0)
         #expect(rename(fx.src + "/b", fx.src + "/b.old") == 0)
