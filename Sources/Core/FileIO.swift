@@ -72,6 +72,20 @@ public struct FileWriter: Sendable {
     }
 }
 
+/// write(2) until every byte is written; the errno of a failure (0 when all is written).
+public func writeFully(_ fd: Int32, _ data: Data) -> Int32 {
+    data.withUnsafeBytes { (p: UnsafeRawBufferPointer) -> Int32 in
+        var off = 0
+        while off < p.count {
+            let n = write(fd, p.baseAddress! + off, p.count - off)
+            if n < 0 && errno == EINTR { continue }
+            guard n > 0 else { return n < 0 ? errno : EIO }
+            off += n
+        }
+        return 0
+    }
+}
+
 /// write(2) until every byte is written.
 public func writeAll(_ fd: Int32, _ data: Data, path: String) throws {
     try data.withUnsafeBytes { (p: UnsafeRawBufferPointer) in
@@ -82,5 +96,76 @@ public func writeAll(_ fd: Int32, _ data: Data, path: String) throws {
             guard n > 0 else { throw CairnError(.io, "cannot write \(path): \(errnoString())") }
             off += n
         }
+    }
+}
+
+/// An open file descriptor, closed when the last reference goes. Reads are
+/// positional (`pread`), so several readers (the parts of one multipart
+/// upload) can share it.
+public final class OpenFile: Sendable {
+    public let fd: Int32
+    public init(fd: Int32) { self.fd = fd }
+    deinit { close(fd) }
+
+    public func stat() throws -> FileStatus {
+        var st = FileStatus()
+        guard fstat(fd, &st) == 0 else { throw SyscallError(errno) }
+        return st
+    }
+
+    /// Reads up to `count` bytes at `offset` (retrying EINTR); 0 at the end.
+    public func read(into p: UnsafeMutableRawPointer, count: Int, at offset: Int64) throws -> Int {
+        while true {
+            let n = pread(fd, p, count, off_t(offset))
+            if n >= 0 { return n }
+            if errno != EINTR { throw SyscallError(errno) }
+        }
+    }
+}
+
+/// `struct stat` (a name the method `OpenFile.stat()` hides).
+public typealias FileStatus = stat
+
+/// A failed system call's errno, kept as data.
+public struct SyscallError: Error, Sendable, Equatable, CustomStringConvertible {
+    public var code: Int32
+    public init(_ code: Int32) { self.code = code }
+    public var description: String { errnoString(code) }
+}
+
+/// Opening files beneath a directory descriptor without ever following a
+/// symlink: each component is opened relative to its parent's descriptor
+/// with `O_NOFOLLOW` (directories also with `O_DIRECTORY`), so a component
+/// replaced by a symlink fails (`ELOOP`/`ENOTDIR`) instead of leading out.
+public enum Beneath {
+    /// Opens directory `components` under `dirFD` (empty: a new descriptor of `dirFD` itself).
+    public static func openDirectory(_ dirFD: Int32, _ components: [[UInt8]]) throws -> OpenFile {
+        var current = try openAt(dirFD, [UInt8(ascii: ".")], O_RDONLY | O_DIRECTORY | O_CLOEXEC)
+        for c in components {
+            current = try openAt(current.fd, c, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)
+        }
+        return current
+    }
+
+    /// Opens the regular file at `components` (a relative path, split at `/`)
+    /// under `dirFD` for reading. Throws `SyscallError` (ELOOP: a component is a symlink).
+    public static func openFile(_ dirFD: Int32, _ components: [[UInt8]]) throws -> OpenFile {
+        guard let last = components.last else { throw SyscallError(EINVAL) }
+        let parent = try openDirectory(dirFD, Array(components.dropLast()))
+        return try openAt(parent.fd, last, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_NOCTTY | O_CLOEXEC)
+    }
+
+    /// `/`-separated relative path → components (empty ones and "." dropped).
+    public static func components<C: Collection>(_ path: C) -> [[UInt8]] where C.Element == UInt8 {
+        path.split(separator: UInt8(ascii: "/")).map(Array.init).filter { $0 != [UInt8(ascii: ".")] }
+    }
+
+    static func openAt(_ dirFD: Int32, _ name: [UInt8], _ flags: Int32) throws -> OpenFile {
+        if name.isEmpty || name == [46, 46] || name.contains(UInt8(ascii: "/")) { throw SyscallError(EINVAL) }
+        let fd = (name + [0]).withUnsafeBufferPointer { p in
+            p.withMemoryRebound(to: CChar.self) { openat(dirFD, $0.baseAddress!, flags) }
+        }
+        guard fd >= 0 else { throw SyscallError(errno) }
+        return OpenFile(fd: fd)
     }
 }

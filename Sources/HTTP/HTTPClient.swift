@@ -305,6 +305,14 @@ final class TransferContext: @unchecked Sendable {
                 n = r
                 break
             }
+        case .descriptor(let file, let start, _):
+            do {
+                n = try file.read(into: dst, count: want, at: start + sent)
+            } catch {
+                bodyError = CairnError(.io, "cannot read the file being uploaded: \(error)", cause: error as? SyscallError)
+                return -1
+            }
+            if n == 0 { bodyError = CairnError(.io, "the file being uploaded is shorter than expected (changed while uploading?)"); return -1 }
         case .channel(let ch, _):
             while pendingOffset >= pending.count {
                 do {
@@ -341,6 +349,9 @@ final class TransferContext: @unchecked Sendable {
             return true
         case .file(_, let start, _):
             guard fd >= 0, lseek(fd, off_t(start + offset), SEEK_SET) >= 0 else { return false }
+            sent = offset
+            return true
+        case .descriptor:
             sent = offset
             return true
         case .channel:

@@ -34,6 +34,9 @@ public enum HTTPRequestBody: Sendable {
     case data(Data)
     /// `length` bytes of a local file starting at `offset`.
     case file(path: String, offset: Int64, length: Int64)
+    /// `length` bytes of an already open file starting at `offset`, read with
+    /// `pread` (the descriptor's position is not used, so it can be shared).
+    case descriptor(OpenFile, offset: Int64, length: Int64)
     /// Bytes produced by another stage; exactly `length` bytes must arrive.
     case channel(ByteChannel, length: Int64)
 
@@ -42,6 +45,7 @@ public enum HTTPRequestBody: Sendable {
         case .empty: return 0
         case .data(let d): return Int64(d.count)
         case .file(_, _, let l): return l
+        case .descriptor(_, _, let l): return l
         case .channel(_, let l): return l
         }
     }

@@ -72,6 +72,9 @@ public struct JobRunner: Sendable {
                                        objectLock: Resources.objectLock(storage))
             started(migration.progress)
             let report = try await migration.run()
+            if let reason = report.stopReason {
+                throw CairnError(report.stopCode ?? .io, "migration \(job.name) stopped: \(reason); \(report.summary)")
+            }
             if !report.failed.isEmpty {
                 let first = report.failed[0]
                 throw CairnError(report.failureCode, "migration \(job.name): \(report.failed.count) file(s) failed (first: \(first.path): \(first.reason)); \(report.summary)")

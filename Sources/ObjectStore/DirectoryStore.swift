@@ -284,23 +284,7 @@ public final class DirectoryStore: ObjectStore {
     /// Copies an upload body into `fd`, hashing it; returns the MD5.
     private func copyBody(_ body: UploadBody, to fd: Int32, key: String, flag: CancellationFlag) throws -> Data {
         let md5 = Hasher(.md5)
-        switch body {
-        case .data(let d):
-            var off = 0
-            while off < d.count {
-                if flag.isSet { throw CairnError(.cancelled, "\(displayName): writing \(key): cancelled") }
-                let n = min(Self.chunkSize, d.count - off)
-                try d.withUnsafeBytes { all in
-                    let buf = UnsafeRawBufferPointer(rebasing: all[off..<(off + n)])
-                    md5.update(buf)
-                    if let e = FS.writeAll(fd, buf) { throw self.ioError("write", key, e) }
-                }
-                off += n
-            }
-        case .file(let path, let offset, let length):
-            let src = open(path, O_RDONLY | O_CLOEXEC)
-            if src < 0 { throw ioError("read source file \(path) for", key, errno) }
-            defer { close(src) }
+        func copyRange(_ src: Int32, _ path: String, _ offset: Int64, _ length: Int64) throws {
             let buf = UnsafeMutableRawBufferPointer.allocate(byteCount: Self.chunkSize, alignment: 16)
             defer { buf.deallocate() }
             var done: Int64 = 0
@@ -320,6 +304,27 @@ public final class DirectoryStore: ObjectStore {
                 if let e = FS.writeAll(fd, chunk) { throw ioError("write", key, e) }
                 done += Int64(n)
             }
+        }
+        switch body {
+        case .data(let d):
+            var off = 0
+            while off < d.count {
+                if flag.isSet { throw CairnError(.cancelled, "\(displayName): writing \(key): cancelled") }
+                let n = min(Self.chunkSize, d.count - off)
+                try d.withUnsafeBytes { all in
+                    let buf = UnsafeRawBufferPointer(rebasing: all[off..<(off + n)])
+                    md5.update(buf)
+                    if let e = FS.writeAll(fd, buf) { throw self.ioError("write", key, e) }
+                }
+                off += n
+            }
+        case .file(let path, let offset, let length):
+            let src = open(path, O_RDONLY | O_CLOEXEC)
+            if src < 0 { throw ioError("read source file \(path) for", key, errno) }
+            defer { close(src) }
+            try copyRange(src, path, offset, length)
+        case .descriptor(let file, let offset, let length):
+            try copyRange(file.fd, "(open file)", offset, length)
         }
         return md5.finalize()
     }

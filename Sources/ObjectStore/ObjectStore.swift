@@ -48,11 +48,15 @@ public struct PutOptions: Sendable, Equatable {
 public enum UploadBody: Sendable {
     case data(Data)
     case file(path: String, offset: Int64, length: Int64)
+    /// A range of an already open file (read with `pread`; the migration
+    /// opens each file once and sends exactly what it checked).
+    case descriptor(OpenFile, offset: Int64, length: Int64)
 
     public var length: Int64 {
         switch self {
         case .data(let d): return Int64(d.count)
         case .file(_, _, let l): return l
+        case .descriptor(_, _, let l): return l
         }
     }
 }

@@ -137,13 +137,7 @@ public final class S3Store: ObjectStore {
     static func digests(of body: UploadBody) async throws -> BodyDigests {
         try await runBlocking {
             let sha = Hasher(.sha256), md5 = Hasher(.md5)
-            switch body {
-            case .data(let d):
-                sha.update(d); md5.update(d)
-            case .file(let path, let offset, let length):
-                let fd = open(path, O_RDONLY | O_CLOEXEC)
-                guard fd >= 0 else { throw CairnError(.io, "cannot open \(path): \(errnoString())") }
-                defer { close(fd) }
+            func hashRange(fd: Int32, offset: Int64, length: Int64, name path: String) throws {
                 var remaining = length
                 var pos = offset
                 var buf = [UInt8](repeating: 0, count: 1 << 20)
@@ -156,6 +150,17 @@ public final class S3Store: ObjectStore {
                     remaining -= Int64(n)
                     pos += Int64(n)
                 }
+            }
+            switch body {
+            case .data(let d):
+                sha.update(d); md5.update(d)
+            case .file(let path, let offset, let length):
+                let fd = open(path, O_RDONLY | O_CLOEXEC)
+                guard fd >= 0 else { throw CairnError(.io, "cannot open \(path): \(errnoString())") }
+                defer { close(fd) }
+                try hashRange(fd: fd, offset: offset, length: length, name: path)
+            case .descriptor(let file, let offset, let length):
+                try hashRange(fd: file.fd, offset: offset, length: length, name: "the file being uploaded")
             }
             return BodyDigests(sha256Hex: sha.finalize().hexString, md5Base64: md5.finalize().base64EncodedString())
         }
@@ -180,6 +185,7 @@ public final class S3Store: ObjectStore {
                 switch b {
                 case .data(let data): req.body = .data(data)
                 case .file(let p, let o, let l): req.body = .file(path: p, offset: o, length: l)
+                case .descriptor(let f, let o, let l): req.body = .descriptor(f, offset: o, length: l)
                 }
                 req.headers["Content-MD5"] = d.md5Base64
             }

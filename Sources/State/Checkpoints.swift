@@ -191,7 +191,7 @@ public final class CheckpointStore: Sendable {
     /// Inserts or replaces a file's row. Replacing a row whose upload id changes
     /// (or is cleared) also forgets its recorded parts.
     public func put(_ f: CheckpointFile) throws {
-        try wrap("record \(f.path) in the checkpoint") {
+        try wrap("record \(PathText.escape(f.path)) in the checkpoint", write: true) {
             try db.write { db in
                 let old = try String.fetchOne(db, sql: "SELECT upload_id FROM files WHERE path = ?", arguments: [f.path])
                 if old != f.uploadId {
@@ -215,7 +215,7 @@ public final class CheckpointStore: Sendable {
     /// its upload was replaced cannot be attached to the new one.
     @discardableResult
     public func addPart(_ path: String, uploadId: String, _ part: CheckpointPart) throws -> Bool {
-        try wrap("record part \(part.partNumber) of \(path) in the checkpoint") {
+        try wrap("record part \(part.partNumber) of \(PathText.escape(path)) in the checkpoint", write: true) {
             try db.write { db in
                 let current = try String.fetchOne(db, sql: "SELECT upload_id FROM files WHERE path = ?", arguments: [path])
                 guard current == uploadId else { return false }
@@ -229,7 +229,7 @@ public final class CheckpointStore: Sendable {
 
     /// Forgets recorded parts that the server no longer has (keeps `keep`).
     public func retainParts(_ path: String, _ keep: Set<Int>) throws {
-        try wrap("update the parts of \(path)") {
+        try wrap("update the parts of \(PathText.escape(path))", write: true) {
             try db.write { db in
                 let all = try Int.fetchAll(db, sql: "SELECT part_number FROM parts WHERE path = ?", arguments: [path])
                 for n in all where !keep.contains(n) {
@@ -248,9 +248,13 @@ public final class CheckpointStore: Sendable {
                        error: row["error"], updatedAt: row["updated_at"])
     }
 
-    private func wrap<T>(_ what: String, _ body: () throws -> T) throws -> T {
+    /// Reads: any failure is an `.io` error. Writes (`write: true`): the
+    /// failure is kept as a `StateWriteFailure` cause, which stops a migration.
+    private func wrap<T>(_ what: String, write: Bool = false, _ body: () throws -> T) throws -> T {
         do { return try body() } catch let e as CairnError { throw e } catch {
-            throw CairnError(.io, "checkpoint database \(path): cannot \(what): \(error)")
+            guard write else { throw CairnError(.io, "checkpoint database \(path): cannot \(what): \(error)") }
+            let failure = StateWriteFailure(error)
+            throw CairnError(.io, "checkpoint database \(path): cannot \(what): \(failure)", cause: failure)
         }
     }
 }

@@ -1,4 +1,5 @@
 import Foundation
+import Core
 import Logging
 
 /// logfmt-style lines on stderr: `2026-11-27T13:00:00Z warning cairn.s3: retrying S3 request op=PutObject attempt=1`.
@@ -27,14 +28,22 @@ struct LogfmtHandler: LogHandler {
              source: String, file: String, function: String, line: UInt) {
         var all = metadata
         if let explicit { all.merge(explicit) { $1 } }
-        var s = "\(Self.timestamp()) \(level) \(label): \(message)"
+        var s = "\(Self.timestamp()) \(level) \(label): \(Self.oneLine("\(message)"))"
         for (k, v) in all.sorted(by: { $0.key < $1.key }) {
-            let text = "\(v)"
+            let text = Self.oneLine("\(v)")
             let needsQuotes = text.contains(" ") || text.contains("\"") || text.isEmpty
             s += " \(k)=" + (needsQuotes ? "\"\(text.replacingOccurrences(of: "\"", with: "\\\""))\"" : text)
         }
         s += "\n"
         FileHandle.standardError.write(Data(s.utf8))
+    }
+
+    /// A message or value with a control character (a newline from a file
+    /// name, an escape sequence) is escaped with `PathText`, so one log
+    /// record stays one line; callers escape names themselves, which leaves
+    /// nothing for this to do.
+    static func oneLine(_ text: String) -> String {
+        text.unicodeScalars.contains { $0.value < 0x20 || (0x7F...0x9F).contains($0.value) } ? PathText.escape(text) : text
     }
 
     static func timestamp() -> String {

@@ -16,7 +16,8 @@ struct MigrateCommand: AsyncParsableCommand {
         discussion: """
             Re-running continues where the last run stopped: files done and unchanged are skipped, \
             unfinished multipart uploads resume at their next part. Exit status: 0 when every file \
-            is stored; 4 (or the shared error code of the failures) when any file failed; 9 when \
+            is stored; 4 (or the shared error code of the failures) when any file failed, or when the \
+            checkpoint or the mapping file cannot be written (the run stops and prints its report); 9 when \
             --verify finds a missing or different object. See docs/MIGRATION.md.
             """)
 
@@ -103,6 +104,12 @@ struct MigrateCommand: AsyncParsableCommand {
             }
             reporter.stop()
             print(report.render())
+            if let reason = report.stopReason {
+                // The state cannot be written: stopped early, with the state error's status.
+                let err = CairnError(report.stopCode ?? .io, "migration \(job.name) stopped: \(reason)")
+                try? state.finish(id: runID, result: .failed, error: err.message, bytes: report.uploadedBytes)
+                throw err
+            }
             if !report.failed.isEmpty {
                 let err = CairnError(report.failureCode, "migration \(job.name): \(report.failed.count) file(s) failed (listed above); re-run to retry them")
                 try? state.finish(id: runID, result: .failed, error: err.message, bytes: report.uploadedBytes)

@@ -189,4 +189,67 @@ import Config
         #expect(text.contains("and 5 more"))
         #expect(r.summary.contains("25 failed"))
     }
+
+    @Test func aWalkedFileOpensOnlyAsTheFileTheWalkSaw() throws {
+        let root = FileManager.default.temporaryDirectory.appendingPathComponent("cairn-open-\(UUID().uuidString)").path
+        let outside = root + "-outside"
+        defer { try? FileManager.default.removeItem(atPath: root); try? FileManager.default.removeItem(atPath: outside) }
+        let fm = FileManager.default
+        for d in ["a", "b", "c", "d"] { try fm.createDirectory(atPath: root + "/" + d, withIntermediateDirectories: true) }
+        try fm.createDirectory(atPath: outside + "/b", withIntermediateDirectories: true)
+        for p in ["a/x.jpg", "b/y.jpg", "c/z.jpg", "d/ok.jpg"] { try Data(p.utf8).write(to: URL(fileURLWithPath: root + "/" + p)) }
+        try Data("secret".utf8).write(to: URL(fileURLWithPath: outside + "/secret"))
+        try Data("secret".utf8).write(to: URL(fileURLWithPath: outside + "/b/y.jpg"))
+        try fm.createSymbolicLink(atPath: root + "/link.jpg", withDestinationPath: "d/ok.jpg")
+        let walked = try TreeWalker(root: root).walk()
+        let files = Dictionary(uniqueKeysWithValues: walked.files.map { ($0.path, $0) })
+        #expect(files.count == 5)
+
+        // a file becomes a symlink, a parent directory becomes a symlink, a file is replaced by another
+        #expect(rename(root + "/a/x.jpg", root + "/a/x.old") == 0 && symlink(outside + "/secret", root + "/a/x.jpg") == 0)
+        #expect(rename(root + "/b", root + "/b.old") == 0 && symlink(outside + "/b", root + "/b") == 0)
+        try Data("other".utf8).write(to: URL(fileURLWithPath: root + "/c/new"))   // a new inode: the old one still exists
+        #expect(rename(root + "/c/new", root + "/c/z.jpg") == 0)
+        for p in ["a/x.jpg", "b/y.jpg"] {
+            #expect(throws: FileProblem.replaced("it or a parent directory is now a symlink")) { try files[p]!.open(beneath: walked.root) }
+        }
+        do {
+            _ = try files["c/z.jpg"]!.open(beneath: walked.root)
+            Issue.record("c/z.jpg opened although it is another file now")
+        } catch let p as FileProblem {
+            if case .replaced = p {} else { Issue.record("\(p)") }
+        }
+        // unchanged files (and a symlink inside the tree, opened at its target) open and read as walked
+        for p in ["d/ok.jpg", "link.jpg"] {
+            let f = try files[p]!.open(beneath: walked.root)
+            let h = try FileHashing.hash(f, md5: false, keepLimit: 100, cancel: nil)
+            #expect(h.data == Data("d/ok.jpg".utf8))
+        }
+        // the root itself being renamed away does not matter: the walk's descriptor is used
+        #expect(rename(root, root + "-moved") == 0)
+        defer { try? fm.removeItem(atPath: root + "-moved") }
+        #expect(try files["d/ok.jpg"]!.open(beneath: walked.root).stat().st_size == 8)
+    }
+
+    @Test func mappingFileKeepsExactNamesOnOneLineEach() throws {
+        let names = ["a/line\nbreak.jpg", "b/\u{1B}[31mred.png", "c/back\\slash.txt"]
+        let entries = names.map { MappingEntry(path: $0, key: "media/" + $0, size: 1, sha256: "00", content_type: "image/jpeg", url: nil) }
+        let text = String(decoding: try MappingFile.encode(entries), as: UTF8.self)
+        let lines = text.split(separator: "\n")
+        #expect(lines.count == 3)
+        #expect(!text.contains("\u{1B}"))
+        #expect(try lines.map { try JSONDecoder().decode(MappingEntry.self, from: Data($0.utf8)).path } == names)
+    }
+
+    @Test func aStoppedReportSaysWhyAndHowMuchWasLeft() {
+        var r = MigrateReport(job: "media", source: "/src", destination: "s3://b/m/")
+        r.uploaded = 7
+        r.notRecorded = 2
+        r.stop(CairnError(.io, "checkpoint database /s/m.sqlite: cannot record a\nb in the checkpoint"), notStarted: 190)
+        let text = r.render()
+        #expect(text.contains("  STOPPED         190 file(s) not started, 2 sent but not recorded"))
+        #expect(text.contains("  reason          checkpoint database /s/m.sqlite: cannot record a\\nb in the checkpoint"))
+        #expect(r.stopCode == .io)
+        #expect(r.summary.contains("stopped (190 not started)"))
+    }
 }

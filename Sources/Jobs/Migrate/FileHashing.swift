@@ -9,11 +9,9 @@ struct FileStamp: Sendable, Equatable {
     init(size: Int64, mtimeNs: Int64) { self.size = size; self.mtimeNs = mtimeNs }
     init(_ st: stat) { size = Int64(st.st_size); mtimeNs = TreeWalker.mtimeNs(st) }
 
-    /// Blocking.
-    static func of(_ path: String) throws -> FileStamp {
-        var st = stat()
-        guard stat(path, &st) == 0 else { throw FileProblem.from(errno, path: path) }
-        return FileStamp(st)
+    /// Of the open file. Blocking.
+    static func of(_ file: OpenFile) throws -> FileStamp {
+        do { return FileStamp(try file.stat()) } catch let e as SyscallError { throw FileProblem.from(e.code) }
     }
 }
 
@@ -22,8 +20,11 @@ enum FileProblem: Error, Sendable, Equatable {
     case vanished
     case unreadable(String)
     case changed(String)
+    /// Not the file the walk saw any more (a symlink now, or another file):
+    /// skipped for this run, never followed.
+    case replaced(String)
 
-    static func from(_ code: Int32, path: String) -> FileProblem {
+    static func from(_ code: Int32) -> FileProblem {
         code == ENOENT ? .vanished : .unreadable(errnoString(code))
     }
 
@@ -32,6 +33,7 @@ enum FileProblem: Error, Sendable, Equatable {
         case .vanished: return "vanished during the run"
         case .unreadable(let why): return "cannot read: \(why)"
         case .changed(let what): return "changed while being uploaded (\(what)); not uploaded, retried by the next run"
+        case .replaced(let what): return "changed during the run (\(what)); skipped, not followed"
         }
     }
 }
@@ -46,18 +48,15 @@ struct HashedFile: Sendable {
 }
 
 enum FileHashing {
-    /// Reads `path` once, hashing it (SHA-256, and MD5 when `md5`), keeping the
+    /// Reads the open `file` from its start, hashing it (SHA-256, and MD5 when `md5`), keeping the
     /// bytes when the file is at most `keepLimit` bytes. The size and mtime are taken from the open file before
     /// and after the read; a difference, or a byte count other than the size,
     /// throws `.changed`. Blocking.
-    static func hash(_ path: String, md5 wantMD5: Bool, keepLimit: Int64, cancel: CancellationFlag?,
+    static func hash(_ file: OpenFile, md5 wantMD5: Bool, keepLimit: Int64, cancel: CancellationFlag?,
                      onBytes: ((Int) -> Void)? = nil) throws -> HashedFile {
-        let fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK)
-        guard fd >= 0 else { throw FileProblem.from(errno, path: path) }
-        defer { close(fd) }
-        var st = stat()
-        guard fstat(fd, &st) == 0 else { throw FileProblem.from(errno, path: path) }
-        guard (st.st_mode & S_IFMT) == S_IFREG else { throw FileProblem.changed("no longer a regular file") }
+        let st: stat
+        do { st = try file.stat() } catch let e as SyscallError { throw FileProblem.from(e.code) }
+        guard (st.st_mode & S_IFMT) == S_IFREG else { throw FileProblem.replaced("no longer a regular file") }
         let before = FileStamp(st)
         let keep = before.size <= keepLimit
         let sha = Hasher(.sha256)
@@ -68,9 +67,10 @@ enum FileHashing {
         var total: Int64 = 0
         while true {
             if cancel?.isSet == true { throw CancellationError() }
-            let n = buf.withUnsafeMutableBytes { read(fd, $0.baseAddress, bufSize) }
-            if n < 0 && errno == EINTR { continue }
-            if n < 0 { throw FileProblem.from(errno, path: path) }
+            let n: Int
+            do { n = try buf.withUnsafeMutableBytes { try file.read(into: $0.baseAddress!, count: bufSize, at: total) } } catch let e as SyscallError {
+                throw FileProblem.from(e.code)
+            }
             if n == 0 { break }
             buf.withUnsafeBytes { p in
                 let chunk = UnsafeRawBufferPointer(rebasing: p[0..<n])
@@ -82,9 +82,7 @@ enum FileHashing {
             onBytes?(n)
             if total > before.size { break }
         }
-        var st2 = stat()
-        guard fstat(fd, &st2) == 0 else { throw FileProblem.from(errno, path: path) }
-        let after = FileStamp(st2)
+        let after = try FileStamp.of(file)
         if after != before || total != before.size {
             throw FileProblem.changed(after.size != before.size || total != before.size
                                       ? "size \(before.size) → \(max(after.size, total)) bytes" : "modification time changed")

@@ -61,25 +61,25 @@ public enum MappingFile {
         return out
     }
 
-    /// Blocking: writes `data` to `path` atomically (mode 0644).
+    /// Blocking: writes `data` to `path` atomically (mode 0644). A failure
+    /// carries a `StateWriteFailure` (errno) as its cause.
     public static func write(_ data: Data, to path: String) throws {
+        func failed(_ what: String, _ e: Int32) -> CairnError {
+            CairnError(.io, "cannot \(what) mapping file \(path): \(errnoString(e))", cause: StateWriteFailure(errno: e, detail: errnoString(e)))
+        }
         let dir = (path as NSString).deletingLastPathComponent
         if !dir.isEmpty { try? FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true) }
         let tmp = (dir.isEmpty ? "." : dir) + "/." + (path as NSString).lastPathComponent + ".tmp-\(getpid())"
         let fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
-        guard fd >= 0 else { throw CairnError(.io, "cannot create mapping file \(tmp): \(errnoString())") }
-        do {
-            defer { close(fd) }
-            try writeAll(fd, data, path: tmp)
-            guard fsync(fd) == 0 else { throw CairnError(.io, "cannot sync mapping file \(tmp): \(errnoString())") }
-        } catch {
-            unlink(tmp)
-            throw error
-        }
+        guard fd >= 0 else { throw failed("create", errno) }
+        var e = writeFully(fd, data)
+        if e == 0 && fsync(fd) != 0 { e = errno }
+        close(fd)
+        if e != 0 { unlink(tmp); throw failed("write", e) }
         guard rename(tmp, path) == 0 else {
-            let e = CairnError(.io, "cannot rename \(tmp) to \(path): \(errnoString())")
+            let e = errno
             unlink(tmp)
-            throw e
+            throw failed("rename a temporary file to the", e)
         }
     }
 }

@@ -138,13 +138,15 @@ public struct MigrateJob: Sendable {
         }
         progress.begin(files: work.count, bytes: work.reduce(0) { $0 + $1.size })
 
-        let ctx = RunContext(job: self, checkpoint: checkpoint, existing: existing,
+        let ctx = RunContext(job: self, root: walked.root, checkpoint: checkpoint, existing: existing,
                              limiter: bandwidthLimit.map { BandwidthLimiter(bytesPerSecond: $0) })
         var failureCodes = Set<ErrorCode>()
         for _ in report.failed { failureCodes.insert(.io) }
         let breakerLimit = max(10, 2 * concurrency)
         var consecutiveRemote = 0
         var fatal: CairnError?
+        var stateError: CairnError?
+        var notStarted = 0
         try await withThrowingTaskGroup(of: FileOutcome.self) { group in
             var index = 0
             var active = 0
@@ -155,17 +157,33 @@ public struct MigrateJob: Sendable {
                     report.uploadedBytes += bytes
                     if resumedParts > 0 { report.resumedFiles += 1; report.resumedParts += resumedParts; report.resumedBytes += resumedBytes }
                     consecutiveRemote = 0
-                    logger.debug("file uploaded", metadata: ["job": "\(name)", "path": "\(path)"])
+                    logger.debug("file uploaded", metadata: ["job": "\(name)", "path": "\(PathText.escape(path))"])
                     progress.fileFinished(unsentBytes: 0, failed: false)
                 case .alreadyPresent(_, let bytes):
                     report.alreadyPresent += 1
                     report.alreadyPresentBytes += bytes
                     consecutiveRemote = 0
                     progress.fileFinished(unsentBytes: bytes, failed: false)
+                case .skipped(let path, let size, let reason):
+                    report.skipped.append(MigrateFileIssue(path: PathText.escape(path), reason: reason))
+                    logger.notice("file skipped", metadata: ["job": "\(name)", "path": "\(PathText.escape(path))", "reason": "\(reason)"])
+                    progress.fileFinished(unsentBytes: size, failed: true)
+                case .notStarted(let size):
+                    notStarted += 1
+                    progress.fileFinished(unsentBytes: size, failed: true)
+                case .stateUnusable(let path, let size, let error):
+                    // The first one stops the run: no new file is started;
+                    // the ones in flight end (their state cannot be recorded either).
+                    if stateError == nil {
+                        stateError = error
+                        logger.error("migration state cannot be written; stopping", metadata: ["job": "\(name)", "path": "\(PathText.escape(path))", "error": "\(PathText.escape(error.description))"])
+                    }
+                    report.notRecorded += 1
+                    progress.fileFinished(unsentBytes: size, failed: true)
                 case .failed(let path, let size, let error):
-                    report.failed.append(MigrateFileIssue(path: path, reason: error.message))
+                    report.failed.append(MigrateFileIssue(path: PathText.escape(path), reason: PathText.escape(error.message)))
                     failureCodes.insert(error.code)
-                    logger.notice("file failed", metadata: ["job": "\(name)", "path": "\(path)", "error": "\(error.message)"])
+                    logger.notice("file failed", metadata: ["job": "\(name)", "path": "\(PathText.escape(path))", "error": "\(PathText.escape(error.message))"])
                     progress.fileFinished(unsentBytes: size, failed: true)
                     if [.network, .timeout, .tls, .storage, .storageAuth, .notFound].contains(error.code) {
                         consecutiveRemote += 1
@@ -177,7 +195,7 @@ public struct MigrateJob: Sendable {
                     }
                 }
             }
-            while index < work.count, fatal == nil {
+            while index < work.count, fatal == nil, stateError == nil {
                 let f = work[index]
                 index += 1
                 group.addTask { try await ctx.process(f, row: rows[f.path]) }
@@ -187,10 +205,15 @@ public struct MigrateJob: Sendable {
                     collect(o)
                 }
             }
+            notStarted += work.count - index
             while let o = try await group.next() { collect(o) }
         }
         try Task.checkCancellation()
         if let fatal { throw fatal }
+        if let stateError {
+            report.stop(stateError, notStarted: notStarted)
+            return finish(report, t0: t0, clock: clock)
+        }
 
         // Uploads of this tree's keys that no row refers to were started by a run
         // killed before it could record them: nothing can resume them. Only keys
@@ -210,11 +233,20 @@ public struct MigrateJob: Sendable {
             logger.warning("could not clean up stale multipart uploads", metadata: ["job": "\(name)", "error": "\(error)"])
         }
 
-        try await writeMapping(checkpoint, into: &report)
         report.failureCode = failureCodes.count == 1 ? failureCodes.first! : .io
+        do {
+            try await writeMapping(checkpoint, into: &report)
+        } catch let e as CairnError where e.stateWriteFailure != nil {
+            report.stop(e, notStarted: 0)
+        }
+        return finish(report, t0: t0, clock: clock)
+    }
+
+    private func finish(_ report: MigrateReport, t0: ContinuousClock.Instant, clock: ContinuousClock) -> MigrateReport {
+        var report = report
         let d = clock.now - t0
         report.duration = Double(d.components.seconds) + Double(d.components.attoseconds) / 1e18
-        progress.setPhase("done")
+        progress.setPhase(report.stopReason == nil ? "done" : "stopped")
         return report
     }
 
@@ -329,37 +361,37 @@ public struct MigrateJob: Sendable {
                     defer { progress.fileFinished(unsentBytes: row.size, failed: false) }
                     do {
                         guard let info = try await store.head(key: row.key) else {
-                            return .missing(MigrateFileIssue(path: row.path, reason: "no object at \(row.key)"))
+                            return .missing(MigrateFileIssue(path: PathText.escape(row.path), reason: "no object at \(PathText.escape(row.key))"))
                         }
                         if info.size != row.size {
-                            return .different(MigrateFileIssue(path: row.path, reason: "object is \(info.size) bytes, the file was \(row.size)"))
+                            return .different(MigrateFileIssue(path: PathText.escape(row.path), reason: "object is \(info.size) bytes, the file was \(row.size)"))
                         }
                         if let sha = info.metadata["sha256"], let mine = row.sha256, sha.lowercased() != mine {
-                            return .different(MigrateFileIssue(path: row.path, reason: "object's sha256 metadata \(sha) differs from the file's \(mine)"))
+                            return .different(MigrateFileIssue(path: PathText.escape(row.path), reason: "object's sha256 metadata \(sha) differs from the file's \(mine)"))
                         }
                         if info.metadata["sha256"] == nil {
                             let etag = Self.unquoted(info.etag ?? "")
                             if etag.contains("-") || row.md5 == nil {
                                 if !deep {
-                                    return .different(MigrateFileIssue(path: row.path, reason: "object has no sha256 metadata and a multipart ETag: check with --deep"))
+                                    return .different(MigrateFileIssue(path: PathText.escape(row.path), reason: "object has no sha256 metadata and a multipart ETag: check with --deep"))
                                 }
                             } else if etag.lowercased() != row.md5 {
-                                return .different(MigrateFileIssue(path: row.path, reason: "object's ETag \(etag) differs from the file's MD5 \(row.md5 ?? "")"))
+                                return .different(MigrateFileIssue(path: PathText.escape(row.path), reason: "object's ETag \(etag) differs from the file's MD5 \(row.md5 ?? "")"))
                             }
                         }
                         if deep {
                             let dl = try await store.get(key: row.key, range: nil)
                             let (sha, n) = try await FileHashing.sha256(of: dl.body)
                             if n != row.size {
-                                return .different(MigrateFileIssue(path: row.path, reason: "downloaded \(n) bytes, the file was \(row.size)"))
+                                return .different(MigrateFileIssue(path: PathText.escape(row.path), reason: "downloaded \(n) bytes, the file was \(row.size)"))
                             }
                             if sha != row.sha256 {
-                                return .different(MigrateFileIssue(path: row.path, reason: "downloaded content has SHA-256 \(sha), the file had \(row.sha256 ?? "?")"))
+                                return .different(MigrateFileIssue(path: PathText.escape(row.path), reason: "downloaded content has SHA-256 \(sha), the file had \(row.sha256 ?? "?")"))
                             }
                         }
                         return .ok
                     } catch let e as CairnError where e.code != .cancelled {
-                        return .error(MigrateFileIssue(path: row.path, reason: e.description))
+                        return .error(MigrateFileIssue(path: PathText.escape(row.path), reason: PathText.escape(e.description)))
                     }
                 }
                 active += 1
@@ -403,18 +435,32 @@ enum FileOutcome: Sendable {
     case uploaded(path: String, bytes: Int64, resumedParts: Int, resumedBytes: Int64)
     case alreadyPresent(path: String, bytes: Int64)
     case failed(path: String, size: Int64, error: CairnError)
+    /// Not uploaded on purpose (replaced by a symlink or another file after the walk).
+    case skipped(path: String, size: Int64, reason: String)
+    /// Not started: the run is stopping.
+    case notStarted(size: Int64)
+    /// The checkpoint could not be written: the run stops.
+    case stateUnusable(path: String, size: Int64, error: CairnError)
 }
+
+/// A checkpoint write failed: carried out of a file's upload to stop the run.
+struct StateUnusable: Error { var error: CairnError }
 
 /// State shared by the transfers of one run.
 final class RunContext: Sendable {
     let job: MigrateJob
+    /// The source root as the walk opened it: every file is opened beneath it.
+    let root: OpenFile
     let checkpoint: CheckpointStore
     let existing: [String: ObjectInfo]
     let limiter: BandwidthLimiter?
     let slots: TransferSlots
+    /// Set when the state cannot be written: files not yet started are not started.
+    let stop = CancellationFlag()
 
-    init(job: MigrateJob, checkpoint: CheckpointStore, existing: [String: ObjectInfo], limiter: BandwidthLimiter?) {
+    init(job: MigrateJob, root: OpenFile, checkpoint: CheckpointStore, existing: [String: ObjectInfo], limiter: BandwidthLimiter?) {
         self.job = job
+        self.root = root
         self.checkpoint = checkpoint
         self.existing = existing
         self.limiter = limiter
@@ -425,7 +471,9 @@ final class RunContext: Sendable {
 
     /// Migrates one file; never throws except for cancellation.
     func process(_ f: WalkedFile, row: CheckpointFile?) async throws -> FileOutcome {
+        if stop.isSet { return .notStarted(size: f.size) }
         let key = job.keyPrefix + f.path
+        let shown = PathText.escape(f.path)
         var current = row
         var attempt = 0
         while true {
@@ -435,29 +483,41 @@ final class RunContext: Sendable {
                     return try await large(f, key: key, row: current)
                 }
                 return try await small(f, key: key, row: current)
+            } catch let s as StateUnusable {
+                stop.set()   // no file starts after this one
+                return .stateUnusable(path: f.path, size: f.size, error: s.error)
             } catch let p as FileProblem {
+                if case .replaced(let what) = p {
+                    job.logger.warning("file replaced after the walk; skipped, not followed", metadata: ["job": "\(job.name)", "path": "\(shown)", "what": "\(what)"])
+                    return .skipped(path: f.path, size: f.size, reason: p.reason)
+                }
                 if case .changed = p, attempt < 2 {
-                    job.logger.info("file changed while uploading; retrying once", metadata: ["job": "\(job.name)", "path": "\(f.path)"])
+                    job.logger.info("file changed while uploading; retrying once", metadata: ["job": "\(job.name)", "path": "\(shown)"])
                     current = try? await runBlocking { [checkpoint] in try checkpoint.file(f.path) }
                     continue
                 }
-                let err = CairnError(.io, "\(f.path): \(p.reason)")
-                if p != .vanished { await recordFailure(f, key: key, row: current, error: err) }
+                // the report and the log name the path; the reason does not repeat it
+                let err = CairnError(.io, p.reason)
+                if p != .vanished, let s = await recordFailure(f, key: key, row: current, error: err) {
+                    return .stateUnusable(path: f.path, size: f.size, error: s)
+                }
                 return .failed(path: f.path, size: f.size, error: err)
             } catch {
                 if Task.isCancelled || error is CancellationError { throw CancellationError() }
-                var err = (error as? CairnError) ?? CairnError(.internal, "\(f.path): \(error)")
-                if !err.message.contains(f.path) { err.message = "\(f.path): \(err.message)" }
+                let err = (error as? CairnError) ?? CairnError(.internal, "\(error)")
                 let latest = try? await runBlocking { [checkpoint] in try checkpoint.file(f.path) }
-                await recordFailure(f, key: key, row: latest ?? current, error: err)
+                if let s = await recordFailure(f, key: key, row: latest ?? current, error: err) {
+                    return .stateUnusable(path: f.path, size: f.size, error: s)
+                }
                 return .failed(path: f.path, size: f.size, error: err)
             }
         }
     }
 
     /// Marks the row failed, keeping an unfinished multipart upload (and its
-    /// parts) for the next run to resume.
-    private func recordFailure(_ f: WalkedFile, key: String, row: CheckpointFile?, error: CairnError) async {
+    /// parts) for the next run to resume. Returns the error when the
+    /// checkpoint cannot be written (the run stops).
+    private func recordFailure(_ f: WalkedFile, key: String, row: CheckpointFile?, error: CairnError) async -> CairnError? {
         var r = row ?? CheckpointFile(path: f.path, size: f.size, mtimeNs: f.mtimeNs, state: .failed, key: key)
         if r.state == .done { r.size = f.size; r.mtimeNs = f.mtimeNs }   // a done row whose file changed: no longer done
         r.state = .failed
@@ -465,8 +525,11 @@ final class RunContext: Sendable {
         r.updatedAt = Date()
         let rr = r
         do { try await runBlocking { [checkpoint] in try checkpoint.put(rr) } } catch {
-            job.logger.error("could not record a failure in the checkpoint", metadata: ["job": "\(job.name)", "path": "\(f.path)", "error": "\(error)"])
+            let e = CairnError.wrap(error, .io, "checkpoint")
+            if e.stateWriteFailure != nil { stop.set(); return e }
+            job.logger.error("could not record a failure in the checkpoint", metadata: ["job": "\(job.name)", "path": "\(PathText.escape(f.path))", "error": "\(PathText.escape(e.description))"])
         }
+        return nil
     }
 
     private func options(sha256: String, stamp: FileStamp, contentType: String) -> PutOptions {
@@ -475,12 +538,25 @@ final class RunContext: Sendable {
                    objectLock: job.objectLock)
     }
 
-    private func stamp(_ path: String) async throws -> FileStamp {
-        try await runBlocking { try FileStamp.of(path) }
+    private func stamp(_ file: OpenFile) async throws -> FileStamp {
+        try await runBlocking { try FileStamp.of(file) }
     }
 
+    /// Opens the file the walk saw (once; every read of this run uses the descriptor).
+    private func open(_ f: WalkedFile) async throws -> OpenFile {
+        let root = self.root
+        return try await runBlocking { try f.open(beneath: root) }
+    }
+
+    /// A checkpoint write; a state failure becomes `StateUnusable`, which stops the run.
     private func record(_ r: CheckpointFile) async throws {
-        try await runBlocking { [checkpoint] in try checkpoint.put(r) }
+        try await stateWrite { [checkpoint] in try checkpoint.put(r) }
+    }
+
+    private func stateWrite<T: Sendable>(_ body: @escaping @Sendable () throws -> T) async throws -> T {
+        do { return try await runBlocking(body) } catch let e as CairnError where e.stateWriteFailure != nil {
+            throw StateUnusable(error: e)
+        }
     }
 
     /// HEADs `key` if the listing has an object of this size there.
@@ -497,8 +573,10 @@ final class RunContext: Sendable {
         let keep = job.inMemoryLimit
         let contentType = job.mimeTypes.contentType(forPath: f.path)
         return try await slots.with {
+            if stop.isSet { return .notStarted(size: f.size) }
+            let file = try await open(f)
             let h = try await runBlockingCancellable { flag in
-                try FileHashing.hash(f.readPath, md5: true, keepLimit: keep, cancel: flag)
+                try FileHashing.hash(file, md5: true, keepLimit: keep, cancel: flag)
             }
             let size = h.stamp.size
             var done = CheckpointFile(path: f.path, size: size, mtimeNs: h.stamp.mtimeNs, sha256: h.sha256, md5: h.md5,
@@ -509,17 +587,17 @@ final class RunContext: Sendable {
                 return .alreadyPresent(path: f.path, bytes: size)
             }
             try await limiter?.acquire(size)
-            let body: UploadBody = h.data.map { .data($0) } ?? .file(path: f.readPath, offset: 0, length: size)
+            let body: UploadBody = h.data.map { .data($0) } ?? .descriptor(file, offset: 0, length: size)
             let info: ObjectInfo
             do {
                 info = try await store.put(key: key, body: body, options: options(sha256: h.sha256, stamp: h.stamp, contentType: contentType))
             } catch let e as CairnError where h.data == nil {
                 // A file read by the HTTP client that changed under it fails its Content-MD5 check.
-                if let now = try? await stamp(f.readPath), now != h.stamp { throw FileProblem.changed("size or mtime changed during the PUT") }
+                if let now = try? await stamp(file), now != h.stamp { throw FileProblem.changed("size or mtime changed during the PUT") }
                 throw e
             }
             if h.data == nil {
-                let now = try await stamp(f.readPath)
+                let now = try await stamp(file)
                 if now != h.stamp { throw FileProblem.changed("size or mtime changed during the PUT") }
             }
             done.etag = info.etag
@@ -533,8 +611,10 @@ final class RunContext: Sendable {
 
     private func large(_ f: WalkedFile, key: String, row: CheckpointFile?) async throws -> FileOutcome {
         let contentType = job.mimeTypes.contentType(forPath: f.path)
+        if stop.isSet { return .notStarted(size: f.size) }
+        let file = try await open(f)
         let h = try await slots.with {
-            try await runBlockingCancellable { flag in try FileHashing.hash(f.readPath, md5: false, keepLimit: 0, cancel: flag) }
+            try await runBlockingCancellable { flag in try FileHashing.hash(file, md5: false, keepLimit: 0, cancel: flag) }
         }
         let size = h.stamp.size
         let partSize = MigrateJob.partSize(fileSize: size, preferred: job.spec.partSize)
@@ -567,11 +647,11 @@ final class RunContext: Sendable {
                         }
                     }
                     let keep = Set(have.keys)
-                    try await runBlocking { [checkpoint] in try checkpoint.retainParts(f.path, keep) }
+                    try await stateWrite { [checkpoint] in try checkpoint.retainParts(f.path, keep) }
                     uploadId = id
-                    job.logger.info("resuming multipart upload", metadata: ["job": "\(job.name)", "path": "\(f.path)", "upload": "\(id)", "parts_done": "\(have.count)", "parts": "\(partCount)"])
+                    job.logger.info("resuming multipart upload", metadata: ["job": "\(job.name)", "path": "\(PathText.escape(f.path))", "upload": "\(id)", "parts_done": "\(have.count)", "parts": "\(partCount)"])
                 } catch let e as CairnError where e.code == .notFound {
-                    job.logger.info("multipart upload is gone; starting over", metadata: ["job": "\(job.name)", "path": "\(f.path)", "upload": "\(id)"])
+                    job.logger.info("multipart upload is gone; starting over", metadata: ["job": "\(job.name)", "path": "\(PathText.escape(f.path))", "upload": "\(id)"])
                 }
             } else {
                 // The file (or the part size) changed: the old upload cannot be completed.
@@ -592,7 +672,7 @@ final class RunContext: Sendable {
 
         let missing = (1...max(1, partCount)).filter { have[$0] == nil }
         let limit = job.concurrency
-        let path = f.readPath, relPath = f.path
+        let relPath = f.path
         let newParts: [CompletedPart] = try await withThrowingTaskGroup(of: CompletedPart.self) { group in
             var out: [CompletedPart] = []
             var active = 0
@@ -602,8 +682,8 @@ final class RunContext: Sendable {
                     try await slots.with {
                         try await limiter?.acquire(length)
                         let p = try await store.uploadPart(key: key, uploadId: id, partNumber: n,
-                                                           body: .file(path: path, offset: offset, length: length))
-                        _ = try await runBlocking { [checkpoint] in
+                                                           body: .descriptor(file, offset: offset, length: length))
+                        _ = try await stateWrite { [checkpoint] in
                             try checkpoint.addPart(relPath, uploadId: id, CheckpointPart(partNumber: n, etag: p.etag, size: p.size))
                         }
                         job.progress.sent(length)
@@ -618,7 +698,7 @@ final class RunContext: Sendable {
         }
 
         // The parts were read while the upload ran: if the file changed, they may mix versions.
-        let now = try await stamp(f.readPath)
+        let now = try await stamp(file)
         if now != h.stamp {
             await abortQuietly(key: key, uploadId: id)
             var r = done

@@ -1,7 +1,9 @@
 import Core
 import Foundation
 
-/// A file that was not migrated, and why (one line).
+/// A file that was not migrated, and why (one line). Both fields are
+/// display text, escaped with `PathText` where they came from names, so a
+/// file name cannot add or forge a report line.
 public struct MigrateFileIssue: Sendable, Equatable, Codable {
     public var path: String
     public var reason: String
@@ -40,6 +42,23 @@ public struct MigrateReport: Sendable, Equatable {
     public var mappingEntries = 0
     /// The error code of the failures when they all share one, else `.io`.
     public var failureCode: ErrorCode = .io
+    /// Why the run stopped before the end (its state could not be written), and that error's code.
+    public var stopReason: String?
+    public var stopCode: ErrorCode?
+    /// Files uploaded (or found present) whose completion could not be recorded:
+    /// the next run finds their objects and does not send them again.
+    public var notRecorded = 0
+    /// Files not started because the run stopped.
+    public var notStarted = 0
+
+    /// Marks the run as stopped by `error` (a state failure).
+    public mutating func stop(_ error: CairnError, notStarted: Int) {
+        if stopReason == nil {
+            stopReason = PathText.escape(error.description)
+            stopCode = error.code
+        }
+        self.notStarted += notStarted
+    }
 
     public init(job: String, source: String, destination: String) {
         self.job = job; self.source = source; self.destination = destination
@@ -53,6 +72,7 @@ public struct MigrateReport: Sendable, Equatable {
         if resumedFiles > 0 { s += ", \(resumedFiles) resumed (\(resumedParts) part(s) not re-sent)" }
         if !failed.isEmpty { s += ", \(failed.count) failed" }
         if !skipped.isEmpty { s += ", \(skipped.count) skipped" }
+        if let r = stopReason { s += ", stopped (\(notStarted) not started): \(r)" }
         if let e = excludedText(excludedFiles, excludedDirectories) { s += ", \(e) excluded" }
         s += " in \(String(format: "%.1f", duration)) s"
         return s
@@ -74,7 +94,11 @@ public struct MigrateReport: Sendable, Equatable {
         lines.append("  failed          \(failed.count)")
         if abortedStaleUploads > 0 { lines.append("  stale multipart uploads aborted: \(abortedStaleUploads)") }
         lines.append("  duration        \(String(format: "%.1f", duration)) s, \(ByteFormat.human(Int64(rate)))/s")
-        if let m = mappingFile { lines.append("  mapping file    \(m) (\(mappingEntries) entries)") }
+        if let m = mappingFile { lines.append("  mapping file    \(PathText.escape(m)) (\(mappingEntries) entries)") }
+        if let r = stopReason {
+            lines.append("  STOPPED         \(notStarted) file(s) not started, \(notRecorded) sent but not recorded (the next run finds them at the destination)")
+            lines.append("  reason          \(r)")
+        }
         func list(_ title: String, _ items: [MigrateFileIssue]) {
             guard !items.isEmpty else { return }
             lines.append(title)

@@ -5,10 +5,15 @@ import Foundation
 public struct WalkedFile: Sendable, Equatable {
     /// Path relative to the source, `/`-separated, exactly as on disk (no Unicode normalisation).
     public var path: String
-    /// The file to read: the path itself, or for a symlink inside the source, its resolved target.
-    public var readPath: String
+    /// The file to read, relative to the source root: the path itself, or for
+    /// a symlink inside the source, its resolved target. Opened component by
+    /// component from the root's descriptor, never following a symlink.
+    public var readComponents: [[UInt8]]
     public var size: Int64
     public var mtimeNs: Int64
+    /// The identity the walk saw; the file opened later must be this one.
+    public var device: UInt64
+    public var inode: UInt64
     /// For a symlink: its target, relative to the source.
     public var symlinkTo: String?
 }
@@ -16,7 +21,7 @@ public struct WalkedFile: Sendable, Equatable {
 /// Something under the source that is not uploaded, and why.
 public struct WalkIssue: Sendable, Equatable {
     public enum Kind: String, Sendable { case skipped, failed }
-    /// The relative path; bytes that are not valid UTF-8 are shown as `\xNN`.
+    /// The relative path, escaped for display (`PathText`).
     public var path: String
     public var kind: Kind
     public var reason: String
@@ -25,6 +30,8 @@ public struct WalkIssue: Sendable, Equatable {
 public struct WalkResult: Sendable {
     /// In lexical (UTF-8 byte) order of their paths.
     public var files: [WalkedFile]
+    /// The source root as opened by the walk: every file is opened beneath it.
+    public var root: OpenFile
     public var issues: [WalkIssue]
     /// Files and directories left out by the exclude patterns (a directory
     /// counts once; nothing under it is looked at).
@@ -59,43 +66,54 @@ public struct TreeWalker: Sendable {
     }
 
     /// Blocking: call through `runBlocking`.
+    ///
+    /// The root is opened once (a symlink as the root itself is followed, as
+    /// configured); below it every directory is opened relative to its
+    /// parent's descriptor with `O_NOFOLLOW | O_DIRECTORY` and every entry is
+    /// looked at with `fstatat(AT_SYMLINK_NOFOLLOW)`, so nothing is reached
+    /// through a symlink. At most the descriptors of one directory path are open.
     public func walk(cancel: CancellationFlag? = nil) throws -> WalkResult {
-        var st = stat()
-        guard stat(root, &st) == 0 else {
-            throw CairnError(errno == ENOENT ? .notFound : .io, "migration source \(root): \(errnoString())")
+        let rootFD = open(root, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
+        guard rootFD >= 0 else {
+            let e = errno
+            if e == ENOTDIR { throw CairnError(.config, "migration source \(PathText.escape(root)) is not a directory") }
+            throw CairnError(e == ENOENT ? .notFound : .io, "migration source \(PathText.escape(root)): \(errnoString(e))", cause: SyscallError(e))
         }
-        guard (st.st_mode & S_IFMT) == S_IFDIR else { throw CairnError(.config, "migration source \(root) is not a directory") }
-        guard let realRootC = realpath(root, nil) else { throw CairnError(.io, "migration source \(root): \(errnoString())") }
+        let rootFile = OpenFile(fd: rootFD)
+        guard let realRootC = realpath(root, nil) else { throw CairnError(.io, "migration source \(PathText.escape(root)): \(errnoString())", cause: SyscallError(errno)) }
         let realRoot = String(cString: realRootC)
         free(realRootC)
 
         var files: [(bytes: [UInt8], file: WalkedFile)] = []
         var issues: [WalkIssue] = []
         var excludedFiles = 0, excludedDirectories = 0
-        let rootBytes = Array(root.utf8)
         // depth-first over directories; relative paths as raw bytes
         var stack: [[UInt8]] = [[]]
         while let rel = stack.popLast() {
             if cancel?.isSet == true { throw CancellationError() }
-            let dirPath = rel.isEmpty ? rootBytes : rootBytes + [UInt8(ascii: "/")] + rel
+            let dir: OpenFile
             let names: [[UInt8]]
-            switch Self.readDirectory(dirPath) {
-            case .success(let n): names = n
-            case .failure(let err):
-                issues.append(WalkIssue(path: rel.isEmpty ? "." : Self.display(rel) + "/", kind: .failed,
-                                        reason: "cannot read directory: \(errnoString(err.code))"))
+            do {
+                dir = try Beneath.openDirectory(rootFile.fd, Beneath.components(rel))
+                names = try Self.readDirectory(dir.fd)
+            } catch let e as SyscallError {
+                if e.code == ENOENT && !rel.isEmpty { continue }   // vanished while walking
+                let why = e.code == ELOOP || e.code == ENOTDIR
+                    ? "replaced by a symlink or a file during the walk: not followed" : "cannot read directory: \(e)"
+                issues.append(WalkIssue(path: rel.isEmpty ? "." : PathText.escape(rel) + "/", kind: .failed, reason: why))
                 continue
             }
             var subdirs: [[UInt8]] = []
             for name in names {
                 let relPath = rel.isEmpty ? name : rel + [UInt8(ascii: "/")] + name
-                let abs = rootBytes + [UInt8(ascii: "/")] + relPath
                 var ls = stat()
-                let rc = abs.withCString { lstat($0, &ls) }
+                let rc = (name + [0]).withUnsafeBufferPointer { p in
+                    p.withMemoryRebound(to: CChar.self) { fstatat(dir.fd, $0.baseAddress!, &ls, AT_SYMLINK_NOFOLLOW) }
+                }
                 if rc != 0 {
                     let e = errno
                     if e == ENOENT { continue }   // vanished while walking
-                    issues.append(WalkIssue(path: Self.display(relPath), kind: .failed, reason: "cannot stat: \(errnoString(e))"))
+                    issues.append(WalkIssue(path: PathText.escape(relPath), kind: .failed, reason: "cannot stat: \(errnoString(e))"))
                     continue
                 }
                 let type = ls.st_mode & S_IFMT
@@ -105,64 +123,72 @@ public struct TreeWalker: Sendable {
                 }
                 if type == S_IFDIR { subdirs.append(relPath); continue }
                 guard let relString = String(validating: relPath, as: UTF8.self) else {
-                    issues.append(WalkIssue(path: Self.display(relPath), kind: .failed,
+                    issues.append(WalkIssue(path: PathText.escape(relPath), kind: .failed,
                                             reason: "name is not valid UTF-8, so it cannot be an object key; rename it"))
                     continue
                 }
+                let shown = PathText.escape(relPath)
                 switch type {
                 case S_IFREG:
                     if let issue = keyIssue(relString) { issues.append(issue); continue }
-                    files.append((relPath, WalkedFile(path: relString, readPath: String(decoding: abs, as: UTF8.self),
-                                                      size: Int64(ls.st_size), mtimeNs: Self.mtimeNs(ls))))
+                    files.append((relPath, WalkedFile(path: relString, readComponents: Beneath.components(relPath),
+                                                      size: Int64(ls.st_size), mtimeNs: Self.mtimeNs(ls),
+                                                      device: UInt64(ls.st_dev), inode: UInt64(ls.st_ino))))
                 case S_IFLNK:
-                    switch resolveLink(String(decoding: abs, as: UTF8.self), realRoot: realRoot) {
+                    switch resolveLink(dirFD: dir.fd, name: name, abs: root + "/" + relString, realRoot: realRoot) {
                     case .file(let target, let tst):
                         if let issue = keyIssue(relString) { issues.append(issue); continue }
-                        files.append((relPath, WalkedFile(path: relString, readPath: target, size: Int64(tst.st_size),
-                                                          mtimeNs: Self.mtimeNs(tst),
-                                                          symlinkTo: String(target.dropFirst(realRoot.count + 1)))))
+                        files.append((relPath, WalkedFile(path: relString, readComponents: Beneath.components(Array(target.utf8)),
+                                                          size: Int64(tst.st_size), mtimeNs: Self.mtimeNs(tst),
+                                                          device: UInt64(tst.st_dev), inode: UInt64(tst.st_ino),
+                                                          symlinkTo: target)))
                     case .skip(let why):
-                        issues.append(WalkIssue(path: relString, kind: .skipped, reason: why))
+                        issues.append(WalkIssue(path: shown, kind: .skipped, reason: why))
                     }
-                case S_IFSOCK: issues.append(WalkIssue(path: relString, kind: .skipped, reason: "socket (not a regular file)"))
-                case S_IFIFO: issues.append(WalkIssue(path: relString, kind: .skipped, reason: "FIFO (not a regular file)"))
-                case S_IFCHR: issues.append(WalkIssue(path: relString, kind: .skipped, reason: "character device (not a regular file)"))
-                case S_IFBLK: issues.append(WalkIssue(path: relString, kind: .skipped, reason: "block device (not a regular file)"))
-                default: issues.append(WalkIssue(path: relString, kind: .skipped, reason: "not a regular file"))
+                case S_IFSOCK: issues.append(WalkIssue(path: shown, kind: .skipped, reason: "socket (not a regular file)"))
+                case S_IFIFO: issues.append(WalkIssue(path: shown, kind: .skipped, reason: "FIFO (not a regular file)"))
+                case S_IFCHR: issues.append(WalkIssue(path: shown, kind: .skipped, reason: "character device (not a regular file)"))
+                case S_IFBLK: issues.append(WalkIssue(path: shown, kind: .skipped, reason: "block device (not a regular file)"))
+                default: issues.append(WalkIssue(path: shown, kind: .skipped, reason: "not a regular file"))
                 }
             }
             // reversed so that the stack pops them in order
             stack.append(contentsOf: subdirs.reversed())
         }
         files.sort { $0.bytes.lexicographicallyPrecedes($1.bytes) }
-        return WalkResult(files: files.map(\.file), issues: issues,
+        return WalkResult(files: files.map(\.file), root: rootFile, issues: issues,
                           excludedFiles: excludedFiles, excludedDirectories: excludedDirectories)
     }
 
     private func keyIssue(_ rel: String) -> WalkIssue? {
         let n = keyPrefixBytes + rel.utf8.count
         guard n > Self.maxKeyBytes else { return nil }
-        return WalkIssue(path: rel, kind: .failed, reason: "object key would be \(n) bytes; S3 allows at most \(Self.maxKeyBytes)")
+        return WalkIssue(path: PathText.escape(rel), kind: .failed, reason: "object key would be \(n) bytes; S3 allows at most \(Self.maxKeyBytes)")
     }
 
+    /// A symlink's target relative to the source (for a regular file inside it), or why it is skipped.
     enum LinkResolution { case file(String, stat), skip(String) }
 
-    private func resolveLink(_ abs: String, realRoot: String) -> LinkResolution {
+    private func resolveLink(dirFD: Int32, name: [UInt8], abs: String, realRoot: String) -> LinkResolution {
         var buf = [CChar](repeating: 0, count: Int(PATH_MAX) + 1)
-        let n = readlink(abs, &buf, buf.count - 1)
-        let target = n >= 0 ? String(decoding: buf[0..<n].map { UInt8(bitPattern: $0) }, as: UTF8.self) : "?"
+        let n = (name + [0]).withUnsafeBufferPointer { p in
+            p.withMemoryRebound(to: CChar.self) { readlinkat(dirFD, $0.baseAddress!, &buf, buf.count - 1) }
+        }
+        let target = n >= 0 ? PathText.escape(buf[0..<n].map { UInt8(bitPattern: $0) }) : "?"
+        // realpath only decides whether the target is inside the source; the
+        // file is opened later beneath the root without following anything.
         guard let rc = realpath(abs, nil) else {
             return .skip("symlink to \(target) cannot be resolved (\(errnoString())): not uploaded")
         }
         let resolved = String(cString: rc)
         free(rc)
-        guard resolved.hasPrefix(realRoot + "/") else {
+        guard resolved.hasPrefix(realRoot == "/" ? "/" : realRoot + "/"), resolved != realRoot else {
             return .skip("symlink to \(target) points outside the source: not followed")
         }
         var st = stat()
         guard stat(resolved, &st) == 0 else { return .skip("symlink to \(target): \(errnoString())") }
         switch st.st_mode & S_IFMT {
-        case S_IFREG: return .file(resolved, st)
+        case S_IFREG: return .file(String(resolved.dropFirst(realRoot == "/" ? 1 : realRoot.count + 1)), st)
         case S_IFDIR: return .skip("symlink to directory \(target): directories are not followed")
         default: return .skip("symlink to \(target), which is not a regular file")
         }
@@ -170,26 +196,11 @@ public struct TreeWalker: Sendable {
 
     static func mtimeNs(_ st: stat) -> Int64 { Int64(st.st_mtim.tv_sec) * 1_000_000_000 + Int64(st.st_mtim.tv_nsec) }
 
-    /// A path for messages: valid UTF-8 as is, other bytes as `\xNN`.
-    static func display(_ bytes: [UInt8]) -> String {
-        if let s = String(validating: bytes, as: UTF8.self) { return s }
-        var out = ""
-        var i = 0
-        while i < bytes.count {
-            // take the longest valid UTF-8 scalar at i, else escape one byte
-            var taken = false
-            for len in stride(from: min(4, bytes.count - i), through: 1, by: -1) {
-                if let s = String(validating: bytes[i..<i + len], as: UTF8.self), s.unicodeScalars.count == 1 {
-                    out += s; i += len; taken = true; break
-                }
-            }
-            if !taken { out += String(format: "\\x%02X", bytes[i]); i += 1 }
-        }
-        return out
-    }
-
-    static func readDirectory(_ path: [UInt8]) -> Result<[[UInt8]], Errno> {
-        guard let dir = path.withCString({ opendir($0) }) else { return .failure(Errno(code: errno)) }
+    /// The entries of an open directory (not `.`/`..`), sorted by bytes. Throws `SyscallError`.
+    static func readDirectory(_ fd: Int32) throws -> [[UInt8]] {
+        let own = dup(fd)
+        guard own >= 0 else { throw SyscallError(errno) }
+        guard let dir = fdopendir(own) else { let e = errno; close(own); throw SyscallError(e) }
         defer { closedir(dir) }
         var names: [[UInt8]] = []
         errno = 0
@@ -200,18 +211,34 @@ public struct TreeWalker: Sendable {
             if name == [46] || name == [46, 46] { continue }
             names.append(name)
         }
-        if errno != 0 { return .failure(Errno(code: errno)) }
+        if errno != 0 { throw SyscallError(errno) }
         names.sort { $0.lexicographicallyPrecedes($1) }
-        return .success(names)
+        return names
     }
-
-    struct Errno: Error { var code: Int32 }
 }
 
-fileprivate extension Array where Element == UInt8 {
-    func withCString<R>(_ body: (UnsafePointer<CChar>) throws -> R) rethrows -> R {
-        try (self + [0]).withUnsafeBufferPointer { p in
-            try p.withMemoryRebound(to: CChar.self) { try body($0.baseAddress!) }
+extension WalkedFile {
+    /// Opens the file the walk saw, beneath the walk's root descriptor, never
+    /// following a symlink, and checks that it is still that file (same device
+    /// and inode, still regular). Blocking. Throws `FileProblem`.
+    func open(beneath root: OpenFile) throws -> OpenFile {
+        let file: OpenFile
+        do {
+            file = try Beneath.openFile(root.fd, readComponents)
+        } catch let e as SyscallError {
+            switch e.code {
+            case ENOENT: throw FileProblem.vanished
+            case ELOOP, ENOTDIR: throw FileProblem.replaced("it or a parent directory is now a symlink")
+            case ENXIO, EWOULDBLOCK: throw FileProblem.replaced("no longer a regular file")
+            default: throw FileProblem.unreadable(e.description)
+            }
         }
+        let st: stat
+        do { st = try file.stat() } catch { throw FileProblem.unreadable("\(error)") }
+        guard (st.st_mode & S_IFMT) == S_IFREG else { throw FileProblem.replaced("no longer a regular file") }
+        guard UInt64(st.st_dev) == device, UInt64(st.st_ino) == inode else {
+            throw FileProblem.replaced("a different file is at its path now")
+        }
+        return file
     }
 }
