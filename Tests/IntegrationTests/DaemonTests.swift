@@ -401,6 +401,57 @@ func startWithHungUpload(_ fx: DaemonFixture, db: TestDatabase, jobKeys: String,
         #expect(!FileManager.default.fileExists(atPath: fx.socket))
     }
 
+    @Test func serveLeavesAFileThatIsNotASocketAtTheSocketPathAlone() async throws {
+        let fx = try DaemonFixture()
+        defer { fx.remove() }
+        try fx.writeJob("db", """
+        kind = "backup"
+        [backup]
+        database = "postgres:///x"
+        """)
+        try Data("not a socket\n".utf8).write(to: URL(fileURLWithPath: fx.socket))
+        let r = try await CLI.run(["serve", "-c", fx.config])
+        #expect(r.status == ErrorCode.config.exitStatus, "\(r.stderr)")
+        #expect(r.stderr.contains("control socket path \(fx.socket) is a regular file, not a socket"), "\(r.stderr)")
+        #expect(try String(contentsOfFile: fx.socket, encoding: .utf8) == "not a socket\n")
+
+        // A symbolic link there is not followed nor removed, and neither is its target.
+        try FileManager.default.removeItem(atPath: fx.socket)
+        try Data("target\n".utf8).write(to: URL(fileURLWithPath: fx.dir + "/target"))
+        try FileManager.default.createSymbolicLink(atPath: fx.socket, withDestinationPath: fx.dir + "/target")
+        let l = try await CLI.run(["serve", "-c", fx.config])
+        #expect(l.status == ErrorCode.config.exitStatus, "\(l.stderr)")
+        #expect(l.stderr.contains("is a symbolic link, not a socket"), "\(l.stderr)")
+        #expect(try FileManager.default.destinationOfSymbolicLink(atPath: fx.socket) == fx.dir + "/target")
+        #expect(try String(contentsOfFile: fx.dir + "/target", encoding: .utf8) == "target\n")
+    }
+
+    @Test func serveReplacesASocketNobodyAnswersOn() async throws {
+        let fx = try DaemonFixture()
+        defer { fx.remove() }
+        try fx.writeJob("db", """
+        kind = "backup"
+        [backup]
+        database = "postgres:///x"
+        """)
+        // A socket left by a daemon that died: bound, never listened on, its process gone.
+        let stale = Process()
+        stale.executableURL = URL(fileURLWithPath: "/usr/bin/python3")
+        stale.arguments = ["-c", "import socket, sys; socket.socket(socket.AF_UNIX).bind(sys.argv[1])", fx.socket]
+        try await waitForExit(stale)
+        var before = stat()
+        #expect(lstat(fx.socket, &before) == 0 && before.st_mode & S_IFMT == S_IFSOCK)
+        let daemon = try DaemonProcess(config: fx.config, logPath: fx.dir + "/serve.log")
+        #expect(await eventually(20) {
+            let s = try? await CLI.run(["status", "-c", fx.config, "--json"])
+            return s?.status == 0 && s?.stdout.contains("\"state\"") == true
+        })
+        var after = stat()
+        #expect(lstat(fx.socket, &after) == 0 && after.st_ino != before.st_ino)
+        daemon.signal(SIGTERM)
+        #expect(await daemon.waitExit(timeout: 20) == 0)
+    }
+
     @Test func aSecondDaemonOnTheSameSocketIsRefused() async throws {
         let fx = try DaemonFixture()
         defer { fx.remove() }

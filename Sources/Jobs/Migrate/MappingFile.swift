@@ -61,12 +61,12 @@ public enum MappingFile {
         return out
     }
 
-    /// Blocking: writes `data` to `path` atomically (mode 0644).
+    /// Blocking: writes `data` to `path` atomically (mode 0600; a missing directory is made 0700).
     public static func write(_ data: Data, to path: String) throws {
         let dir = (path as NSString).deletingLastPathComponent
-        if !dir.isEmpty { try? FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true) }
+        if !dir.isEmpty { try? PrivateFiles.createDirectory(dir) }
         let tmp = (dir.isEmpty ? "." : dir) + "/." + (path as NSString).lastPathComponent + ".tmp-\(getpid())"
-        let fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
+        let fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o600)
         guard fd >= 0 else { throw CairnError(.io, "cannot create mapping file \(tmp): \(errnoString())") }
         do {
             defer { close(fd) }
