@@ -38,9 +38,9 @@ struct WrappedDumpFixture {
         """.write(toFile: config, atomically: true, encoding: .utf8)
         try """
         kind = "backup"
-        pg_dump_path = "\(dir)/pg_dump"
         [backup]
         database = "\(database)"
+        pg_dump_path = "\(dir)/pg_dump"
         """.write(toFile: dir + "/jobs/db.toml", atomically: true, encoding: .utf8)
     }
 
