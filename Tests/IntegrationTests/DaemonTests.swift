@@ -453,6 +453,44 @@ func startWithHungUpload(_ fx: DaemonFixture, db: TestDatabase, jobKeys: String,
         #expect(await daemon.waitExit(timeout: 20) == 0)
     }
 
+    /// The run succeeds but its end cannot be recorded (pg_dump's wrapper
+    /// makes the state directory immutable, so SQLite has no journal): the
+    /// daemon says so, `cairn run --wait` prints the outcome and exits with
+    /// the state error's status, and the next run does not start.
+    @Test func aDaemonRunWhoseEndCannotBeRecordedIsReportedWithTheStateError() async throws {
+        let db = try await TestDatabase.create("serve_ro", sql: "CREATE TABLE t (id int);")
+        defer { Task { await db.drop() } }
+        let fx = try DaemonFixture()
+        defer { try? chattr("-i", fx.stateDir); fx.remove() }
+        try """
+        #!/bin/sh
+        /usr/bin/chattr +i \(fx.stateDir)
+        exec \(try PostgresTools.locate("pg_dump")) "$@"
+        """.write(toFile: fx.dir + "/pg_dump", atomically: true, encoding: .utf8)
+        chmod(fx.dir + "/pg_dump", 0o755)
+        try fx.writeJob("db", """
+        kind = "backup"
+        [backup]
+        database = "\(db.url)"
+        pg_dump_path = "\(fx.dir)/pg_dump"
+        """)
+        let daemon = try DaemonProcess(config: fx.config, logPath: fx.dir + "/serve.log")
+        #expect(await eventually(20) { FileManager.default.fileExists(atPath: fx.socket) }, "\(daemon.log)")
+
+        let run = try await CLI.run(["run", "-c", fx.config, "db", "--wait"])
+        #expect(run.status == ErrorCode.io.exitStatus, "\(run.stderr)")
+        #expect(run.stdout.contains("backup "), "\(run.stdout)")
+        #expect(run.stderr.contains("run succeeded, but its end is not in the history: state database \(fx.stateDir)/cairn.sqlite: cannot record the end of run"), "\(run.stderr)")
+        #expect(await eventually(10) { daemon.log.contains("run finished but not recorded") }, "\(daemon.log)")
+
+        let next = try await CLI.run(["run", "-c", fx.config, "db", "--wait"])
+        #expect(next.status == ErrorCode.io.exitStatus, "\(next.stderr)")
+        #expect(next.stderr.contains("cannot record the start of db"), "\(next.stderr)")
+
+        daemon.signal(SIGTERM)
+        #expect(await daemon.waitExit(timeout: 20) == 0, "\(daemon.log)")
+    }
+
     @Test func aSecondDaemonOnTheSameSocketIsRefused() async throws {
         let fx = try DaemonFixture()
         defer { fx.remove() }
