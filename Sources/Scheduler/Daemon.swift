@@ -297,14 +297,25 @@ public actor Daemon {
                     message.error = outcome.reason
                     message.code = outcome.code.rawValue
                     if outcome.result == RunRecord.Result.skipped.rawValue && outcome.end == .succeeded {
-                        _ = try? await runBlocking { try state.recordSkipped(job: run.job, trigger: run.trigger.rawValue, scheduledAt: run.scheduledAt, reason: outcome.reason) }
                         logger.info("run skipped", metadata: ["job": "\(run.job)", "run": "\(run.id)", "reason": "\(outcome.reason)"])
-                    } else if outcome.result == RunRecord.Result.failed.rawValue {
-                        _ = try? await runBlocking {
-                            let id = try state.start(job: run.job, trigger: run.trigger.rawValue, scheduledAt: run.scheduledAt, attempt: run.attempt, at: started)
-                            try state.finish(id: id, result: .failed, error: outcome.reason)
+                        do {
+                            try await runBlocking { try state.recordSkipped(job: run.job, trigger: run.trigger.rawValue, scheduledAt: run.scheduledAt, reason: outcome.reason) }
+                        } catch {
+                            logger.error("cannot record a skipped run", metadata: ["job": "\(run.job)", "run": "\(run.id)", "error": "\(error)"])
                         }
+                    } else if outcome.result == RunRecord.Result.failed.rawValue {
                         logger.error("run failed", metadata: ["job": "\(run.job)", "run": "\(run.id)", "error": "\(outcome.reason)"])
+                        do {
+                            try await runBlocking {
+                                let id = try state.start(job: run.job, trigger: run.trigger.rawValue, scheduledAt: run.scheduledAt, attempt: run.attempt, at: started)
+                                try state.finish(id: id, result: .failed, error: outcome.reason)
+                            }
+                        } catch {
+                            logger.error("cannot record a failed run", metadata: ["job": "\(run.job)", "run": "\(run.id)", "error": "\(error)"])
+                            let e = CairnError.wrap(error, .io, "state database")
+                            message.error = "\(outcome.reason); and it is not in the history: \(e)"
+                            message.code = e.code.rawValue
+                        }
                     }
                     withExtendedLifetime(lock) {}
                     emit.yield(.finished(runID: run.id, end: outcome.end, message: message))
