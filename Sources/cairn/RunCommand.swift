@@ -74,20 +74,11 @@ struct RunCommand: AsyncParsableCommand {
         switch outcome {
         case .success(let (bytes, backupID)):
             if let (c, claim) = cluster { await c.finish(claim, result: "ok", error: nil) }
-            do {
-                try state.finish(id: runID, result: .ok, bytes: bytes, backupID: backupID)
-            } catch let e as CairnError {
-                throw CairnError(e.code, "run of \(name) succeeded\(backupID.map { " (backup \($0))" } ?? ""), but its end is not in the history: \(e.message)", cause: e.cause)
-            }
+            try recordRunEnd(state, runID: runID, job: name, error: nil, bytes: bytes, backupID: backupID)
         case .failure(let error):
             let cancelled = error is CancellationError || (error as? CairnError)?.code == .cancelled
             if let (c, claim) = cluster { await c.finish(claim, result: cancelled ? "cancelled" : "failed", error: historyText(error)) }
-            do {
-                try state.finish(id: runID, result: cancelled ? .cancelled : .failed, error: historyText(error))
-            } catch let e as CairnError {
-                throw CairnError(e.code, "run of \(name) \(cancelled ? "was cancelled" : "failed") (\(historyText(error))), and its end is not in the history: \(e.message)", cause: e.cause)
-            }
-            throw error
+            try recordRunEnd(state, runID: runID, job: name, error: error)
         }
     }
 
