@@ -30,19 +30,57 @@ public enum PostgresTools {
         throw CairnError(.config, "\(program) not found in PATH nor in \(base)/*/bin")
     }
 
-    /// This process's environment plus PGPASSWORD when a password is given:
-    /// the only way a password reaches a child (never its argv).
+    /// The environment of a PostgreSQL client program: `childEnvironment`
+    /// of this process's environment.
     static func environment(password: String?) -> [String: String] {
-        var env = ProcessInfo.processInfo.environment
+        childEnvironment(parent: ProcessInfo.processInfo.environment, password: password)
+    }
+
+    /// The variables of `parent` a PostgreSQL client program may see: the
+    /// locale and search path, HOME (libpq reads `~/.pgpass`,
+    /// `~/.pg_service.conf` and `~/.postgresql/` through it), Kerberos'
+    /// own (GSSAPI authentication), and libpq's environment variables, so
+    /// that pg_dump connects exactly as Cairn's own libpq connection does.
+    /// Nothing else: no `AWS_*`, no `CREDENTIALS_DIRECTORY`, `NOTIFY_SOCKET`
+    /// or `CAIRN_*`. `password` (Cairn's own, from the connection string or
+    /// `password_file`) becomes PGPASSWORD, replacing one the operator set;
+    /// without it, an operator's PGPASSWORD passes, as libpq would use it in
+    /// Cairn itself. The password never goes into argv.
+    public static func childEnvironment(parent: [String: String], password: String?) -> [String: String] {
+        var env = parent.filter { isPassedToChildren($0.key) }
         if let password { env["PGPASSWORD"] = password }
         return env
+    }
+
+    /// Variables passed by name (besides `LC_*`).
+    static let passedVariables: Set<String> = [
+        "PATH", "LANG", "LANGUAGE", "TZ", "HOME",
+        "KRB5CCNAME", "KRB5_CONFIG", "KRB5_KTNAME", "KRB5_CLIENT_KTNAME",
+    ]
+
+    /// libpq's environment variables (PostgreSQL documentation, libpq,
+    /// "Environment Variables", up to PostgreSQL 18).
+    static let libpqVariables: Set<String> = [
+        "PGHOST", "PGHOSTADDR", "PGPORT", "PGDATABASE", "PGUSER", "PGPASSWORD", "PGPASSFILE",
+        "PGREQUIREAUTH", "PGCHANNELBINDING", "PGSERVICE", "PGSERVICEFILE", "PGOPTIONS", "PGAPPNAME",
+        "PGSSLMODE", "PGREQUIRESSL", "PGSSLNEGOTIATION", "PGSSLCOMPRESSION", "PGSSLCERT", "PGSSLKEY",
+        "PGSSLCERTMODE", "PGSSLROOTCERT", "PGSSLCRL", "PGSSLCRLDIR", "PGSSLSNI", "PGREQUIREPEER",
+        "PGSSLMINPROTOCOLVERSION", "PGSSLMAXPROTOCOLVERSION", "PGMINPROTOCOLVERSION", "PGMAXPROTOCOLVERSION",
+        "PGGSSENCMODE", "PGKRBSRVNAME", "PGGSSLIB", "PGGSSDELEGATION", "PGCONNECT_TIMEOUT",
+        "PGCLIENTENCODING", "PGTARGETSESSIONATTRS", "PGLOADBALANCEHOSTS",
+        "PGDATESTYLE", "PGTZ", "PGGEQO", "PGSYSCONFDIR", "PGLOCALEDIR",
+    ]
+
+    static func isPassedToChildren(_ name: String) -> Bool {
+        passedVariables.contains(name) || libpqVariables.contains(name) || name.hasPrefix("LC_")
     }
 
     /// Runs `program --version` and returns its output line, e.g. "pg_dump (PostgreSQL) 15.20".
     public static func version(of program: String, binary: String? = nil) async throws -> String {
         let path = try locate(program, configured: binary)
         let out = ByteChannel(capacity: 64 << 10)
-        let child = try ChildProcess(executable: path, arguments: ["--version"], stdout: .channel(out))
+        let child = try ChildProcess(executable: path, arguments: ["--version"],
+                                     environment: environment(password: nil), stdout: .channel(out))
         var text = Data()
         for try await chunk in out { text.append(chunk) }
         try await child.waitForSuccess()

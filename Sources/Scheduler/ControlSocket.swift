@@ -157,7 +157,9 @@ public final class ControlServer: @unchecked Sendable {
     private var stopped = false
     private let logger = Logger.cairn("control")
 
-    /// Binds the socket. Fails when another daemon answers on it; a stale socket file is replaced.
+    /// Binds the socket. Fails when another daemon answers on it; a stale
+    /// socket (one nobody answers on) is replaced. Anything else at `path`
+    /// (a file, directory, link) is never removed: `.config`, naming it.
     public init(path: String) throws {
         self.path = path
         let dir = (path as NSString).deletingLastPathComponent
@@ -168,12 +170,18 @@ public final class ControlServer: @unchecked Sendable {
                 throw CairnError(.io, "control socket: cannot create directory \(dir): \(error.localizedDescription)")
             }
         }
-        if FileManager.default.fileExists(atPath: path) {
-            if let probe = try? ControlClient.connect(path: path) {
+        var st = stat()
+        if lstat(path, &st) == 0 {
+            guard st.st_mode & S_IFMT == S_IFSOCK else {
+                throw CairnError(.config, "control socket path \(path) is \(Self.describe(mode: st.st_mode)), not a socket: cairn serve removes only a stale socket there (move it away or set socket in [daemon])")
+            }
+            do {
+                let probe = try ControlClient.connect(path: path)
                 probe.close()
                 throw CairnError(.busy, "another cairn serve is running (it answers on \(path))")
+            } catch let e as CairnError where e.code == .notFound {
+                unlink(path)   // a socket nobody answers on: left by a daemon that died
             }
-            unlink(path)
         }
         var addr = try unixAddress(path)
         fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
@@ -199,6 +207,19 @@ public final class ControlServer: @unchecked Sendable {
             let why = errnoString()
             Glibc.close(fd)
             throw CairnError(.io, "control socket: cannot listen on \(path): \(why)")
+        }
+    }
+
+    /// What a non-socket file at the socket path is, for the error.
+    static func describe(mode: mode_t) -> String {
+        switch mode & S_IFMT {
+        case S_IFREG: return "a regular file"
+        case S_IFDIR: return "a directory"
+        case S_IFLNK: return "a symbolic link"
+        case S_IFIFO: return "a named pipe"
+        case S_IFCHR: return "a character device"
+        case S_IFBLK: return "a block device"
+        default: return "a file of type \(String(mode & S_IFMT, radix: 8))"
         }
     }
 

@@ -297,14 +297,25 @@ public actor Daemon {
                     message.error = outcome.reason
                     message.code = outcome.code.rawValue
                     if outcome.result == RunRecord.Result.skipped.rawValue && outcome.end == .succeeded {
-                        _ = try? await runBlocking { try state.recordSkipped(job: run.job, trigger: run.trigger.rawValue, scheduledAt: run.scheduledAt, reason: outcome.reason) }
                         logger.info("run skipped", metadata: ["job": "\(run.job)", "run": "\(run.id)", "reason": "\(outcome.reason)"])
-                    } else if outcome.result == RunRecord.Result.failed.rawValue {
-                        _ = try? await runBlocking {
-                            let id = try state.start(job: run.job, trigger: run.trigger.rawValue, scheduledAt: run.scheduledAt, attempt: run.attempt, at: started)
-                            try state.finish(id: id, result: .failed, error: outcome.reason)
+                        do {
+                            try await runBlocking { try state.recordSkipped(job: run.job, trigger: run.trigger.rawValue, scheduledAt: run.scheduledAt, reason: outcome.reason) }
+                        } catch {
+                            logger.error("cannot record a skipped run", metadata: ["job": "\(run.job)", "run": "\(run.id)", "error": "\(error)"])
                         }
+                    } else if outcome.result == RunRecord.Result.failed.rawValue {
                         logger.error("run failed", metadata: ["job": "\(run.job)", "run": "\(run.id)", "error": "\(outcome.reason)"])
+                        do {
+                            try await runBlocking {
+                                let id = try state.start(job: run.job, trigger: run.trigger.rawValue, scheduledAt: run.scheduledAt, attempt: run.attempt, at: started)
+                                try state.finish(id: id, result: .failed, error: outcome.reason)
+                            }
+                        } catch {
+                            logger.error("cannot record a failed run", metadata: ["job": "\(run.job)", "run": "\(run.id)", "error": "\(error)"])
+                            let e = CairnError.wrap(error, .io, "state database")
+                            message.error = "\(outcome.reason); and it is not in the history: \(e)"
+                            message.code = e.code.rawValue
+                        }
                     }
                     withExtendedLifetime(lock) {}
                     emit.yield(.finished(runID: run.id, end: outcome.end, message: message))
@@ -317,10 +328,17 @@ public actor Daemon {
                 dbID = try await runBlocking { try state.start(job: run.job, trigger: run.trigger.rawValue, scheduledAt: run.scheduledAt, attempt: run.attempt, at: started) }
                 let outcome = try await runner.run(job) { p in progress.set(p) }
                 let id = dbID!
-                _ = try? await runBlocking { try state.finish(id: id, result: .ok, bytes: outcome.bytes, backupID: outcome.backupID) }
                 end = .succeeded
                 message.result = RunRecord.Result.ok.rawValue
                 message.summary = outcome.summary
+                do {
+                    try await runBlocking { try state.finish(id: id, result: .ok, bytes: outcome.bytes, backupID: outcome.backupID) }
+                } catch {
+                    // The run succeeded but is not in the history: said to the log and to `cairn run --wait`, whose exit status is the state error's.
+                    let e = CairnError.wrap(error, .io, "state database")
+                    message.error = "run succeeded, but its end is not in the history: \(e)"
+                    message.code = e.code.rawValue
+                }
             } catch {
                 let cancelled = Task.isCancelled || error is CancellationError || (error as? CairnError)?.code == .cancelled
                 let reason = cancelled ? await self?.cancelReason(run.id) : nil
@@ -332,10 +350,18 @@ public actor Daemon {
                 } else {
                     (result, text, code, end) = (.failed, "\(error)", (error as? CairnError)?.code ?? .internal, .failed)
                 }
-                if let id = dbID { _ = try? await runBlocking { try state.finish(id: id, result: result, error: text) } }
                 message.result = result.rawValue
                 message.error = text
                 message.code = code.rawValue
+                if let id = dbID {
+                    do {
+                        try await runBlocking { try state.finish(id: id, result: result, error: text) }
+                    } catch let stateError {
+                        let e = CairnError.wrap(stateError, .io, "state database")
+                        message.error = "\(text); and its end is not in the history: \(e)"
+                        message.code = e.code.rawValue
+                    }
+                }
             }
             if let claim, let cluster {
                 await cluster.finish(claim, result: message.result ?? "failed", error: message.error)
@@ -346,7 +372,13 @@ public actor Daemon {
                                          "duration": "\(String(format: "%.1f", duration))s"]
             if let e = message.error { meta["error"] = "\(e)" }
             if let s = message.summary { meta["summary"] = "\(s)" }
-            if end == .succeeded { logger.notice("run finished", metadata: meta) } else { logger.error("run failed", metadata: meta) }
+            if end == .succeeded && message.code == nil {
+                logger.notice("run finished", metadata: meta)
+            } else if end == .succeeded {
+                logger.error("run finished but not recorded", metadata: meta)
+            } else {
+                logger.error("run failed", metadata: meta)
+            }
             emit.yield(.finished(runID: run.id, end: end, message: message))
         }
         running[run.id] = Running(run: run, task: task, progress: progress)

@@ -71,10 +71,9 @@ public final class CheckpointStore: Sendable {
     public convenience init(stateDir: String, job: String) throws {
         let dir = stateDir + "/migrate"
         do {
-            try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true,
-                                                    attributes: [.posixPermissions: 0o700])
-        } catch {
-            throw CairnError(.io, "cannot create checkpoint directory \(dir): \(error.localizedDescription)")
+            try PrivateFiles.createDirectory(dir)
+        } catch let e as CairnError {
+            throw CairnError(.io, "cannot create checkpoint directory \(dir): \(e.message)", cause: e.cause)
         }
         try self.init(path: dir + "/\(job).sqlite")
     }
@@ -90,6 +89,7 @@ public final class CheckpointStore: Sendable {
             config.prepareDatabase { db in
                 try db.execute(sql: "PRAGMA synchronous = NORMAL")
             }
+            try PrivateFiles.createFile(path)   // 0600; SQLite gives -wal and -shm the same mode
             db = try DatabaseQueue(path: path, configuration: config)
             try db.writeWithoutTransaction { db in
                 _ = try String.fetchOne(db, sql: "PRAGMA journal_mode = WAL")

@@ -30,19 +30,22 @@ public final class StateStore: Sendable {
 
     public init(stateDir: String) throws {
         do {
-            try FileManager.default.createDirectory(atPath: stateDir, withIntermediateDirectories: true,
-                                                    attributes: [.posixPermissions: 0o700])
-        } catch {
-            throw CairnError(.io, "cannot create state directory \(stateDir): \(error.localizedDescription)")
+            try PrivateFiles.createDirectory(stateDir)
+        } catch let e as CairnError {
+            throw CairnError(.io, "cannot create state directory \(stateDir): \(e.message)", cause: e.cause)
         }
         path = stateDir + "/cairn.sqlite"
         do {
+            // 0600 before SQLite opens it: SQLite would create it 0644, and gives its journal the same mode.
+            try PrivateFiles.createFile(path)
             var config = Configuration()
             config.busyMode = .timeout(10)
             db = try DatabaseQueue(path: path, configuration: config)
             try Self.migrator.migrate(db)
+        } catch let e as CairnError {
+            throw CairnError(.io, "cannot open state database \(path): \(e.message)", cause: e.cause)
         } catch {
-            throw CairnError(.io, "cannot open state database \(path): \(error)")
+            throw CairnError(.io, "cannot open state database \(path)", cause: Self.cause(error))
         }
     }
 
@@ -163,10 +166,16 @@ public final class StateStore: Sendable {
                   bytes: row["bytes"], backupID: row["backup_id"], attempt: row["attempt"] ?? 1)
     }
 
+    /// Every failure of the state database is `.io`, its cause the SQLite
+    /// error (result code and message) as data.
     private func wrap<T>(_ what: String, _ body: () throws -> T) throws -> T {
         do { return try body() } catch let e as CairnError { throw e } catch {
-            throw CairnError(.io, "state database \(path): cannot \(what): \(error)")
+            throw CairnError(.io, "state database \(path): cannot \(what)", cause: Self.cause(error))
         }
+    }
+
+    static func cause(_ error: any Error) -> any Error & Sendable {
+        (error as? DatabaseError) ?? CairnError(.io, "\(error)")
     }
 }
 
@@ -179,7 +188,7 @@ public final class JobLock: @unchecked Sendable {
     /// Takes the lock or fails at once with `.busy`.
     public init(stateDir: String, job: String) throws {
         let dir = stateDir + "/locks"
-        try? FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
+        try? PrivateFiles.createDirectory(dir)
         path = dir + "/\(job).lock"
         fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0o600)
         guard fd >= 0 else { throw CairnError(.io, "cannot open lock file \(path): \(errnoString())") }

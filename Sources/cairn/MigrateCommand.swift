@@ -98,8 +98,7 @@ struct MigrateCommand: AsyncParsableCommand {
                 report = try await withSignalCancellation { try await m.run() }
             } catch {
                 reporter.stop()
-                let cancelled = error is CancellationError || (error as? CairnError)?.code == .cancelled
-                try? state.finish(id: runID, result: cancelled ? .cancelled : .failed, error: historyText(error))
+                try recordRunEnd(state, runID: runID, job: job.name, error: error)
                 throw error
             }
             reporter.stop()
@@ -112,10 +111,9 @@ struct MigrateCommand: AsyncParsableCommand {
             }
             if !report.failed.isEmpty {
                 let err = CairnError(report.failureCode, "migration \(job.name): \(report.failed.count) file(s) failed (listed above); re-run to retry them")
-                try? state.finish(id: runID, result: .failed, error: err.message, bytes: report.uploadedBytes)
-                throw err
+                try recordRunEnd(state, runID: runID, job: job.name, error: err, bytes: report.uploadedBytes)
             }
-            try state.finish(id: runID, result: .ok, bytes: report.uploadedBytes)
+            try recordRunEnd(state, runID: runID, job: job.name, error: nil, bytes: report.uploadedBytes)
         }
     }
 }

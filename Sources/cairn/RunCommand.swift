@@ -48,19 +48,37 @@ struct RunCommand: AsyncParsableCommand {
                     throw CairnError(.busy, "job \(job.name) is running on cluster node \(node ?? "?")")
                 }
             }
-            let state = try StateStore(stateDir: config.stateDir)
-            let runID = try state.start(job: job.name, trigger: "manual")
+            // A run that cannot be recorded does not start: the state error (with its SQLite cause) is the answer.
+            let state: StateStore, runID: Int64
             do {
-                let (bytes, backupID) = try await runJob(job, config: config)
-                try state.finish(id: runID, result: .ok, bytes: bytes, backupID: backupID)
-                if let (c, claim) = cluster { await c.finish(claim, result: "ok", error: nil) }
+                state = try StateStore(stateDir: config.stateDir)
+                runID = try state.start(job: job.name, trigger: "manual")
             } catch {
-                let cancelled = error is CancellationError || (error as? CairnError)?.code == .cancelled
-                try? state.finish(id: runID, result: cancelled ? .cancelled : .failed, error: historyText(error))
-                if let (c, claim) = cluster { await c.finish(claim, result: cancelled ? "cancelled" : "failed", error: historyText(error)) }
+                if let (c, claim) = cluster { await c.finish(claim, result: "failed", error: historyText(error)) }
                 throw error
             }
+            try await finishRun(job, runID, state: state, config: config, cluster: cluster)
             withExtendedLifetime(lock) {}
+        }
+    }
+
+    /// Runs the job and records its end. The job's outcome is reported
+    /// first; when its end cannot be recorded, the state error follows it,
+    /// and decides the exit status (a run that is not in the history is not
+    /// reported as a success).
+    func finishRun(_ job: JobConfig, _ runID: Int64, state: StateStore, config: CairnConfig,
+                   cluster: (ClusterCoordinator, ClusterClaim)?) async throws {
+        let name = job.name
+        let outcome: Result<(Int64?, String?), any Error>
+        do { outcome = .success(try await runJob(job, config: config)) } catch { outcome = .failure(error) }
+        switch outcome {
+        case .success(let (bytes, backupID)):
+            if let (c, claim) = cluster { await c.finish(claim, result: "ok", error: nil) }
+            try recordRunEnd(state, runID: runID, job: name, error: nil, bytes: bytes, backupID: backupID)
+        case .failure(let error):
+            let cancelled = error is CancellationError || (error as? CairnError)?.code == .cancelled
+            if let (c, claim) = cluster { await c.finish(claim, result: cancelled ? "cancelled" : "failed", error: historyText(error)) }
+            try recordRunEnd(state, runID: runID, job: name, error: error)
         }
     }
 
@@ -98,6 +116,8 @@ struct RunCommand: AsyncParsableCommand {
                 if progressShown { FileHandle.standardError.write(Data("\n".utf8)) }
                 if m.result == "ok" {
                     print(m.summary ?? "\(job): ok")
+                    // Succeeded, but the daemon could not record it: its state error decides the status.
+                    if let code = m.code { throw CairnError(ErrorCode(rawValue: code) ?? .io, m.error ?? "run \(m.run ?? 0) of \(job) is not in the history") }
                     return
                 }
                 throw CairnError(ErrorCode(rawValue: m.code ?? "") ?? .internal, "run \(m.run ?? 0) of \(job) \(m.result ?? "failed"): \(m.error ?? "no error text")")

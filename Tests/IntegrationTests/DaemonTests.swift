@@ -401,6 +401,96 @@ func startWithHungUpload(_ fx: DaemonFixture, db: TestDatabase, jobKeys: String,
         #expect(!FileManager.default.fileExists(atPath: fx.socket))
     }
 
+    @Test func serveLeavesAFileThatIsNotASocketAtTheSocketPathAlone() async throws {
+        let fx = try DaemonFixture()
+        defer { fx.remove() }
+        try fx.writeJob("db", """
+        kind = "backup"
+        [backup]
+        database = "postgres:///x"
+        """)
+        try Data("not a socket\n".utf8).write(to: URL(fileURLWithPath: fx.socket))
+        let r = try await CLI.run(["serve", "-c", fx.config])
+        #expect(r.status == ErrorCode.config.exitStatus, "\(r.stderr)")
+        #expect(r.stderr.contains("control socket path \(fx.socket) is a regular file, not a socket"), "\(r.stderr)")
+        #expect(try String(contentsOfFile: fx.socket, encoding: .utf8) == "not a socket\n")
+
+        // A symbolic link there is not followed nor removed, and neither is its target.
+        try FileManager.default.removeItem(atPath: fx.socket)
+        try Data("target\n".utf8).write(to: URL(fileURLWithPath: fx.dir + "/target"))
+        try FileManager.default.createSymbolicLink(atPath: fx.socket, withDestinationPath: fx.dir + "/target")
+        let l = try await CLI.run(["serve", "-c", fx.config])
+        #expect(l.status == ErrorCode.config.exitStatus, "\(l.stderr)")
+        #expect(l.stderr.contains("is a symbolic link, not a socket"), "\(l.stderr)")
+        #expect(try FileManager.default.destinationOfSymbolicLink(atPath: fx.socket) == fx.dir + "/target")
+        #expect(try String(contentsOfFile: fx.dir + "/target", encoding: .utf8) == "target\n")
+    }
+
+    @Test func serveReplacesASocketNobodyAnswersOn() async throws {
+        let fx = try DaemonFixture()
+        defer { fx.remove() }
+        try fx.writeJob("db", """
+        kind = "backup"
+        [backup]
+        database = "postgres:///x"
+        """)
+        // A socket left by a daemon that died: bound, never listened on, its
+        // process gone. Only a daemon listening on a new one answers `status`.
+        let stale = Process()
+        stale.executableURL = URL(fileURLWithPath: "/usr/bin/python3")
+        stale.arguments = ["-c", "import socket, sys; socket.socket(socket.AF_UNIX).bind(sys.argv[1])", fx.socket]
+        try await waitForExit(stale)
+        var before = stat()
+        #expect(lstat(fx.socket, &before) == 0 && before.st_mode & S_IFMT == S_IFSOCK)
+        let daemon = try DaemonProcess(config: fx.config, logPath: fx.dir + "/serve.log")
+        #expect(await eventually(20) {
+            let s = try? await CLI.run(["status", "-c", fx.config, "--json"])
+            return s?.status == 0 && s?.stdout.contains("\"state\"") == true
+        }, "\(daemon.log)")
+        var after = stat()   // (the inode number proves nothing: a freed one is reused)
+        #expect(lstat(fx.socket, &after) == 0 && after.st_mode & S_IFMT == S_IFSOCK)
+        daemon.signal(SIGTERM)
+        #expect(await daemon.waitExit(timeout: 20) == 0)
+    }
+
+    /// The run succeeds but its end cannot be recorded (pg_dump's wrapper
+    /// makes the state directory immutable, so SQLite has no journal): the
+    /// daemon says so, `cairn run --wait` prints the outcome and exits with
+    /// the state error's status, and the next run does not start.
+    @Test func aDaemonRunWhoseEndCannotBeRecordedIsReportedWithTheStateError() async throws {
+        let db = try await TestDatabase.create("serve_ro", sql: "CREATE TABLE t (id int);")
+        defer { Task { await db.drop() } }
+        let fx = try DaemonFixture()
+        defer { try? chattr("-i", fx.stateDir); fx.remove() }
+        try """
+        #!/bin/sh
+        /usr/bin/chattr +i \(fx.stateDir)
+        exec \(try PostgresTools.locate("pg_dump")) "$@"
+        """.write(toFile: fx.dir + "/pg_dump", atomically: true, encoding: .utf8)
+        chmod(fx.dir + "/pg_dump", 0o755)
+        try fx.writeJob("db", """
+        kind = "backup"
+        [backup]
+        database = "\(db.url)"
+        pg_dump_path = "\(fx.dir)/pg_dump"
+        """)
+        let daemon = try DaemonProcess(config: fx.config, logPath: fx.dir + "/serve.log")
+        #expect(await eventually(20) { FileManager.default.fileExists(atPath: fx.socket) }, "\(daemon.log)")
+
+        let run = try await CLI.run(["run", "-c", fx.config, "db", "--wait"])
+        #expect(run.status == ErrorCode.io.exitStatus, "\(run.stderr)")
+        #expect(run.stdout.contains("backup "), "\(run.stdout)")
+        #expect(run.stderr.contains("run succeeded, but its end is not in the history: state database \(fx.stateDir)/cairn.sqlite: cannot record the end of run"), "\(run.stderr)")
+        #expect(await eventually(10) { daemon.log.contains("run finished but not recorded") }, "\(daemon.log)")
+
+        let next = try await CLI.run(["run", "-c", fx.config, "db", "--wait"])
+        #expect(next.status == ErrorCode.io.exitStatus, "\(next.stderr)")
+        #expect(next.stderr.contains("cannot record the start of db"), "\(next.stderr)")
+
+        daemon.signal(SIGTERM)
+        #expect(await daemon.waitExit(timeout: 20) == 0, "\(daemon.log)")
+    }
+
     @Test func aSecondDaemonOnTheSameSocketIsRefused() async throws {
         let fx = try DaemonFixture()
         defer { fx.remove() }

@@ -61,16 +61,16 @@ public enum MappingFile {
         return out
     }
 
-    /// Blocking: writes `data` to `path` atomically (mode 0644). A failure
-    /// carries a `StateWriteFailure` (errno) as its cause.
+    /// Blocking: writes `data` to `path` atomically (mode 0600; a missing
+    /// directory is made 0700). A failure carries a `StateWriteFailure` (errno) as its cause.
     public static func write(_ data: Data, to path: String) throws {
         func failed(_ what: String, _ e: Int32) -> CairnError {
             CairnError(.io, "cannot \(what) mapping file \(path): \(errnoString(e))", cause: StateWriteFailure(errno: e, detail: errnoString(e)))
         }
         let dir = (path as NSString).deletingLastPathComponent
-        if !dir.isEmpty { try? FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true) }
+        if !dir.isEmpty { try? PrivateFiles.createDirectory(dir) }
         let tmp = (dir.isEmpty ? "." : dir) + "/." + (path as NSString).lastPathComponent + ".tmp-\(getpid())"
-        let fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
+        let fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o600)
         guard fd >= 0 else { throw failed("create", errno) }
         var e = writeFully(fd, data)
         if e == 0 && fsync(fd) != 0 { e = errno }
