@@ -74,6 +74,7 @@ import Testing
             "StateDirectory=cairn", "RuntimeDirectory=cairn", "RuntimeDirectoryMode=0750", "ProtectSystem=strict", "ProtectHome=true",
             "PrivateTmp=true", "NoNewPrivileges=true", "CapabilityBoundingSet=", "UMask=0077",
             "LoadCredential=backup-key:/etc/cairn/keys/backup.key", "LoadCredential=s3-secret:/etc/cairn/s3-secret",
+            "Environment=SWIFT_BACKTRACE=enable=no",   // see SystemdContainerTests: the watchdog's SIGABRT must end the daemon
         ] {
             #expect(lines.contains(required), "cairn.service lacks \(required)")
         }
@@ -92,6 +93,11 @@ import Testing
         #expect(entry[5] == "/var/lib/cairn" && entry[4] == "Cairn backup daemon")
         let uid = try #require(UInt32(entry[2])), gid = try #require(UInt32(entry[3]))
 
+        // Config files copied in without the group (a package, --destdir): tmpfiles gives them group cairn, keeps their mode.
+        try FileManager.default.createDirectory(atPath: root + "/etc/cairn/jobs", withIntermediateDirectories: true)
+        for f in ["/etc/cairn/cairn.toml", "/etc/cairn/jobs/db.toml"] {
+            FileManager.default.createFile(atPath: root + f, contents: Data("x".utf8), attributes: [.posixPermissions: 0o640])
+        }
         let tf = try await Self.run("/usr/bin/systemd-tmpfiles", ["--root=\(root)", "--create", Self.repoRoot + "/systemd/cairn.tmpfiles.conf"])
         #expect(tf.status == 0, "\(tf.stderr)")
         #expect(Self.mode(root + "/etc/cairn") == 0o750)
@@ -102,6 +108,10 @@ import Testing
             #expect(Self.owner(root + "/etc/cairn").map { $0.uid == 0 && $0.gid == gid } == true)
             #expect(Self.owner(root + "/etc/cairn/keys").map { $0.uid == 0 && $0.gid == 0 } == true)
             #expect(Self.owner(root + "/var/lib/cairn").map { $0.uid == uid && $0.gid == gid } == true)
+            for f in ["/etc/cairn/cairn.toml", "/etc/cairn/jobs/db.toml"] {
+                #expect(Self.owner(root + f).map { $0.uid == 0 && $0.gid == gid } == true, "\(f)")
+                #expect(Self.mode(root + f) == 0o640, "\(f)")
+            }
         }
     }
 
