@@ -37,11 +37,12 @@ import State
         // One file at a time, in path order: the proxy holds the first PUT
         // (a 2023/… file, after the walk) while the tree is changed under the
         // job, before a/, b/ and c/ are opened.
-        try await proxy.inject(.init(method: "PUT", path_contains: fx.storagePrefix + "/media/2023/", action: "delay", seconds: 15))
+        let heldPath = fx.storagePrefix + "/media/2023/"
+        try await proxy.inject(.init(method: "PUT", path_contains: heldPath, action: "hold", seconds: 600))
         let migration = try job(fx, concurrency: 1)
         let run = Task { try await migration.run() }
         let held = try await eventually(30) {
-            try await proxy.log(pathContaining: fx.storagePrefix).contains { $0.method == "PUT" && $0.fault == "delay" }
+            try await proxy.log(pathContaining: fx.storagePrefix).contains { $0.method == "PUT" && $0.fault == "hold" }
         }
         #expect(held)
         // a/x.jpg: now a symlink to the secret; b/: now a symlink to the outside directory;
@@ -52,6 +53,7 @@ import State
         #expect(symlink(outside, fx.src + "/b") == 0)
         #expect(rename(fx.src + "/c/big.mp4", fx.src + "/c/big.old") == 0)
         #expect(rename(outside + "/big.mp4", fx.src + "/c/big.mp4") == 0)
+        try await proxy.release(pathContaining: heldPath)
         let report = try await run.value
 
         // the swapped paths are reported as changed and skipped; the rest migrated

@@ -64,6 +64,13 @@ struct ProxyControl {
         #expect(r.status == 200)
     }
 
+    /// Lets the requests held by "hold" rules with this `path_contains` go on.
+    func release(pathContaining scope: String) async throws {
+        let q = scope.addingPercentEncoding(withAllowedCharacters: .alphanumerics) ?? scope
+        let r = try await http.send(HTTPRequest(method: "POST", url: base + "/__proxy/release?path_contains=" + q))
+        #expect(r.status == 200)
+    }
+
     struct LogEntry: Decodable {
         var method: String
         var path: String

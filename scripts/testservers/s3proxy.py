@@ -12,6 +12,8 @@ rules moto does not check and can inject faults:
     size and the last must not be larger.
   * Faults and inspection under /__proxy/ (never forwarded):
       POST   /__proxy/faults      append a rule (JSON, see docs/TESTING.md)
+      POST   /__proxy/release     let requests held by "hold" rules go on
+                                  (?path_contains=X: only those rules')
       DELETE /__proxy/faults      clear the rules
       GET    /__proxy/faults      list the rules with their remaining counts
       GET    /__proxy/log         JSON list of requests seen (?path_contains=X: only those)
@@ -245,6 +247,12 @@ class Handler(http.server.BaseHTTPRequestHandler):
                 # Logged now too, so that a test sees the request arrive.
                 STATE.record(dict(entry, status=None))
                 time.sleep(float(fault.get("seconds") or 5))
+            if action == "hold":
+                # Hold the request until the test releases it (POST
+                # /__proxy/release), or `seconds` pass (a guard against a
+                # test that never does), then forward it.
+                STATE.record(dict(entry, status=None))
+                fault["event"].wait(float(fault.get("seconds") or 300))
             # drop_mid_response: forwarded below, cut after half the body
 
         # 2. strict rules
@@ -441,8 +449,8 @@ class Handler(http.server.BaseHTTPRequestHandler):
                     if not isinstance(rule, dict):
                         raise ValueError("rule must be a JSON object")
                     action = rule.get("action", "status")
-                    if action not in ("status", "drop", "drop_mid_response", "delay"):
-                        raise ValueError("action must be status, drop, drop_mid_response or delay")
+                    if action not in ("status", "drop", "drop_mid_response", "delay", "hold"):
+                        raise ValueError("action must be status, drop, drop_mid_response, delay or hold")
                     clean = {
                         "method": rule.get("method"),
                         "path_contains": rule.get("path_contains"),
@@ -455,6 +463,8 @@ class Handler(http.server.BaseHTTPRequestHandler):
                         "count": int(rule.get("count", 1)),
                     }
                     clean["remaining"] = clean["count"]
+                    if action == "hold":
+                        clean["event"] = threading.Event()
                 except (ValueError, TypeError) as exc:
                     return self.send_json(400, {"error": str(exc)})
                 with STATE.lock:
@@ -466,6 +476,9 @@ class Handler(http.server.BaseHTTPRequestHandler):
                 # (tests run in parallel: one test must not clear another's rules).
                 scope = urllib.parse.parse_qs(self.path.split("?", 1)[1] if "?" in self.path else "").get("path_contains", [None])[0]
                 with STATE.lock:
+                    for r in STATE.rules:
+                        if "event" in r and (scope is None or r.get("path_contains") == scope):
+                            r["event"].set()
                     if scope is None:
                         STATE.rules.clear()
                     else:
@@ -473,8 +486,17 @@ class Handler(http.server.BaseHTTPRequestHandler):
                 return self.send_json(200, {"ok": True})
             if method == "GET":
                 with STATE.lock:
-                    rules = [dict(r) for r in STATE.rules]
+                    rules = [{k: v for k, v in r.items() if k != "event"} for r in STATE.rules]
                 return self.send_json(200, rules)
+        if path == "/__proxy/release" and method == "POST":
+            scope = urllib.parse.parse_qs(self.path.split("?", 1)[1] if "?" in self.path else "").get("path_contains", [None])[0]
+            released = 0
+            with STATE.lock:
+                for r in STATE.rules:
+                    if "event" in r and (scope is None or r.get("path_contains") == scope):
+                        r["event"].set()
+                        released += 1
+            return self.send_json(200, {"ok": True, "released": released})
         if path == "/__proxy/log":
             if method == "GET":
                 # ?path_contains=X: only the entries whose path contains X (the
