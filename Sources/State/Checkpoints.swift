@@ -91,10 +91,14 @@ public final class CheckpointStore: Sendable {
             }
             try PrivateFiles.createFile(path)   // 0600; SQLite gives -wal and -shm the same mode
             db = try DatabaseQueue(path: path, configuration: config)
-            try db.writeWithoutTransaction { db in
-                _ = try String.fetchOne(db, sql: "PRAGMA journal_mode = WAL")
+            // Under the schema lock: a second connection changing the journal mode
+            // at the same time gets "database is locked" at once, whatever the busy timeout.
+            try SchemaLock.withLock(path: path) {
+                try db.writeWithoutTransaction { db in
+                    _ = try String.fetchOne(db, sql: "PRAGMA journal_mode = WAL")
+                }
+                try Self.migrator.migrate(db)
             }
-            try Self.migrator.migrate(db)
         } catch let e as CairnError {
             throw e
         } catch {

@@ -41,7 +41,7 @@ public final class StateStore: Sendable {
             var config = Configuration()
             config.busyMode = .timeout(10)
             db = try DatabaseQueue(path: path, configuration: config)
-            try Self.migrator.migrate(db)
+            try SchemaLock.migrate(Self.migrator, db, path: path)
         } catch let e as CairnError {
             throw CairnError(.io, "cannot open state database \(path): \(e.message)", cause: e.cause)
         } catch {
