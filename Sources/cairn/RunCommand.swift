@@ -35,50 +35,7 @@ struct RunCommand: AsyncParsableCommand {
                 try await runThroughDaemon(conn)
                 return
             }
-            // One run of a job at a time on this host (shared with the daemon), recorded in the history.
-            let lock = try JobLock(stateDir: config.stateDir, job: job.name)
-            // With [cluster], also the job's lock in the lock database: no node runs it meanwhile.
-            var cluster: (ClusterCoordinator, ClusterClaim)?
-            if let c = config.cluster {
-                let coordinator = ClusterCoordinator(config: c)
-                try await coordinator.prepare()
-                switch try await coordinator.claimManual(job: job.name) {
-                case .claimed(let claim): cluster = (coordinator, claim)
-                case .runningElsewhere(let node), .alreadyRan(let node as String?):
-                    throw CairnError(.busy, "job \(job.name) is running on cluster node \(node ?? "?")")
-                }
-            }
-            // A run that cannot be recorded does not start: the state error (with its SQLite cause) is the answer.
-            let state: StateStore, runID: Int64
-            do {
-                state = try StateStore(stateDir: config.stateDir)
-                runID = try state.start(job: job.name, trigger: "manual")
-            } catch {
-                if let (c, claim) = cluster { await c.finish(claim, result: "failed", error: historyText(error)) }
-                throw error
-            }
-            try await finishRun(job, runID, state: state, config: config, cluster: cluster)
-            withExtendedLifetime(lock) {}
-        }
-    }
-
-    /// Runs the job and records its end. The job's outcome is reported
-    /// first; when its end cannot be recorded, the state error follows it,
-    /// and decides the exit status (a run that is not in the history is not
-    /// reported as a success).
-    func finishRun(_ job: JobConfig, _ runID: Int64, state: StateStore, config: CairnConfig,
-                   cluster: (ClusterCoordinator, ClusterClaim)?) async throws {
-        let name = job.name
-        let outcome: Result<(Int64?, String?), any Error>
-        do { outcome = .success(try await runJob(job, config: config)) } catch { outcome = .failure(error) }
-        switch outcome {
-        case .success(let (bytes, backupID)):
-            if let (c, claim) = cluster { await c.finish(claim, result: "ok", error: nil) }
-            try recordRunEnd(state, runID: runID, job: name, error: nil, bytes: bytes, backupID: backupID)
-        case .failure(let error):
-            let cancelled = error is CancellationError || (error as? CairnError)?.code == .cancelled
-            if let (c, claim) = cluster { await c.finish(claim, result: cancelled ? "cancelled" : "failed", error: historyText(error)) }
-            try recordRunEnd(state, runID: runID, job: name, error: error)
+            try await LocalJobRun(config: config).run(job)
         }
     }
 
@@ -127,17 +84,4 @@ struct RunCommand: AsyncParsableCommand {
         }
         throw CairnError(.io, "lost the connection to cairn serve before run of \(job) ended (it goes on in the daemon; see `cairn history \(job)`)")
     }
-
-    /// Runs the job in this process, with a progress line on a TTY.
-    func runJob(_ job: JobConfig, config: CairnConfig) async throws -> (Int64?, String?) {
-        let reporter = ProgressReporter(job: job.name)
-        defer { reporter.stop() }
-        let outcome = try await withSignalCancellation {
-            try await JobRunner(config: config).run(job) { reporter.start($0) }
-        }
-        reporter.stop()
-        print(outcome.summary)
-        return (outcome.bytes, outcome.backupID)
-    }
 }
-

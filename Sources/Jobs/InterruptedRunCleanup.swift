@@ -1,0 +1,43 @@
+import Core
+import Foundation
+import Logging
+import ObjectStore
+
+extension JobRunner {
+    /// What runs that could not clean up after themselves (kill -9, power
+    /// loss, a lost network) left under the job's prefix:
+    /// - multipart uploads of backup data, never completed or aborted;
+    /// - data objects that were completed but that no manifest names (the run
+    ///   died between completing the upload and writing the manifest).
+    /// Neither is a backup (only a manifest makes one) and both cost storage.
+    /// The caller holds the job's lock and the prefix belongs to this job alone
+    /// (`cairn config check` refuses two backup jobs sharing one), so none of
+    /// this is in progress. Best effort: a failure here does not stop the backup.
+    static func cleanUpInterruptedRuns(store: any ObjectStore, prefix: String, job: String) async {
+        let logger = Logger.cairn("backup")
+        let dir = prefix.isEmpty ? "" : prefix + "/"
+        let clock = ContinuousClock(), began = clock.now
+        defer {
+            let seconds = (clock.now - began).components
+            logger.info("checked for leftovers of interrupted runs", metadata: [
+                "job": "\(job)", "seconds": "\(String(format: "%.2f", Double(seconds.seconds) + Double(seconds.attoseconds) / 1e18))"])
+        }
+        do {
+            for u in try await store.listMultipartUploads(prefix: dir) where BackupLayout.isBackupData(u.key, prefix: prefix) {
+                try await store.abortMultipartUpload(key: u.key, uploadId: u.uploadId)
+                logger.notice("aborted an unfinished upload left by an interrupted run", metadata: ["job": "\(job)", "key": "\(u.key)"])
+            }
+            let keys = try await store.list(prefix: dir).map(\.key)
+            let complete = Set(keys.compactMap { BackupLayout.backupID(ofManifest: $0, prefix: prefix) })
+            let orphans = keys.filter { key in BackupLayout.backupID(ofData: key, prefix: prefix).map { !complete.contains($0) } ?? false }
+            if !orphans.isEmpty {
+                try await store.delete(keys: orphans)
+                for key in orphans {
+                    logger.notice("deleted backup data that no manifest names (left by an interrupted run)", metadata: ["job": "\(job)", "key": "\(key)"])
+                }
+            }
+        } catch {
+            logger.warning("cannot clean up after interrupted runs", metadata: ["job": "\(job)", "error": "\(error)"])
+        }
+    }
+}
