@@ -32,12 +32,14 @@ public struct JobOutcome: Sendable, Equatable, Codable {
     }
 }
 
-/// Runs one job of any kind to its end in the calling task. Cancelling the
-/// task cancels the job, which cleans up (child processes killed and reaped,
-/// multipart uploads aborted) before `run` throws.
+/// Runs one job of any kind to its end in the calling task: the one
+/// exhaustive switch over the kinds. Cancelling the task cancels the job,
+/// which cleans up (child processes killed and reaped, multipart uploads
+/// aborted) before `run` throws.
 ///
-/// The caller holds the job's lock (`JobLock`, and the cluster claim with
-/// `[cluster]`): no other run of the job is in progress anywhere.
+/// Only `RunExecutor` calls it: it holds the job's lock (`JobLock`, and the
+/// cluster claim with `[cluster]`), so no other run of the job is in
+/// progress anywhere, and it records the run and applies the timeout.
 public struct JobRunner: Sendable {
     public let config: CairnConfig
     public let env: [String: String]
@@ -47,11 +49,10 @@ public struct JobRunner: Sendable {
         self.env = env
     }
 
-    /// The kinds this version can run; the others are parsed and checked but not run yet.
-    public static let runnableKinds: Set<JobKind> = [.backup, .migrate]
-
-    /// Runs `job`; `started` receives the job's progress as soon as there is one.
-    public func run(_ job: JobConfig, started: @Sendable (any JobProgress) -> Void = { _ in }) async throws -> JobOutcome {
+    /// Runs `job`; `started` receives the job's progress as soon as there is
+    /// one, `report` a multi-line report for the operator (a migration's).
+    public func run(_ job: JobConfig, started: @Sendable (any JobProgress) -> Void = { _ in },
+                    report reportText: @Sendable (String) -> Void = { _ in }) async throws -> JobOutcome {
         switch job.spec {
         case .backup(let spec):
             let storage = try Resources.storage(named: job.storage, in: config)
@@ -72,6 +73,7 @@ public struct JobRunner: Sendable {
                                        objectLock: Resources.objectLock(storage))
             started(migration.progress)
             let report = try await migration.run()
+            reportText(report.render())
             if let reason = report.stopReason {
                 throw CairnError(report.stopCode ?? .io, "migration \(job.name) stopped: \(reason); \(report.summary)")
             }

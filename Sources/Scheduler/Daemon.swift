@@ -56,9 +56,9 @@ public actor Daemon {
     let socketPath: String
     /// With `[cluster]`: the lock database that makes each scheduled instant run once across daemons.
     let cluster: ClusterCoordinator?
+    /// Told of every run's start and end (the log; next alerts and metrics).
+    let observers: [any RunObserver] = [RunLogObserver(logger: Logger.cairn("scheduler"))]
     var running: [Int: Running] = [:]
-    /// Why a run was cancelled by the planner (a timeout); absent: shutdown.
-    var cancelReasons: [Int: String] = [:]
     /// `cairn run --wait` clients, by run id.
     var watchers: [Int: [AsyncStream<ControlMessage>.Continuation]] = [:]
     var stopping = false
@@ -96,31 +96,14 @@ public actor Daemon {
         (events, emit) = AsyncStream<Event>.makeStream()
     }
 
-    /// The scheduling policy of every job. Jobs of a kind this version cannot
-    /// run yet are not scheduled (with a warning), instead of failing at each instant.
+    /// The scheduling policy of every job.
     static func policies(_ config: CairnConfig) throws -> [JobPolicy] {
-        try config.sortedJobs.map { job in
-            var p = try JobPolicy(job)
-            if !JobRunner.runnableKinds.contains(job.kind) {
-                if p.enabled && p.schedule != nil {
-                    Logger.cairn("scheduler").warning("job not scheduled: this version cannot run its kind yet",
-                                                      metadata: ["job": "\(job.name)", "kind": "\(job.kind.rawValue)"])
-                }
-                p.enabled = false
-            }
-            return p
-        }
+        try config.sortedJobs.map { try JobPolicy($0) }
     }
 
-    /// Everything a job needs that can be checked without running it.
+    /// Everything a job needs that can be checked without running it (`JobPreflight`, from each kind's needs).
     static func preflight(_ config: CairnConfig, env: [String: String]) throws {
-        // Schedules are checked by the loader (cron validator) and again by `policies`.
-        for job in config.sortedJobs {
-            _ = try Resources.store(try Resources.storage(named: job.storage, in: config), env: env)
-        }
-        if config.jobs.values.contains(where: { $0.kind == .backup }) {
-            _ = try Resources.keyring(config.keys, env: env, requireActive: true)
-        }
+        try JobPreflight.check(config, env: env)
     }
 
     // MARK: Main loop
@@ -237,13 +220,8 @@ public actor Daemon {
     private func apply(_ actions: [PlannerAction]) {
         for action in actions {
             switch action {
-            case .start(let run, _):
+            case .start(let run):
                 start(run)
-            case .cancel(let id, let reason):
-                guard let r = running[id] else { continue }
-                logger.warning("cancelling run", metadata: ["job": "\(r.run.job)", "run": "\(id)", "reason": "\(reason)"])
-                cancelReasons[id] = reason
-                r.task.cancel()
             case .retryScheduled(let run, let at):
                 logger.notice("retry scheduled", metadata: ["job": "\(run.job)", "run": "\(run.id)", "attempt": "\(run.attempt)", "at": "\(iso(at))"])
                 broadcast(run.id, ControlMessage(type: "retry", job: run.job, run: run.id, attempt: run.attempt, at: at))
@@ -261,123 +239,31 @@ public actor Daemon {
 
     private func start(_ run: PlannedRun) {
         guard let job = config.jobs[run.job] else { return }
-        let runner = JobRunner(config: config, env: options.env)
-        let state = self.state, logger = self.logger, emit = self.emit, cluster = self.cluster
+        let executor = RunExecutor(config: config, env: options.env, state: state,
+                                   claims: cluster.map { ClusterRunClaims($0) }, observers: observers,
+                                   cancelReason: "cairn serve is stopping")
+        let emit = self.emit
         let progress = ProgressBox()
-        logger.notice("run started", metadata: [
-            "job": "\(run.job)", "run": "\(run.id)", "trigger": "\(run.trigger.rawValue)", "attempt": "\(run.attempt)",
-            "scheduled_at": "\(run.scheduledAt.map(iso) ?? "-")",
-        ])
-        let task = Task.detached { [weak self] in
-            let started = Date()
-            var end = RunEnd.failed
+        let request = RunRequest(trigger: run.trigger.rawValue, scheduledAt: run.scheduledAt, attempt: run.attempt)
+        let task = Task.detached {
+            let r = await executor.execute(job, request, started: { progress.set($0) })
             var message = ControlMessage(type: "finished", job: run.job, run: run.id, attempt: run.attempt)
-            let lock: JobLock
-            do {
-                lock = try JobLock(stateDir: runner.config.stateDir, job: run.job)
-            } catch let e as CairnError where e.code == .busy {
-                message.result = RunRecord.Result.skipped.rawValue
-                message.error = "\(e.message) (a `cairn run` in another process?)"
-                message.code = ErrorCode.busy.rawValue
-                emit.yield(.finished(runID: run.id, end: .busy(message.error!), message: message))
-                return
-            } catch {
-                message.result = RunRecord.Result.failed.rawValue
-                message.error = "\(error)"
-                emit.yield(.finished(runID: run.id, end: .failed, message: message))
-                return
+            message.result = r.result.rawValue
+            message.summary = r.outcome?.summary
+            let end: RunEnd
+            switch r.ending {
+            case .succeeded, .skipped: end = .succeeded
+            case .failed: end = .failed
+            case .timedOut: end = .timedOut
+            case .cancelled: end = .cancelled
+            case .busy: end = .busy(r.error?.message ?? "busy")
             }
-            var claim: ClusterClaim?
-            if let cluster {
-                switch await Self.clusterClaim(cluster, run) {
-                case .success(let c):
-                    claim = c
-                case .failure(let outcome):
-                    message.result = outcome.result
-                    message.error = outcome.reason
-                    message.code = outcome.code.rawValue
-                    if outcome.result == RunRecord.Result.skipped.rawValue && outcome.end == .succeeded {
-                        logger.info("run skipped", metadata: ["job": "\(run.job)", "run": "\(run.id)", "reason": "\(outcome.reason)"])
-                        do {
-                            try await runBlocking { try state.recordSkipped(job: run.job, trigger: run.trigger.rawValue, scheduledAt: run.scheduledAt, reason: outcome.reason) }
-                        } catch {
-                            logger.error("cannot record a skipped run", metadata: ["job": "\(run.job)", "run": "\(run.id)", "error": "\(error)"])
-                        }
-                    } else if outcome.result == RunRecord.Result.failed.rawValue {
-                        logger.error("run failed", metadata: ["job": "\(run.job)", "run": "\(run.id)", "error": "\(outcome.reason)"])
-                        do {
-                            try await runBlocking {
-                                let id = try state.start(job: run.job, trigger: run.trigger.rawValue, scheduledAt: run.scheduledAt, attempt: run.attempt, at: started)
-                                try state.finish(id: id, result: .failed, error: outcome.reason)
-                            }
-                        } catch {
-                            logger.error("cannot record a failed run", metadata: ["job": "\(run.job)", "run": "\(run.id)", "error": "\(error)"])
-                            let e = CairnError.wrap(error, .io, "state database")
-                            message.error = "\(outcome.reason); and it is not in the history: \(e)"
-                            message.code = e.code.rawValue
-                        }
-                    }
-                    withExtendedLifetime(lock) {}
-                    emit.yield(.finished(runID: run.id, end: outcome.end, message: message))
-                    return
-                }
-            }
-            var dbID: Int64?
-            do {
-                // SQLite writes (fsync) on a blocking-pool thread, never on the cooperative pool.
-                dbID = try await runBlocking { try state.start(job: run.job, trigger: run.trigger.rawValue, scheduledAt: run.scheduledAt, attempt: run.attempt, at: started) }
-                let outcome = try await runner.run(job) { p in progress.set(p) }
-                let id = dbID!
-                end = .succeeded
-                message.result = RunRecord.Result.ok.rawValue
-                message.summary = outcome.summary
-                do {
-                    try await runBlocking { try state.finish(id: id, result: .ok, bytes: outcome.bytes, backupID: outcome.backupID) }
-                } catch {
-                    // The run succeeded but is not in the history: said to the log and to `cairn run --wait`, whose exit status is the state error's.
-                    let e = CairnError.wrap(error, .io, "state database")
-                    message.error = "run succeeded, but its end is not in the history: \(e)"
-                    message.code = e.code.rawValue
-                }
-            } catch {
-                let cancelled = Task.isCancelled || error is CancellationError || (error as? CairnError)?.code == .cancelled
-                let reason = cancelled ? await self?.cancelReason(run.id) : nil
-                let (result, text, code): (RunRecord.Result, String, ErrorCode)
-                if cancelled, let reason {
-                    (result, text, code, end) = (.failed, reason, .timeout, .timedOut)
-                } else if cancelled {
-                    (result, text, code, end) = (.cancelled, "cancelled: cairn serve is stopping", .cancelled, .cancelled)
-                } else {
-                    (result, text, code, end) = (.failed, "\(error)", (error as? CairnError)?.code ?? .internal, .failed)
-                }
-                message.result = result.rawValue
-                message.error = text
-                message.code = code.rawValue
-                if let id = dbID {
-                    do {
-                        try await runBlocking { try state.finish(id: id, result: result, error: text) }
-                    } catch let stateError {
-                        let e = CairnError.wrap(stateError, .io, "state database")
-                        message.error = "\(text); and its end is not in the history: \(e)"
-                        message.code = e.code.rawValue
-                    }
-                }
-            }
-            if let claim, let cluster {
-                await cluster.finish(claim, result: message.result ?? "failed", error: message.error)
-            }
-            withExtendedLifetime(lock) {}
-            let duration = Date().timeIntervalSince(started)
-            var meta: Logger.Metadata = ["job": "\(run.job)", "run": "\(run.id)", "result": "\(message.result ?? "-")",
-                                         "duration": "\(String(format: "%.1f", duration))s"]
-            if let e = message.error { meta["error"] = "\(e)" }
-            if let s = message.summary { meta["summary"] = "\(s)" }
-            if end == .succeeded && message.code == nil {
-                logger.notice("run finished", metadata: meta)
-            } else if end == .succeeded {
-                logger.error("run finished but not recorded", metadata: meta)
-            } else {
-                logger.error("run failed", metadata: meta)
+            if r.ending == .busy, let e = r.error {
+                message.error = e.message
+                message.code = e.code.rawValue
+            } else if let e = r.exitError {
+                message.error = r.ending == .succeeded ? "run succeeded, but its end is not in the history: \(e.message)" : e.message
+                message.code = e.code.rawValue
             }
             emit.yield(.finished(runID: run.id, end: end, message: message))
         }
@@ -385,68 +271,8 @@ public actor Daemon {
         broadcast(run.id, ControlMessage(type: "started", job: run.job, run: run.id, attempt: run.attempt))
     }
 
-    func cancelReason(_ id: Int) -> String? { cancelReasons[id] }
-
-    struct NotClaimed: Error {
-        var end: RunEnd
-        var result: String
-        var reason: String
-        var code: ErrorCode
-    }
-
-    /// Claims the run in the lock database. A scheduled instant that another
-    /// node is running right now is waited for: when that node finishes it,
-    /// the instant is recorded as skipped here; when that node dies, its lock
-    /// goes with its session and this node takes the instant over.
-    nonisolated static func clusterClaim(_ cluster: ClusterCoordinator, _ run: PlannedRun) async -> Result<ClusterClaim, NotClaimed> {
-        do {
-            guard let at = run.scheduledAt else {
-                switch try await cluster.claimManual(job: run.job) {
-                case .claimed(let c): return .success(c)
-                case .runningElsewhere(let node), .alreadyRan(let node as String?):
-                    let why = "\(run.job) is running on cluster node \(node ?? "?")"
-                    return .failure(NotClaimed(end: .busy(why), result: RunRecord.Result.skipped.rawValue, reason: why, code: .busy))
-                }
-            }
-            var sawNoRow = 0
-            var toldWaiting = false
-            while true {
-                try Task.checkCancellation()
-                switch try await cluster.claim(job: run.job, scheduledAt: at) {
-                case .claimed(let c):
-                    return .success(c)
-                case .alreadyRan(let node):
-                    return .failure(NotClaimed(end: .succeeded, result: RunRecord.Result.skipped.rawValue,
-                                               reason: "this instant ran on cluster node \(node)", code: .busy))
-                case .runningElsewhere(let node):
-                    let rows = try await cluster.recentRuns(job: run.job, limit: 10)
-                    let sameInstant = rows.contains { abs($0.scheduledAt.timeIntervalSince(at)) < 0.001 && $0.finishedAt == nil }
-                    if sameInstant && !toldWaiting {
-                        toldWaiting = true
-                        Logger.cairn("scheduler").info("waiting for this instant's run on another cluster node", metadata: [
-                            "job": "\(run.job)", "scheduled_at": "\(iso(at))", "node": "\(node ?? "?")"])
-                    }
-                    if !sameInstant {
-                        // The holder may not have written its row yet; look again before calling it an overlap.
-                        sawNoRow += 1
-                        if sawNoRow > 3 {
-                            let why = "\(run.job) is still running on cluster node \(node ?? "?") (an earlier run)"
-                            return .failure(NotClaimed(end: .busy(why), result: RunRecord.Result.skipped.rawValue, reason: why, code: .busy))
-                        }
-                    }
-                    try await Task.sleep(for: .milliseconds(sameInstant ? 1000 : 300))
-                }
-            }
-        } catch is CancellationError {
-            return .failure(NotClaimed(end: .cancelled, result: RunRecord.Result.cancelled.rawValue, reason: "cancelled while waiting for the cluster lock", code: .cancelled))
-        } catch {
-            return .failure(NotClaimed(end: .failed, result: RunRecord.Result.failed.rawValue, reason: "\(error)", code: (error as? CairnError)?.code ?? .database))
-        }
-    }
-
     private func runEnded(_ id: Int, _ end: RunEnd, _ message: ControlMessage) {
         running[id] = nil
-        cancelReasons[id] = nil
         apply(planner.finished(runID: id, end, now: Date()))
         // Final unless the planner will retry it.
         if !planner.pendingRetries.contains(where: { $0.run.id == id }) {

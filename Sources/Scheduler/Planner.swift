@@ -1,5 +1,6 @@
 import Config
 import Cron
+import Jobs
 import Foundation
 
 /// What the scheduler needs to know about one job.
@@ -8,7 +9,6 @@ public struct JobPolicy: Sendable, Equatable {
     /// nil: on demand only.
     public var schedule: CronExpression?
     public var timeZone: TimeZone
-    public var timeout: Duration?
     public var retries: Int
     public var retryBackoff: Duration
     public var overlap: OverlapPolicy
@@ -21,10 +21,10 @@ public struct JobPolicy: Sendable, Equatable {
     public var enabled: Bool
 
     public init(name: String, schedule: CronExpression?, timeZone: TimeZone = TimeZone(identifier: "UTC")!,
-                timeout: Duration? = nil, retries: Int = 0, retryBackoff: Duration = .seconds(60),
+                retries: Int = 0, retryBackoff: Duration = .seconds(60),
                 overlap: OverlapPolicy = .skip, catchUp: Duration = .zero, randomDelay: Duration = .zero,
                 enabled: Bool = true) {
-        self.name = name; self.schedule = schedule; self.timeZone = timeZone; self.timeout = timeout
+        self.name = name; self.schedule = schedule; self.timeZone = timeZone
         self.retries = retries; self.retryBackoff = retryBackoff; self.overlap = overlap
         self.catchUp = catchUp; self.randomDelay = randomDelay; self.enabled = enabled
     }
@@ -32,7 +32,7 @@ public struct JobPolicy: Sendable, Equatable {
     /// The policy of a configured job (its schedule was validated by the config loader).
     public init(_ job: JobConfig) throws {
         self.init(name: job.name, schedule: try job.schedule.map { try CronExpression($0) }, timeZone: job.timeZone,
-                  timeout: job.timeout, retries: job.retries, retryBackoff: job.retryBackoff, overlap: job.overlap,
+                  retries: job.retries, retryBackoff: job.retryBackoff, overlap: job.overlap,
                   catchUp: job.catchUp, randomDelay: job.randomDelay, enabled: job.enabled)
     }
 }
@@ -59,10 +59,9 @@ public struct PlannedRun: Sendable, Equatable, Hashable {
 
 /// What the daemon must do now.
 public enum PlannerAction: Sendable, Equatable {
-    /// Start the run now; cancel it at `deadline` (the planner says so with `.cancel`).
-    case start(PlannedRun, deadline: Date?)
-    /// Cancel a running run: its timeout passed.
-    case cancel(runID: Int, reason: String)
+    /// Start the run now. (Its `timeout` is applied by the one run path,
+    /// `RunExecutor`, which ends it as `.timedOut`.)
+    case start(PlannedRun)
     /// Retry a failed run at `at` (already scheduled by the planner; for logs and history).
     case retryScheduled(PlannedRun, at: Date)
     /// A run that will not happen (overlap, missed), to record in the history.
@@ -118,8 +117,8 @@ public struct Planner: Sendable {
     struct Fire: Sendable, Equatable { var instant: Date; var due: Date }
     /// Next scheduled instant per job.
     private var fires: [String: Fire] = [:]
-    /// Running runs by id, with their deadline.
-    private var running: [Int: (run: PlannedRun, deadline: Date?, cancelled: Bool)] = [:]
+    /// Running runs by id.
+    private var running: [Int: (run: PlannedRun, Void)] = [:]
     /// Failed runs waiting to be retried, by job.
     private var retries: [String: (run: PlannedRun, at: Date)] = [:]
     /// Runs waiting for a global slot, in order.
@@ -145,11 +144,10 @@ public struct Planner: Sendable {
 
     // MARK: Queries
 
-    /// The earliest time something is due (a scheduled run, a retry, a timeout); nil if nothing ever is.
+    /// The earliest time something is due (a scheduled run, a retry); nil if nothing ever is.
     public var nextWake: Date? {
         var candidates = fires.values.map(\.due)
         candidates += retries.values.map(\.at)
-        candidates += running.values.compactMap { $0.cancelled ? nil : $0.deadline }
         return candidates.min()
     }
 
@@ -170,15 +168,9 @@ public struct Planner: Sendable {
 
     // MARK: Events
 
-    /// Moves the planner to `now`: timeouts, retries and scheduled runs that are due, then starts what fits.
+    /// Moves the planner to `now`: retries and scheduled runs that are due, then starts what fits.
     public mutating func advance(to now: Date) -> [PlannerAction] {
         var actions: [PlannerAction] = []
-        for id in running.keys.sorted() {
-            guard let r = running[id], !r.cancelled, let deadline = r.deadline, deadline <= now else { continue }
-            running[id]!.cancelled = true
-            let limit = policies[r.run.job]?.timeout.map { ConfigUnits.formatDuration($0) } ?? "its timeout"
-            actions.append(.cancel(runID: id, reason: "timed out after \(limit)"))
-        }
         for job in retries.keys.sorted() where retries[job]!.at <= now {
             ready.append(retries.removeValue(forKey: job)!.run)
         }
@@ -231,7 +223,7 @@ public struct Planner: Sendable {
         switch end {
         case .failed, .timedOut:
             if let p, run.attempt <= p.retries {
-                let delay = seconds(p.retryBackoff) * pow(2, Double(run.attempt - 1))
+                let delay = seconds(RunRetry.delay(backoff: p.retryBackoff, afterAttempt: run.attempt))
                 run.attempt += 1
                 let at = now.addingTimeInterval(delay)
                 retries[run.job] = (run, at)
@@ -319,9 +311,8 @@ public struct Planner: Sendable {
             // A job never runs twice at once, even if it is in the ready list twice.
             if running.values.contains(where: { $0.run.job == run.job }) { i += 1; continue }
             ready.remove(at: i)
-            let deadline = policies[run.job]?.timeout.map { now.addingTimeInterval(seconds($0)) }
-            running[run.id] = (run, deadline, false)
-            actions.append(.start(run, deadline: deadline))
+            running[run.id] = (run, ())
+            actions.append(.start(run))
         }
         return actions
     }

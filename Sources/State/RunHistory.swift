@@ -42,6 +42,7 @@ public final class StateStore: Sendable {
             config.busyMode = .timeout(10)
             db = try DatabaseQueue(path: path, configuration: config)
             try SchemaLock.migrate(Self.migrator, db, path: path)
+            try markDeadRuns()
         } catch let e as CairnError {
             throw CairnError(.io, "cannot open state database \(path): \(e.message)", cause: e.cause)
         } catch {
@@ -71,6 +72,12 @@ public final class StateStore: Sendable {
             }
             try db.create(index: "runs_job_scheduled", on: "runs", columns: ["job", "scheduled_at"])
         }
+        m.registerMigration("v3-run-process") { db in
+            // The process running a run (ProcessIdentity): a run whose process is gone was interrupted.
+            try db.alter(table: "runs") { t in
+                t.add(column: "process", .text)
+            }
+        }
         return m
     }
 
@@ -78,8 +85,8 @@ public final class StateStore: Sendable {
     public func start(job: String, trigger: String, scheduledAt: Date? = nil, attempt: Int = 1, at now: Date = Date()) throws -> Int64 {
         try wrap("record the start of \(job)") {
             try db.write { db in
-                try db.execute(sql: "INSERT INTO runs (job, trigger, scheduled_at, started_at, result, attempt) VALUES (?, ?, ?, ?, 'running', ?)",
-                               arguments: [job, trigger, scheduledAt, now, attempt])
+                try db.execute(sql: "INSERT INTO runs (job, trigger, scheduled_at, started_at, result, attempt, process) VALUES (?, ?, ?, ?, 'running', ?, ?)",
+                               arguments: [job, trigger, scheduledAt, now, attempt, ProcessIdentity.current?.description])
                 return db.lastInsertedRowID
             }
         }
@@ -111,6 +118,33 @@ public final class StateStore: Sendable {
         }
     }
 
+    static let interruptedText = "interrupted: the process running it stopped (killed, crashed or host restarted)"
+
+    /// Marks every run still "running" whose process is gone (SIGKILL, a
+    /// crash, a reboot) as failed, interrupted. Runs by every process that
+    /// opens the state, so `cairn history` after a killed `cairn run` shows
+    /// the truth without a daemon. Rows written before the process was
+    /// recorded are left to `markInterrupted` (under the job's lock).
+    /// Returns the runs marked.
+    @discardableResult
+    public func markDeadRuns(at now: Date = Date()) throws -> [RunRecord] {
+        try wrap("mark interrupted runs") {
+            let running = try db.read { db in
+                try Row.fetchAll(db, sql: "SELECT * FROM runs WHERE result = 'running' AND process IS NOT NULL")
+                    .map { (Self.record($0), $0["process"] as String?) }
+            }
+            let dead = running.filter { _, process in process.flatMap(ProcessIdentity.init).map { !$0.isAlive } ?? false }
+            guard !dead.isEmpty else { return [] }
+            try db.write { db in
+                for (run, _) in dead {
+                    try db.execute(sql: "UPDATE runs SET result = 'failed', finished_at = ?, error = ? WHERE id = ? AND result = 'running'",
+                                   arguments: [now, Self.interruptedText, run.id])
+                }
+            }
+            return dead.map(\.0)
+        }
+    }
+
     /// Runs of `job` still marked running (their process died): marks them failed.
     /// Call only while holding the job's lock. Returns how many were marked.
     @discardableResult
@@ -118,9 +152,9 @@ public final class StateStore: Sendable {
         try wrap("mark interrupted runs of \(job)") {
             try db.write { db in
                 try db.execute(sql: """
-                    UPDATE runs SET result = 'failed', finished_at = ?, error = 'interrupted: the process running it stopped (killed, crashed or host restarted)'
+                    UPDATE runs SET result = 'failed', finished_at = ?, error = ?
                     WHERE job = ? AND result = 'running'
-                    """, arguments: [now, job])
+                    """, arguments: [now, Self.interruptedText, job])
                 return db.changesCount
             }
         }

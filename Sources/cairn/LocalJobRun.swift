@@ -2,64 +2,56 @@ import Config
 import Core
 import Foundation
 import Jobs
+import Logging
 import Scheduler
 import State
 
-/// Runs a job in this process, the way every CLI entry runs one (`cairn run`
-/// without a daemon, `cairn verify`, `cairn backups prune`): under the job's
-/// lock (and the cluster claim with `[cluster]`), recorded in the history,
-/// with a progress line on a TTY and SIGINT/SIGTERM turned into cancellation.
-/// Prints the outcome's summary; throws the run's error (its exit status).
+/// Runs a job in this process through the one run path (`RunExecutor`: the
+/// job's lock, the cluster claim with `[cluster]`, the history, the unit's
+/// timeout and retries, observers), the way every CLI entry runs one: `cairn
+/// run` without a daemon, `cairn migrate`, `cairn verify`, `cairn backups
+/// prune`. A progress line on a TTY; SIGINT/SIGTERM cancel the job, which
+/// cleans up and is recorded as cancelled. Prints the job's report and
+/// summary; throws the run's error (its exit status).
 struct LocalJobRun {
     let config: CairnConfig
 
     func run(_ job: JobConfig) async throws {
-        // One run of a job at a time on this host (shared with the daemon), recorded in the history.
-        let lock = try JobLock(stateDir: config.stateDir, job: job.name)
-        defer { withExtendedLifetime(lock) {} }
-        // With [cluster], also the job's lock in the lock database: no node runs it meanwhile.
-        var cluster: (ClusterCoordinator, ClusterClaim)?
+        let config = self.config
+        // A run that cannot be recorded does not start: the state error (with its SQLite cause) is the answer.
+        let state = try await runBlocking { try StateStore(stateDir: config.stateDir) }
+        var claims: (any RunClaims)?
         if let c = config.cluster {
             let coordinator = ClusterCoordinator(config: c)
             try await coordinator.prepare()
-            switch try await coordinator.claimManual(job: job.name) {
-            case .claimed(let claim): cluster = (coordinator, claim)
-            case .runningElsewhere(let node), .alreadyRan(let node as String?):
-                throw CairnError(.busy, "job \(job.name) is running on cluster node \(node ?? "?")")
-            }
+            claims = ClusterRunClaims(coordinator)
         }
-        // A run that cannot be recorded does not start: the state error (with its SQLite cause) is the answer.
-        let state: StateStore, runID: Int64
-        do {
-            state = try StateStore(stateDir: config.stateDir)
-            runID = try state.start(job: job.name, trigger: "manual")
-        } catch {
-            if let (c, claim) = cluster { await c.finish(claim, result: "failed", error: historyText(error)) }
-            throw error
-        }
-        let outcome: Result<JobOutcome, any Error>
-        do { outcome = .success(try await runJob(job)) } catch { outcome = .failure(error) }
-        switch outcome {
-        case .success(let o):
-            if let (c, claim) = cluster { await c.finish(claim, result: "ok", error: nil) }
-            try recordRunEnd(state, runID: runID, job: job.name, error: nil, bytes: o.bytes, backupID: o.backupID)
-        case .failure(let error):
-            let cancelled = error is CancellationError || (error as? CairnError)?.code == .cancelled
-            if let (c, claim) = cluster { await c.finish(claim, result: cancelled ? "cancelled" : "failed", error: historyText(error)) }
-            try recordRunEnd(state, runID: runID, job: job.name, error: error)
-        }
-    }
-
-    /// Runs the job in this process, with a progress line on a TTY.
-    private func runJob(_ job: JobConfig) async throws -> JobOutcome {
+        let executor = RunExecutor(config: config, state: state, claims: claims,
+                                   observers: [RunLogObserver(level: .info, failureLevel: .info)], cancelReason: "interrupted by a signal")
         let reporter = ProgressReporter(job: job.name)
         defer { reporter.stop() }
-        let config = self.config
-        let outcome = try await withSignalCancellation {
-            try await JobRunner(config: config).run(job) { reporter.start($0) }
+        let r = try await withSignalCancellation {
+            await executor.executeWithRetries(job, RunRequest(trigger: "manual"), started: { reporter.start($0) },
+                                              report: { text in reporter.stop(); print(text) },
+                                              retrying: { r, delay in
+                reporter.stop()
+                let why = r.error?.message ?? "failed"
+                FileHandle.standardError.write(Data("cairn: attempt \(r.request.attempt) of \(job.name) failed: \(why); attempt \(r.request.attempt + 1) of \(job.retries + 1) in \(ConfigUnits.formatDuration(delay))\n".utf8))
+            })
         }
         reporter.stop()
-        print(outcome.summary)
-        return outcome
+        if let o = r.outcome { print(o.summary) }
+        if let h = r.historyError {
+            // The outcome is printed; the state error decides the status, its message saying how the run ended.
+            let ended: String
+            switch r.ending {
+            case .succeeded: ended = "succeeded" + (r.outcome?.backupID.map { " (backup \($0))" } ?? "")
+            case .skipped: ended = "was skipped (\(r.error?.message ?? ""))"
+            case .cancelled: ended = "was cancelled (\(r.error?.message ?? ""))"
+            case .failed, .timedOut, .busy: ended = "failed (\(r.error?.message ?? ""))"
+            }
+            throw CairnError(h.code, "run of \(job.name) \(ended), but its end is not in the history: \(h.message)", cause: h.cause)
+        }
+        if let e = r.error, r.ending != .succeeded { throw e }
     }
 }

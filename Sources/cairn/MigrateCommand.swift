@@ -72,11 +72,10 @@ struct MigrateCommand: AsyncParsableCommand {
                 return
             }
 
-            // One run of a job at a time on this host (shared with the daemon and cairn run).
-            let lock = try JobLock(stateDir: config.stateDir, job: job.name)
-            defer { withExtendedLifetime(lock) {} }
-
             if verify {
+                // One run of a job at a time on this host (shared with the daemon and cairn run).
+                let lock = try JobLock(stateDir: config.stateDir, job: job.name)
+                defer { withExtendedLifetime(lock) {} }
                 let reporter = ProgressReporter(job: job.name)
                 reporter.start(m.progress)
                 let report = try await withSignalCancellation { try await m.verify(deep: deep) }
@@ -89,31 +88,15 @@ struct MigrateCommand: AsyncParsableCommand {
                 return
             }
 
-            let state = try StateStore(stateDir: config.stateDir)
-            let runID = try state.start(job: job.name, trigger: "manual")
-            let reporter = ProgressReporter(job: job.name)
-            reporter.start(m.progress)
-            let report: MigrateReport
-            do {
-                report = try await withSignalCancellation { try await m.run() }
-            } catch {
-                reporter.stop()
-                try recordRunEnd(state, runID: runID, job: job.name, error: error)
-                throw error
-            }
-            reporter.stop()
-            print(report.render())
-            if let reason = report.stopReason {
-                // The state cannot be written: stopped early, with the state error's status.
-                let err = CairnError(report.stopCode ?? .io, "migration \(job.name) stopped: \(reason)")
-                try? state.finish(id: runID, result: .failed, error: err.message, bytes: report.uploadedBytes)
-                throw err
-            }
-            if !report.failed.isEmpty {
-                let err = CairnError(report.failureCode, "migration \(job.name): \(report.failed.count) file(s) failed (listed above); re-run to retry them")
-                try recordRunEnd(state, runID: runID, job: job.name, error: err, bytes: report.uploadedBytes)
-            }
-            try recordRunEnd(state, runID: runID, job: job.name, error: nil, bytes: report.uploadedBytes)
+            // The run itself goes the one run path (lock, history, timeout, observers), with this command's overrides.
+            var overridden = spec
+            overridden.bandwidthLimit = m.bandwidthLimit
+            overridden.mappingFile = m.mappingFile
+            overridden.concurrency = m.concurrency
+            overridden.exclude = spec.exclude + exclude
+            var run = job
+            run.spec = .migrate(overridden)
+            try await LocalJobRun(config: config).run(run)
         }
     }
 }

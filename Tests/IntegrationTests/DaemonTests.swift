@@ -73,9 +73,10 @@ final class DaemonProcess: @unchecked Sendable {
     let logPath: String
 
     /// `wrapper`: a command that runs `cairn serve …` (its arguments follow).
-    init(config: String, env extra: [String: String] = [:], logPath: String, wrapper: [String] = []) throws {
+    /// `command`: other cairn arguments than `serve -c CONFIG` (such as a `run`).
+    init(config: String, env extra: [String: String] = [:], logPath: String, wrapper: [String] = [], command: [String]? = nil) throws {
         self.logPath = logPath
-        let serve = ["serve", "-c", config, "--log-level", "info"]
+        let serve = command ?? ["serve", "-c", config, "--log-level", "info"]
         if let first = wrapper.first {
             process.executableURL = URL(fileURLWithPath: first)
             process.arguments = Array(wrapper.dropFirst()) + [try CLI.binary] + serve

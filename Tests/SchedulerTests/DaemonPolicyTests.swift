@@ -4,8 +4,8 @@ import Testing
 @testable import Scheduler
 
 @Suite struct DaemonPolicyTests {
-    /// Jobs of a kind this version cannot run are not scheduled (instead of failing at every instant).
-    @Test func unrunnableKindsAreNotScheduled() throws {
+    /// Every kind is scheduled like the others (verify and retention included); disabled units are not.
+    @Test func everyKindIsScheduled() throws {
         let dir = FileManager.default.temporaryDirectory.appendingPathComponent("cairn-pol-\(UUID().uuidString.prefix(8))").path
         try FileManager.default.createDirectory(atPath: dir + "/jobs", withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(atPath: dir) }
@@ -22,11 +22,14 @@ import Testing
             .write(toFile: dir + "/jobs/db.toml", atomically: true, encoding: .utf8)
         try "kind = \"verify\"\nschedule = \"0 4 * * 0\"\n[verify]\nbackup_job = \"db\"\nscratch_database_url = \"postgres:///postgres\"\n"
             .write(toFile: dir + "/jobs/check.toml", atomically: true, encoding: .utf8)
+        try "kind = \"retention\"\nschedule = \"15 5 * * *\"\nenabled = false\n[retention]\nbackup_job = \"db\"\n"
+            .write(toFile: dir + "/jobs/prune.toml", atomically: true, encoding: .utf8)
         let config = try Daemon.loader.load(path: dir + "/cairn.toml")
         let policies = Dictionary(uniqueKeysWithValues: try Daemon.policies(config).map { ($0.name, $0) })
         #expect(policies["db"]?.enabled == true)
-        #expect(policies["check"]?.enabled == false)
+        #expect(policies["check"]?.enabled == true)
+        #expect(policies["prune"]?.enabled == false)
         let planner = Planner(policies: Array(policies.values), maxConcurrent: 1, now: Date(), seed: 1)
-        #expect(planner.upcoming.map(\.job) == ["db"])
+        #expect(Set(planner.upcoming.map(\.job)) == ["db", "check"])
     }
 }

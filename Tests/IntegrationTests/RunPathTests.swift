@@ -1,0 +1,107 @@
+import Core
+import Foundation
+import State
+import Testing
+
+/// Every way of running a job goes through one executor (lock, claim,
+/// history, timeout, observers): `cairn run` in-process and the daemon
+/// record the same rows; a local run honours the unit's timeout; a killed
+/// run does not stay "running".
+@Suite(.serialized) struct RunPathTests {
+    /// A backup whose part 2 the proxy delays for five minutes: the unit's
+    /// 10 s timeout ends a `cairn run` without a daemon, recorded as timed
+    /// out, its multipart upload aborted.
+    @Test func aLocalRunEndsAtTheUnitsTimeout() async throws {
+        let db = try await TestDatabase.create("localtimeout", sql: randomBytesSQL(mib: 7))
+        defer { Task { await db.drop() } }
+        let fx = try DaemonFixture()
+        defer { fx.remove() }
+        try fx.writeJob("db", """
+        kind = "backup"
+        timeout = "10s"
+        [backup]
+        database = "\(db.url)"
+        part_size = "5MiB"
+        upload_concurrency = 1
+        """)
+        let proxy = try ProxyControl()
+        try await proxy.inject(.init(method: "PUT", path_contains: fx.prefix, query_contains: "partNumber=2", action: "delay", seconds: 300))
+        let run = try await CLI.run(["run", "-c", fx.config, "db", "--local"])
+        #expect(run.status == ErrorCode.timeout.exitStatus, "\(run.stderr)")
+        #expect(run.stderr.contains("timed out after 10s"), "\(run.stderr)")
+        let runs = try fx.history("db")
+        #expect(runs.count == 1)
+        #expect(runs.first?.result == .failed)
+        #expect(runs.first?.error?.contains("timed out after 10s") == true, "\(runs)")
+        // Stopped at its timeout, not when the delayed part came back (a hang guard, not a speed requirement).
+        #expect((runs.first?.duration ?? 999) < 200)
+        #expect(try await eventually(10) { try await fx.store().listMultipartUploads(prefix: fx.prefix).isEmpty })
+        #expect(try await fx.objects().filter { $0.hasSuffix(".manifest.json") }.isEmpty)
+    }
+
+    /// `cairn run` killed with SIGKILL mid-run: the next `cairn history`
+    /// (no daemon anywhere) shows the run as interrupted, not running.
+    @Test func aKilledLocalRunShowsAsInterruptedInTheNextHistory() async throws {
+        let db = try await TestDatabase.create("killedrun", sql: randomBytesSQL(mib: 7))
+        defer { Task { await db.drop() } }
+        let fx = try DaemonFixture()
+        defer { fx.remove() }
+        try fx.writeJob("db", """
+        kind = "backup"
+        [backup]
+        database = "\(db.url)"
+        part_size = "5MiB"
+        upload_concurrency = 1
+        """)
+        let proxy = try ProxyControl()
+        try await proxy.inject(.init(method: "PUT", path_contains: fx.prefix, query_contains: "partNumber=2", action: "delay", seconds: 300))
+        let run = try DaemonProcess(config: fx.config, logPath: fx.dir + "/run.log", command: ["run", "-c", fx.config, "db", "--local"])
+        // Mid-run: its row says running and the delayed part has reached the proxy.
+        #expect(try await eventually(60) {
+            try await proxy.log(pathContaining: fx.prefix).contains { ($0.query ?? "").contains("partNumber=2") }
+        }, "\(run.log)")
+        #expect(try fx.history("db").first?.result == .running)
+        run.signal(SIGKILL)
+        #expect(await run.waitExit(timeout: 20) != nil)
+
+        let history = try await CLI.run(["history", "-c", fx.config, "db", "--json"])
+        #expect(history.status == 0, "\(history.stderr)")
+        let rows = try #require(try JSONSerialization.jsonObject(with: Data(history.stdout.utf8)) as? [[String: Any]])
+        #expect(rows.count == 1)
+        #expect(rows.first?["result"] as? String == "failed", "\(history.stdout)")
+        #expect((rows.first?["error"] as? String)?.hasPrefix("interrupted") == true, "\(history.stdout)")
+    }
+
+    /// The same unit run by `cairn run` (in-process) and by `cairn serve`
+    /// (`cairn run --wait` through the socket): the same history rows.
+    @Test func cliAndDaemonRunsRecordTheSameRows() async throws {
+        let db = try await TestDatabase.create("samerows", sql: marketplaceSQL)
+        defer { Task { await db.drop() } }
+        let fx = try DaemonFixture()
+        defer { fx.remove() }
+        try fx.writeJob("db", """
+        kind = "backup"
+        [backup]
+        database = "\(db.url)"
+        """)
+        let local = try await CLI.run(["run", "-c", fx.config, "db", "--local"])
+        #expect(local.status == 0, "\(local.stderr)")
+        let daemon = try DaemonProcess(config: fx.config, logPath: fx.dir + "/serve.log")
+        #expect(await eventually(20) { FileManager.default.fileExists(atPath: fx.socket) }, "\(daemon.log)")
+        let served = try await CLI.run(["run", "-c", fx.config, "db", "--wait"])
+        #expect(served.status == 0, "\(served.stderr) \(daemon.log)")
+        #expect(served.stdout.contains("cairn serve started run"))
+        daemon.signal(SIGTERM)
+        #expect(await daemon.waitExit(timeout: 30) == 0)
+
+        let runs = try fx.history("db").sorted { $0.id < $1.id }
+        try #require(runs.count == 2)
+        for r in runs {
+            #expect(r.trigger == "manual" && r.result == .ok && r.attempt == 1 && r.error == nil && r.scheduledAt == nil)
+            #expect(r.backupID != nil && (r.bytes ?? 0) > 0 && r.finishedAt != nil)
+        }
+        #expect(runs[0].backupID != runs[1].backupID)
+        // Both logged by the executor's observer, one line each for start and end.
+        #expect(daemon.log.contains("run started") && daemon.log.contains("run finished"))
+    }
+}
