@@ -75,18 +75,43 @@ struct ConfigCommand: AsyncParsableCommand {
 
     struct Check: ParsableCommand {
         static let configuration = CommandConfiguration(
-            abstract: "Report every error in cairn.toml and the job units, with file, line and what is expected.")
+            abstract: "Report every error in cairn.toml and the job units, with file, line and what is expected.",
+            discussion: """
+            With a valid configuration, lists each job with what its kind needs (storage, keys, PostgreSQL, \
+            a backup job). --preflight also checks those the way cairn serve does before it starts: each \
+            storage opens (credentials readable), each key file loads with mode 0600, each backup_job exists.
+            """)
         @OptionGroup var options: ConfigOptions
+        @Flag(help: "Also open every job's storage and load its keys, as cairn serve does before it starts.") var preflight = false
 
         func run() throws {
             let issues = ConfigLoader(scheduleValidator: CronSupport.validator).check(path: options.path)
             for i in issues { print(i.description) }
-            if issues.isEmpty {
-                let cfg = try? ConfigLoader.load(path: options.path)
-                print("\(options.path): OK (\(cfg?.jobs.count ?? 0) job(s))")
-            } else {
+            guard issues.isEmpty else {
                 FileHandle.standardError.write(Data("cairn: \(issues.count) problem(s) in the configuration\n".utf8))
                 throw ExitCode(ErrorCode.config.exitStatus)
+            }
+            let cfg = try? ConfigLoader.load(path: options.path)
+            print("\(options.path): OK (\(cfg?.jobs.count ?? 0) job(s))")
+            guard let cfg else { return }
+            var firstProblem: CairnError?
+            for job in cfg.sortedJobs {
+                var line = "  \(job.name.padding(toLength: 22, withPad: " ", startingAt: 0)) \(job.kind.rawValue.padding(toLength: 10, withPad: " ", startingAt: 0)) needs \(job.kind.needs)"
+                if preflight {
+                    do {
+                        try JobPreflight.check(job, in: cfg)
+                        line += ": ok"
+                    } catch {
+                        let e = CairnError.wrap(error, .config, "job \(job.name)")
+                        line += ": \(e.message)"
+                        firstProblem = firstProblem ?? CairnError(e.code, "job \(job.name): \(e.message)", cause: e.cause)
+                    }
+                }
+                print(line)
+            }
+            if let firstProblem {
+                FileHandle.standardError.write(Data("cairn: preflight: \(firstProblem.message)\n".utf8))
+                throw ExitCode(firstProblem.code.exitStatus)
             }
         }
     }

@@ -104,4 +104,27 @@ import Testing
         // Both logged by the executor's observer, one line each for start and end.
         #expect(daemon.log.contains("run started") && daemon.log.contains("run finished"))
     }
+
+    /// `config check` lists what each kind needs (from `JobKind.needs`);
+    /// `--preflight` checks it as `cairn serve` would, naming the job.
+    @Test func configCheckListsWhatEachKindNeedsAndPreflightsIt() async throws {
+        let fx = try DaemonFixture()
+        defer { fx.remove() }
+        try fx.writeJob("db", "kind = \"backup\"\n[backup]\ndatabase = \"postgres://127.0.0.1/x\"\n")
+        try fx.writeJob("prune", "kind = \"retention\"\n[retention]\nbackup_job = \"db\"\n")
+        try fx.writeJob("media", "kind = \"migrate\"\n[migrate]\nsource = \"/srv\"\nprefix = \"media\"\n")
+        let check = try await CLI.run(["config", "check", "-c", fx.config, "--preflight"])
+        #expect(check.status == 0, "\(check.stdout) \(check.stderr)")
+        let lines = check.stdout.split(separator: "\n").map(String.init)
+        #expect(lines.contains { $0.contains("db ") && $0.contains("backup") && $0.contains("needs storage, the active key, PostgreSQL: ok") }, "\(check.stdout)")
+        #expect(lines.contains { $0.contains("prune") && $0.contains("needs storage, keys (read), a backup job: ok") }, "\(check.stdout)")
+        #expect(lines.contains { $0.contains("media") && $0.hasSuffix("needs storage: ok") }, "\(check.stdout)")
+        // The key file is gone: the jobs that need keys fail their preflight, the migration does not.
+        try FileManager.default.removeItem(atPath: fx.dir + "/k.key")
+        let broken = try await CLI.run(["config", "check", "-c", fx.config, "--preflight"])
+        #expect(broken.status != 0)
+        #expect(broken.stderr.hasPrefix("cairn: preflight: job db: cannot open key file \(fx.dir)/k.key"), "\(broken.stderr)")
+        #expect(broken.stdout.split(separator: "\n").contains { $0.contains("media") && $0.hasSuffix(": ok") })
+        #expect(!broken.stdout.split(separator: "\n").contains { $0.contains("prune") && $0.hasSuffix(": ok") })
+    }
 }
