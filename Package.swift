@@ -35,6 +35,7 @@ let package = Package(
         .target(name: "State", dependencies: ["Core", .product(name: "GRDB", package: "GRDB.swift")]),
         .target(name: "Jobs", dependencies: ["Core", "Crypto", "Config", "Pipeline", "ObjectStore", "Postgres", "State",
                                              .product(name: "Logging", package: "swift-log")]),
+        .target(name: "Alerts", dependencies: ["Core", "State"]),
         .target(name: "Scheduler", dependencies: ["Core", "CLinux", "Config", "Cron", "Jobs", "State", "Postgres",
                                                   .product(name: "Logging", package: "swift-log")]),
         .executableTarget(name: "cairn", dependencies: [
@@ -52,6 +53,7 @@ let package = Package(
         .testTarget(name: "ConfigTests", dependencies: ["Config", "Core", "Crypto"]),
         .testTarget(name: "PipelineTests", dependencies: ["Pipeline", "Crypto", "Core"]),
         .testTarget(name: "PostgresTests", dependencies: ["Postgres", "Core"]),
+        .testTarget(name: "AlertsTests", dependencies: ["Alerts"]),
         .testTarget(name: "JobsTests", dependencies: ["Jobs", "Config", "Core"]),
         .testTarget(name: "SchedulerTests", dependencies: ["Scheduler", "Cron", "Config", "Core"]),
         .testTarget(name: "IntegrationTests", dependencies: ["ObjectStore", "HTTP", "Crypto", "Core", "Pipeline", "Postgres", "Config", "Jobs", "State", "Scheduler"]),
