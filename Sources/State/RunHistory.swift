@@ -25,7 +25,7 @@ public struct RunRecord: Sendable, Equatable, Codable {
 /// The state database (`STATE_DIR/cairn.sqlite`): run history, through GRDB
 /// with named migrations. One connection (a DatabaseQueue) per process.
 public final class StateStore: Sendable {
-    private let db: DatabaseQueue
+    let db: DatabaseQueue
     public let path: String
 
     public init(stateDir: String) throws {
@@ -78,6 +78,7 @@ public final class StateStore: Sendable {
                 t.add(column: "process", .text)
             }
         }
+        registerAlertMigrations(&m)
         return m
     }
 
@@ -202,7 +203,7 @@ public final class StateStore: Sendable {
 
     /// Every failure of the state database is `.io`, its cause the SQLite
     /// error (result code and message) as data.
-    private func wrap<T>(_ what: String, _ body: () throws -> T) throws -> T {
+    func wrap<T>(_ what: String, _ body: () throws -> T) throws -> T {
         do { return try body() } catch let e as CairnError { throw e } catch {
             throw CairnError(.io, "state database \(path): cannot \(what)", cause: Self.cause(error))
         }
