@@ -36,10 +36,10 @@ let package = Package(
         .target(name: "Jobs", dependencies: ["Core", "Crypto", "Config", "Pipeline", "ObjectStore", "Postgres", "State",
                                              .product(name: "Logging", package: "swift-log")]),
         .target(name: "Alerts", dependencies: ["Core", "State"]),
-        .target(name: "Scheduler", dependencies: ["Core", "CLinux", "Config", "Cron", "Jobs", "State", "Postgres",
+        .target(name: "Scheduler", dependencies: ["Core", "CLinux", "Config", "Cron", "Jobs", "State", "Postgres", "Alerts",
                                                   .product(name: "Logging", package: "swift-log")]),
         .executableTarget(name: "cairn", dependencies: [
-            "Core", "HTTP", "Crypto", "ObjectStore", "Pipeline", "Postgres", "Config", "Jobs", "Cron", "State", "Scheduler",
+            "Core", "HTTP", "Crypto", "ObjectStore", "Pipeline", "Postgres", "Config", "Jobs", "Cron", "State", "Scheduler", "Alerts",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "Logging", package: "swift-log"),
         ]),

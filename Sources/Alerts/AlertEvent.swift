@@ -17,6 +17,11 @@ public struct AlertEvent: Sendable, Equatable, Codable {
         case verifyFailed = "verify_failed"
         /// Retention refused to delete (the newest backup is older than keep_days: backups are failing).
         case retentionRefused = "retention_refused"
+        /// A run started (ping channels only: healthchecks' /start).
+        case started
+        /// A run succeeded (ping channels only; the success ping). A failed
+        /// run pings `failed` whatever the state machine decides.
+        case succeeded
     }
 
     public var kind: Kind

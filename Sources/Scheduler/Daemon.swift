@@ -4,6 +4,7 @@ import Cron
 import Dispatch
 import Foundation
 import Jobs
+import Alerts
 import Logging
 import State
 
@@ -56,8 +57,12 @@ public actor Daemon {
     let socketPath: String
     /// With `[cluster]`: the lock database that makes each scheduled instant run once across daemons.
     let cluster: ClusterCoordinator?
-    /// Told of every run's start and end (the log; next alerts and metrics).
-    let observers: [any RunObserver] = [RunLogObserver(logger: Logger.cairn("scheduler"))]
+    /// Told of every run's start and end: the log, alerts (when channels are configured).
+    let observers: [any RunObserver]
+    /// The alert state machine, its SQLite memory and delivery queue; nil without alert channels.
+    let alerts: AlertCenter?
+    /// Wakes the alert delivery loop.
+    let alertDoorbell = Doorbell()
     var running: [Int: Running] = [:]
     /// `cairn run --wait` clients, by run id.
     var watchers: [Int: [AsyncStream<ControlMessage>.Continuation]] = [:]
@@ -83,6 +88,10 @@ public actor Daemon {
         self.notifier = SDNotifier(env: options.env)
         self.socketPath = config.daemon.socketPath(stateDir: config.stateDir, env: options.env)
         self.cluster = config.cluster.map { ClusterCoordinator(config: $0, env: options.env) }
+        self.alerts = try AlertSetup.center(config, state: state, env: options.env)
+        var observers: [any RunObserver] = [RunLogObserver(logger: Logger.cairn("scheduler"))]
+        if let alerts { observers.append(AlertRunObserver(center: alerts, kick: { [alertDoorbell] in alertDoorbell.ring() })) }
+        self.observers = observers
         let now = Date()
         // Runs left "running" by a process that died: marked failed (only when nobody holds the job's lock).
         for job in config.sortedJobs {
@@ -132,6 +141,10 @@ public actor Daemon {
             }
         }
         defer { watchdogTask?.cancel() }
+        // Alerts: deliveries in the background (also those queued before a restart), reminders, stale backups.
+        let deliveryTask = alerts.map { center in Task { [alertDoorbell] in await AlertDeliveryLoop.run(center, doorbell: alertDoorbell) } }
+        defer { deliveryTask?.cancel() }
+        for m in planner.missedWhileDown { missed(job: m.job, at: m.instant) }
 
         logger.notice("cairn serve started", metadata: [
             "config": "\(config.path)", "jobs": "\(config.jobs.count)", "socket": "\(socketPath)",
@@ -226,14 +239,32 @@ public actor Daemon {
                 logger.notice("retry scheduled", metadata: ["job": "\(run.job)", "run": "\(run.id)", "attempt": "\(run.attempt)", "at": "\(iso(at))"])
                 broadcast(run.id, ControlMessage(type: "retry", job: run.job, run: run.id, attempt: run.attempt, at: at))
             case .skip(let job, let at, let trigger, let reason):
-                logger.notice("run skipped", metadata: ["job": "\(job)", "scheduled_at": "\(at.map(iso) ?? "-")", "reason": "\(reason)"])
-                let state = self.state, logger = self.logger
-                Task {
-                    do { try await runBlocking { try state.recordSkipped(job: job, trigger: trigger.rawValue, scheduledAt: at, reason: reason) } } catch {
-                        logger.error("cannot record a skipped run", metadata: ["job": "\(job)", "error": "\(error)"])
-                    }
-                }
+                recordSkipped(job: job, at: at, trigger: trigger, reason: reason)
+            case .missed(let job, let at, let reason):
+                recordSkipped(job: job, at: at, trigger: .schedule, reason: reason)
+                missed(job: job, at: at)
             }
+        }
+    }
+
+    private func recordSkipped(job: String, at: Date?, trigger: Trigger, reason: String) {
+        logger.notice("run skipped", metadata: ["job": "\(job)", "scheduled_at": "\(at.map(iso) ?? "-")", "reason": "\(reason)"])
+        let state = self.state, logger = self.logger
+        Task {
+            do { try await runBlocking { try state.recordSkipped(job: job, trigger: trigger.rawValue, scheduledAt: at, reason: reason) } } catch {
+                logger.error("cannot record a skipped run", metadata: ["job": "\(job)", "error": "\(error)"])
+            }
+        }
+    }
+
+    /// A scheduled instant that did not run: alerted (once per instant, the state machine's memory).
+    private func missed(job: String, at: Date) {
+        logger.warning("scheduled run missed", metadata: ["job": "\(job)", "scheduled_at": "\(iso(at))"])
+        guard let alerts else { return }
+        let doorbell = alertDoorbell
+        Task {
+            await alerts.handle(.missed(job: job, scheduledAt: at, at: Date()))
+            doorbell.ring()
         }
     }
 

@@ -66,6 +66,9 @@ public enum PlannerAction: Sendable, Equatable {
     case retryScheduled(PlannedRun, at: Date)
     /// A run that will not happen (overlap, missed), to record in the history.
     case skip(job: String, scheduledAt: Date?, trigger: Trigger, reason: String)
+    /// A scheduled instant found too late to run (a suspended host, a clock
+    /// step): recorded as skipped, and alerted as a missed run.
+    case missed(job: String, scheduledAt: Date, reason: String)
 }
 
 /// How a run ended, as the planner sees it.
@@ -127,6 +130,9 @@ public struct Planner: Sendable {
     private var queued: [String: PlannedRun] = [:]
     private var nextID = 1
     private var rng: SplitMix64
+    /// Per job, the latest scheduled instant that passed while the daemon was
+    /// down and that catch-up does not run (for the missed-run alert).
+    public private(set) var missedWhileDown: [(job: String, instant: Date)] = []
 
     /// - Parameters:
     ///   - lastScheduled: per job, the latest scheduled instant already run (from the history), for catch-up.
@@ -137,6 +143,11 @@ public struct Planner: Sendable {
         for p in policies.sorted(by: { $0.name < $1.name }) {
             if let last = lastScheduled[p.name], let missed = latestMissed(p, after: last, now: now) {
                 enqueue(newRun(p.name, .catchUp, missed))
+            } else if let last = lastScheduled[p.name], p.enabled, let sched = p.schedule {
+                // Instants passed while the daemon was down, and not caught up: the latest is reported missed.
+                var cursor = last, latest: Date?
+                while let n = sched.next(after: cursor, in: p.timeZone), n <= now { latest = n; cursor = n }
+                if let latest { missedWhileDown.append((p.name, latest)) }
             }
             fires[p.name] = nextFire(p, after: now)
         }
@@ -185,7 +196,7 @@ public struct Planner: Sendable {
             let late = now.timeIntervalSince(instant)
             let allowed = max(p.catchUp, missedGrace)
             if late > seconds(allowed) + seconds(p.randomDelay) {
-                actions.append(.skip(job: job, scheduledAt: instant, trigger: .schedule,
+                actions.append(.missed(job: job, scheduledAt: instant,
                                      reason: "missed by \(Int(late)) s (the host was suspended or the clock jumped); catch_up allows \(ConfigUnits.formatDuration(allowed))"))
                 continue
             }

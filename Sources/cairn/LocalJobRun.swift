@@ -1,4 +1,5 @@
 import Config
+import Alerts
 import Core
 import Foundation
 import Jobs
@@ -15,6 +16,8 @@ import State
 /// summary; throws the run's error (its exit status).
 struct LocalJobRun {
     let config: CairnConfig
+    /// How long a run outside the daemon tries to deliver its alerts before it exits.
+    static let alertAttempt: Duration = .seconds(5)
 
     func run(_ job: JobConfig) async throws {
         let config = self.config
@@ -26,8 +29,11 @@ struct LocalJobRun {
             try await coordinator.prepare()
             claims = ClusterRunClaims(coordinator)
         }
-        let executor = RunExecutor(config: config, state: state, claims: claims,
-                                   observers: [RunLogObserver(level: .info, failureLevel: .info)], cancelReason: "interrupted by a signal")
+        var observers: [any RunObserver] = [RunLogObserver(level: .info, failureLevel: .info)]
+        let alerts = try AlertSetup.center(config, state: state, env: ProcessInfo.processInfo.environment)
+        if let alerts { observers.append(AlertRunObserver(center: alerts)) }
+        let executor = RunExecutor(config: config, state: state, claims: claims, observers: observers,
+                                   cancelReason: "interrupted by a signal")
         let reporter = ProgressReporter(job: job.name)
         defer { reporter.stop() }
         let r = try await withSignalCancellation {
@@ -40,6 +46,10 @@ struct LocalJobRun {
             })
         }
         reporter.stop()
+        if let alerts {
+            // A bounded first attempt at the alerts this run queued; the daemon delivers what is left (its exit status stays the job's).
+            await alerts.deliverDue(until: .now + Self.alertAttempt)
+        }
         if let o = r.outcome { print(o.summary) }
         if let h = r.historyError {
             // The outcome is printed; the state error decides the status, its message saying how the run ended.

@@ -27,7 +27,11 @@ import Testing
     }
 
     func skips(_ actions: [PlannerAction]) -> [(String, Date?, String)] {
-        actions.compactMap { if case .skip(let j, let at, _, let why) = $0 { return (j, at, why) } else { return nil } }
+        actions.compactMap {
+            if case .skip(let j, let at, _, let why) = $0 { return (j, at, why) }
+            if case .missed(let j, let at, let why) = $0 { return (j, at, why) }
+            return nil
+        }
     }
 
     @Test func runsAtEachInstantAndSleepsUntilTheNext() throws {
@@ -142,6 +146,21 @@ import Testing
         var retry = run
         retry.attempt = 2
         #expect(b == [.retryScheduled(retry, at: t("2026-11-27T10:10:32Z"))])
+    }
+
+    /// Instants that passed while the daemon was down: the latest is reported
+    /// missed, unless catch-up runs it; jobs never run on schedule report nothing.
+    @Test func instantsMissedWhileDownAreReported() throws {
+        let p = Planner(policies: [try policy("db", "0 * * * *"), try policy("late", "0 * * * *", catchUp: .seconds(3600)),
+                                   try policy("new", "0 * * * *"), try policy("off", "0 * * * *", enabled: false)],
+                        maxConcurrent: 2, now: t("2026-11-27T10:30:00Z"),
+                        lastScheduled: ["db": t("2026-11-27T07:00:00Z"), "late": t("2026-11-27T07:00:00Z"), "off": t("2026-11-27T07:00:00Z")],
+                        seed: 1)
+        #expect(p.missedWhileDown.map(\.job) == ["db"])
+        #expect(p.missedWhileDown.first?.instant == t("2026-11-27T10:00:00Z"))
+        let up = Planner(policies: [try policy("db", "0 * * * *")], maxConcurrent: 1, now: t("2026-11-27T10:30:00Z"),
+                         lastScheduled: ["db": t("2026-11-27T10:00:00Z")], seed: 1)
+        #expect(up.missedWhileDown.isEmpty)
     }
 
     @Test func retriesBackOffExponentiallyThenGiveUp() throws {
