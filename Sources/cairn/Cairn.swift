@@ -38,12 +38,17 @@ struct Cairn: AsyncParsableCommand {
 struct GlobalOptions: ParsableArguments {
     @Option(name: .long, help: "Log level: trace, debug, info, notice, warning, error, critical.")
     var logLevel: String = ProcessInfo.processInfo.environment["CAIRN_LOG_LEVEL"] ?? "warning"
+    @Option(name: .long, help: "Log line format: logfmt (default) or json. Under systemd, lines carry a journal priority prefix and no timestamp.")
+    var logFormat: String = ProcessInfo.processInfo.environment["CAIRN_LOG_FORMAT"] ?? "logfmt"
 
     func bootstrap() throws {
         guard let level = Logger.Level(rawValue: logLevel.lowercased()) else {
             throw ValidationError("--log-level must be one of trace, debug, info, notice, warning, error, critical")
         }
-        LogSetup.bootstrap(level: level)
+        guard let format = LogFormat(rawValue: logFormat.lowercased()) else {
+            throw ValidationError("--log-format must be logfmt or json")
+        }
+        LogSetup.bootstrap(level: level, format: format)
     }
 }
 

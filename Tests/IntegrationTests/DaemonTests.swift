@@ -88,7 +88,7 @@ final class DaemonProcess: @unchecked Sendable {
         env.removeValue(forKey: "NOTIFY_SOCKET")
         env.merge(extra) { $1 }
         process.environment = env
-        FileManager.default.createFile(atPath: logPath, contents: nil)
+        if !FileManager.default.fileExists(atPath: logPath) { FileManager.default.createFile(atPath: logPath, contents: nil) }
         let log = try FileHandle(forWritingTo: URL(fileURLWithPath: logPath))
         process.standardOutput = log
         process.standardError = log
@@ -546,7 +546,7 @@ func startWithHungUpload(_ fx: DaemonFixture, db: TestDatabase, jobKeys: String,
         // not busy with a run of its own, which would make it skip that instant).
         let midBackup = await eventually(60) {
             let lines = da.log.split(separator: "\n")
-            guard let last = lines.last(where: { $0.contains("cairn.backup: backup") || $0.contains("run finished") || $0.contains("run failed") }),
+            guard let last = lines.last(where: { $0.contains("logger=cairn.backup msg=\"backup") || $0.contains("run finished") || $0.contains("run failed") }),
                   last.contains("backup started"),
                   let started = lines.last(where: { $0.contains("run started") }),
                   let at = started.split(separator: " ").first(where: { $0.hasPrefix("scheduled_at=") }), at != "scheduled_at=-"

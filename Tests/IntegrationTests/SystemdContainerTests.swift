@@ -183,7 +183,7 @@ import Testing
         #expect(try await c.exec("chgrp", "cairn", "/etc/cairn/jobs/ret.toml").status == 0)
         let reload = try await c.exec("systemctl", "reload", "cairn")
         #expect(reload.status == 0, "\(reload.stderr)")
-        let reloaded = try await eventually(30) { try await c.journal().contains("configuration reloaded jobs=3") }
+        let reloaded = try await eventually(30) { try await c.journal().contains("msg=\"configuration reloaded\" jobs=3") }
         let reloadJournal = reloaded ? "" : try await c.journal()
         #expect(reloaded, "\(reloadJournal)")
         #expect(try await c.show("MainPID") == mainPID)
