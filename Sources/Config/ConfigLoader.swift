@@ -151,7 +151,9 @@ public struct ConfigLoader: Sendable {
         let config = CairnConfig(path: absPath, stateDir: main.stateDir, jobsDir: jobsDir, timeZone: main.timeZone,
                                  storages: main.storages, keys: main.keys, defaults: main.defaults,
                                  alerts: main.alerts, daemon: main.daemon, cluster: main.cluster, jobs: jobs)
-        return (config, [])
+        var withMetrics = config
+        withMetrics.metricsFile = main.metricsFile
+        return (withMetrics, [])
     }
 
     /// The main file first, then job units by name; within a file by line.
@@ -196,11 +198,12 @@ public struct ConfigLoader: Sendable {
         var alerts: [String: ConfigValue]?
         var daemon = DaemonConfig()
         var cluster: ClusterConfig?
+        var metricsFile: String?
         var reportedNoActiveKey = false
         init(ctx: FileContext) { self.ctx = ctx }
     }
 
-    static let mainKeys = ["state_dir", "jobs_dir", "timezone", "storage", "keys", "defaults", "alerts", "daemon", "cluster"]
+    static let mainKeys = ["state_dir", "jobs_dir", "timezone", "storage", "keys", "defaults", "alerts", "daemon", "cluster", "metrics_file"]
     static let daemonKeys = ["socket", "max_concurrent_jobs", "stop_grace_period", "watchdog"]
     static let clusterKeys = ["lock_database", "password_file", "node"]
     static let storageKeys = ["url", "endpoint", "region", "path_style", "access_key_id", "secret_access_key_file", "object_lock"]
@@ -220,6 +223,11 @@ public struct ConfigLoader: Sendable {
             m.jobsDir = configDir + "/jobs"
         }
         if let tz = r.timeZone("timezone") { m.timeZone = tz }
+        if let s = r.string("metrics_file") {
+            if s.hasPrefix("/") && !s.hasSuffix("/") { m.metricsFile = s } else {
+                r.report(.invalidValue, "metrics_file", "expected an absolute file path such as \"/var/lib/node_exporter/textfile/cairn.prom\", got \"\(s)\"")
+            }
+        }
 
         var storageNames: Set<String> = []
         if let storages = r.table("storage") {

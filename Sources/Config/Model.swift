@@ -23,6 +23,8 @@ public struct CairnConfig: Sendable, CustomStringConvertible {
     public var cluster: ClusterConfig?
     /// Jobs by name.
     public var jobs: [String: JobConfig]
+    /// `metrics_file`: a Prometheus text file rewritten after every run (node_exporter's textfile collector).
+    public var metricsFile: String? = nil
 
     /// Jobs sorted by name.
     public var sortedJobs: [JobConfig] { jobs.values.sorted { $0.name < $1.name } }

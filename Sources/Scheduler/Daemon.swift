@@ -62,7 +62,9 @@ public actor Daemon {
     /// The alert state machine, its SQLite memory and delivery queue; nil without alert channels.
     let alerts: AlertCenter?
     /// Wakes the alert delivery loop.
-    let alertDoorbell = Doorbell()
+    let alertDoorbell: Doorbell
+    /// Rewrites `metrics_file` after every run.
+    let metrics: MetricsObserver?
     var running: [Int: Running] = [:]
     /// `cairn run --wait` clients, by run id.
     var watchers: [Int: [AsyncStream<ControlMessage>.Continuation]] = [:]
@@ -84,13 +86,20 @@ public actor Daemon {
         let config = try Self.loader.load(path: options.configPath)
         try Self.preflight(config, env: options.env)
         self.config = config
-        self.state = try StateStore(stateDir: config.stateDir)
+        let state = try StateStore(stateDir: config.stateDir)
+        self.state = state
         self.notifier = SDNotifier(env: options.env)
         self.socketPath = config.daemon.socketPath(stateDir: config.stateDir, env: options.env)
         self.cluster = config.cluster.map { ClusterCoordinator(config: $0, env: options.env) }
-        self.alerts = try AlertSetup.center(config, state: state, env: options.env)
+        let alerts = try AlertSetup.center(config, state: state, env: options.env)
+        let doorbell = Doorbell()
+        self.alerts = alerts
+        self.alertDoorbell = doorbell
         var observers: [any RunObserver] = [RunLogObserver(logger: Logger.cairn("scheduler"))]
-        if let alerts { observers.append(AlertRunObserver(center: alerts, kick: { [alertDoorbell] in alertDoorbell.ring() })) }
+        if let alerts { observers.append(AlertRunObserver(center: alerts, kick: { doorbell.ring() })) }
+        let metrics = config.metricsFile.map { MetricsObserver(config: config, state: state, path: $0) }
+        self.metrics = metrics
+        if let metrics { observers.append(metrics) }
         self.observers = observers
         let now = Date()
         // Runs left "running" by a process that died: marked failed (only when nobody holds the job's lock).
@@ -145,6 +154,7 @@ public actor Daemon {
         let deliveryTask = alerts.map { center in Task { [alertDoorbell] in await AlertDeliveryLoop.run(center, doorbell: alertDoorbell) } }
         defer { deliveryTask?.cancel() }
         for m in planner.missedWhileDown { missed(job: m.job, at: m.instant) }
+        await metrics?.rewrite()
 
         logger.notice("cairn serve started", metadata: [
             "config": "\(config.path)", "jobs": "\(config.jobs.count)", "socket": "\(socketPath)",

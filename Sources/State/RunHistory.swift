@@ -194,6 +194,18 @@ public final class StateStore: Sendable {
         }
     }
 
+    /// The latest successful run of every job.
+    public func lastSuccesses() throws -> [String: RunRecord] {
+        try wrap("read the last successful runs") {
+            try db.read { db in
+                let rows = try Row.fetchAll(db, sql: """
+                    SELECT * FROM runs r WHERE id = (SELECT id FROM runs WHERE job = r.job AND result = 'ok' ORDER BY started_at DESC, id DESC LIMIT 1)
+                    """)
+                return Dictionary(uniqueKeysWithValues: rows.map(Self.record).map { ($0.job, $0) })
+            }
+        }
+    }
+
     static func record(_ row: Row) -> RunRecord {
         RunRecord(id: row["id"], job: row["job"], trigger: row["trigger"], scheduledAt: row["scheduled_at"],
                   startedAt: row["started_at"], finishedAt: row["finished_at"],

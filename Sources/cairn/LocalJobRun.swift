@@ -32,6 +32,7 @@ struct LocalJobRun {
         var observers: [any RunObserver] = [RunLogObserver(level: .info, failureLevel: .info)]
         let alerts = try AlertSetup.center(config, state: state, env: ProcessInfo.processInfo.environment)
         if let alerts { observers.append(AlertRunObserver(center: alerts)) }
+        if let path = config.metricsFile { observers.append(MetricsObserver(config: config, state: state, path: path)) }
         let executor = RunExecutor(config: config, state: state, claims: claims, observers: observers,
                                    cancelReason: "interrupted by a signal")
         let reporter = ProgressReporter(job: job.name)
