@@ -36,10 +36,13 @@ public struct AlertEvent: Sendable, Equatable, Codable {
     public var at: Date
     /// The run that caused it, when one did.
     public var runID: Int64?
+    /// The job's kind (backup, verify, retention, migrate, probe), when known.
+    public var jobKind: String?
 
-    public init(kind: Kind, job: String, what: String, since: Date? = nil, lastSuccess: Date? = nil, at: Date, runID: Int64? = nil) {
+    public init(kind: Kind, job: String, what: String, since: Date? = nil, lastSuccess: Date? = nil, at: Date, runID: Int64? = nil,
+                jobKind: String? = nil) {
         self.kind = kind; self.job = job; self.what = what; self.since = since
-        self.lastSuccess = lastSuccess; self.at = at; self.runID = runID
+        self.lastSuccess = lastSuccess; self.at = at; self.runID = runID; self.jobKind = jobKind
     }
 
     /// The command that shows more.

@@ -11,6 +11,8 @@ public struct AlertJobState: Sendable, Equatable, Codable {
     public var lastError: String?
     /// Consecutive failed runs.
     public var failures: Int = 0
+    /// The first of the consecutive failures (before `fail_after` flips the status).
+    public var firstFailure: Date?
     public var lastSuccess: Date?
     /// The last failed/reminder message sent for this streak.
     public var lastNotified: Date?

@@ -15,9 +15,11 @@ public struct AlertRules: Sendable, Equatable {
     public var remindEvery: TimeInterval?
     /// Backup jobs: alert when the last success is older than this.
     public var staleAfter: [String: TimeInterval]
+    /// Probes: flip to failing only after this many consecutive failures (default 1).
+    public var failAfter: [String: Int]
 
-    public init(remindEvery: TimeInterval? = 24 * 3600, staleAfter: [String: TimeInterval] = [:]) {
-        self.remindEvery = remindEvery; self.staleAfter = staleAfter
+    public init(remindEvery: TimeInterval? = 24 * 3600, staleAfter: [String: TimeInterval] = [:], failAfter: [String: Int] = [:]) {
+        self.remindEvery = remindEvery; self.staleAfter = staleAfter; self.failAfter = failAfter
     }
 }
 
@@ -43,15 +45,17 @@ public struct AlertStateMachine: Sendable, Equatable {
             var out: [AlertEvent] = []
             if failed {
                 let line = error ?? "failed"
+                if s.failures == 0 { s.firstFailure = at }
                 s.failures += 1
                 s.lastError = line
-                if s.status != .failing {
+                if s.status != .failing && s.failures >= max(1, rules.failAfter[job] ?? 1) {
                     s.status = .failing
-                    s.failingSince = at
+                    s.failingSince = s.firstFailure ?? at
                     s.lastNotified = at
                     let k: AlertEvent.Kind = refusal ? .retentionRefused : kind == "verify" ? .verifyFailed : .failed
-                    out.append(AlertEvent(kind: k, job: job, what: "\(kind) failed: \(line)", since: at,
-                                          lastSuccess: s.lastSuccess, at: at, runID: runID))
+                    let what = s.failures > 1 ? "\(kind) failed \(s.failures) times in a row: \(line)" : "\(kind) failed: \(line)"
+                    out.append(AlertEvent(kind: k, job: job, what: what, since: s.failingSince,
+                                          lastSuccess: s.lastSuccess, at: at, runID: runID, jobKind: kind))
                 } else if let every = rules.remindEvery, let last = s.lastNotified, at.timeIntervalSince(last) >= every {
                     s.lastNotified = at
                     out.append(reminder(job, s, at: at, runID: runID))
@@ -60,11 +64,12 @@ public struct AlertStateMachine: Sendable, Equatable {
                 if s.status == .failing {
                     out.append(AlertEvent(kind: .recovered, job: job,
                                           what: "\(kind) succeeded again after \(s.failures) failed run(s)",
-                                          since: s.failingSince, lastSuccess: at, at: at, runID: runID))
+                                          since: s.failingSince, lastSuccess: at, at: at, runID: runID, jobKind: kind))
                 }
                 s.status = .ok
                 s.failingSince = nil
                 s.failures = 0
+                s.firstFailure = nil
                 s.lastError = nil
                 s.lastNotified = nil
                 s.lastSuccess = at

@@ -20,7 +20,7 @@ public struct AlertRunObserver: RunObserver {
 
     public func runStarted(job: String, kind: String, request: RunRequest, runID: Int64?) async {
         await center.ping(AlertEvent(kind: .started, job: job, what: "\(kind) started (\(request.trigger), attempt \(request.attempt))",
-                                     at: Date(), runID: runID))
+                                     at: Date(), runID: runID, jobKind: kind))
         kick()
     }
 
@@ -33,7 +33,7 @@ public struct AlertRunObserver: RunObserver {
         }
         let at = r.startedAt.addingTimeInterval(r.duration)
         let what = failed ? "\(r.kind) failed: \(r.error?.message ?? "failed")" : (r.outcome?.summary ?? "\(r.kind) succeeded")
-        await center.ping(AlertEvent(kind: failed ? .failed : .succeeded, job: r.job, what: what, at: at, runID: r.runID))
+        await center.ping(AlertEvent(kind: failed ? .failed : .succeeded, job: r.job, what: what, at: at, runID: r.runID, jobKind: r.kind))
         await center.handle(.runEnded(job: r.job, kind: r.kind, failed: failed, error: r.error?.message, at: at, runID: r.runID,
                                       refusal: r.error?.cause is RetentionRefusal))
         kick()

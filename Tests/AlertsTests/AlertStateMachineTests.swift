@@ -101,4 +101,19 @@ import Testing
         #expect(m.tick(now: at(41 * 60 + 1)).isEmpty)
         #expect(m.tick(now: at(67 * 60)).map(\.kind) == [.stale])
     }
+
+    /// A probe alerts after `fail_after` consecutive failures, since the first of them; one success resets the count.
+    @Test func aProbeAlertsAfterFailAfterConsecutiveFailures() {
+        var m = AlertStateMachine(rules: AlertRules(failAfter: ["web": 3]))
+        func probe(_ failed: Bool, _ minute: Double) -> AlertFact {
+            .runEnded(job: "web", kind: "probe", failed: failed, error: failed ? "GET https://example/api/health: 503" : nil, at: at(minute), runID: nil, refusal: false)
+        }
+        #expect(m.handle(probe(true, 0)).isEmpty && m.handle(probe(true, 1)).isEmpty)
+        #expect(m.handle(probe(false, 2)).isEmpty)                     // a blip: no alert, and no recovery notice either
+        #expect(m.handle(probe(true, 3)).isEmpty && m.handle(probe(true, 4)).isEmpty)
+        let down = m.handle(probe(true, 5))
+        #expect(down.map(\.kind) == [.failed] && down.first?.since == at(3) && down.first?.jobKind == "probe")
+        #expect(down.first?.what == "probe failed 3 times in a row: GET https://example/api/health: 503")
+        #expect(m.handle(probe(false, 6)).map(\.kind) == [.recovered])
+    }
 }
