@@ -132,7 +132,7 @@ public struct ConfigLoader: Sendable {
                     if main.storages[explicit] == nil {
                         r.report(.reference, "storage", "no storage named '\(explicit)' in \(main.ctx.display) (defined: \(listOrNone(main.storages.keys)))")
                     }
-                } else if job.storage.isEmpty {
+                } else if job.storage.isEmpty && job.kind.needs.store {
                     r.ctx.addFileIssue(.missing, line: r.ctx.locator.position(of: ["kind"])?.line,
                                        "storage: not set, and \(main.ctx.display) has no [defaults] storage (defined storages: \(listOrNone(main.storages.keys)))")
                 }
