@@ -2,6 +2,7 @@ import Config
 import Core
 import Crypto
 import Foundation
+import HTTP
 @testable import Jobs
 import ObjectStore
 import State
@@ -174,5 +175,123 @@ struct RetentionScenario {
         // A second run finds nothing more to do.
         let again = try await job(dryRun: false).run()
         #expect(again.plan.deleted.isEmpty && again.deletedBackups.isEmpty && again.leftovers.isEmpty)
+    }
+}
+
+/// `cairn backups prune` end to end: the CLI, the job lock and history,
+/// the refusal, the 24-hour rule and the backup job's own zero-age clean-up,
+/// objects the store refuses to delete.
+@Suite struct PruneCommandTests {
+    static func fixture(_ jobs: [String: String]) throws -> (DaemonFixture, FakeBackups) {
+        let fx = try DaemonFixture()
+        try fx.writeJob("db", "kind = \"backup\"\n[backup]\ndatabase = \"postgres:///unused\"\n")
+        for (name, text) in jobs { try fx.writeJob(name, text) }
+        let keyring = try Keyring(keyId: "k", key: try Keyring.loadKeyFile(path: fx.dir + "/k.key"))
+        return (fx, FakeBackups(store: try TestEnv.s3(prefix: fx.prefix), prefix: "db", keyring: keyring))
+    }
+
+    static func daysAgo(_ d: Double) -> Date { Date().addingTimeInterval(-d * 86_400 - 3600) }
+
+    @Test func dryRunPrintsThePlanThenPruneDeletesUnderTheLockAndIsRecorded() async throws {
+        let (fx, b) = try Self.fixture(["db-retention": """
+            kind = "retention"
+            timezone = "Africa/Accra"
+            [retention]
+            backup_job = "db"
+            keep_days = 30
+            keep_last = 3
+            """])
+        defer { fx.remove() }
+        var ids: [Int: String] = [:]
+        for d in [0, 2, 5, 10, 31, 40, 50] { ids[d] = try await b.write(startedAt: Self.daysAgo(Double(d))) }
+        // A data object without a manifest, written just now: it may be a backup in progress.
+        let young = BackupLayout.dumpKey(prefix: "db", id: BackupLayout.newID(at: Date()))
+        _ = try await b.store.put(key: young, data: Data("in progress?".utf8))
+        let before = try await fullListing(b.store, "")
+
+        // JOB may be the backup job: the retention unit that names it applies.
+        let dry = try await CLI.run(["backups", "prune", "db", "--dry-run", "-c", fx.config])
+        #expect(dry.status == 0, "\(dry.stderr)")
+        #expect(try await fullListing(b.store, "") == before)
+        let lines = dry.stdout.split(separator: "\n").map(String.init)
+        #expect(lines.first?.hasPrefix("BACKUP") == true && lines.first?.contains("STARTED (Africa/Accra)") == true, "\(dry.stdout)")
+        for d in [0, 2, 5] { #expect(lines.contains { $0.hasPrefix(ids[d]!) && $0.contains(" keep ") && $0.hasSuffix("one of the newest 3 (keep_last)") }, "\(dry.stdout)") }
+        #expect(lines.contains { $0.hasPrefix(ids[10]!) && $0.contains(" keep ") && $0.hasSuffix("within 30 days (keep_days)") }, "\(dry.stdout)")
+        for d in [31, 40, 50] { #expect(lines.contains { $0.hasPrefix(ids[d]!) && $0.contains(" delete ") && $0.hasSuffix("older than 30 days, no rule keeps it") }, "\(dry.stdout)") }
+        #expect(dry.stdout.contains("1 leftover(s) younger than 24 h kept"), "\(dry.stdout)")
+        #expect(lines.last == "retention of db (\(b.store.displayName)db/): kept 4, would delete 3 backup(s); would abort 0 stale upload(s), delete 0 orphaned object(s) (dry run: nothing deleted)", "\(dry.stdout)")
+        #expect(try fx.history("db-retention").isEmpty, "a dry run is not a run")
+
+        let run = try await CLI.run(["backups", "prune", "db-retention", "-c", fx.config, "--log-level", "notice"])
+        #expect(run.status == 0, "\(run.stderr)")
+        #expect(run.stdout.contains("kept 4, deleted 3 backup(s)"), "\(run.stdout)")
+        #expect(run.stderr.contains("deleted backup"), "\(run.stderr)")
+        let after = Set(try await b.store.list(prefix: "").map(\.key))
+        #expect(Set(after.compactMap { BackupLayout.backupID(ofManifest: $0, prefix: "db") }) == Set([0, 2, 5, 10].map { ids[$0]! }))
+        #expect(after.contains(young), "a leftover younger than 24 h was deleted by retention")
+        let history = try fx.history("db-retention")
+        #expect(history.count == 1 && history.first?.result == .ok, "\(history)")
+
+        // The backup job's own clean-up (it holds the lock) removes leftovers of any age.
+        await JobRunner.cleanUpInterruptedRuns(store: b.store, prefix: "db", job: "db")
+        let cleaned = Set(try await b.store.list(prefix: "").map(\.key))
+        #expect(!cleaned.contains(young))
+        #expect(cleaned == after.subtracting([young]))
+    }
+
+    @Test func whenTheNewestBackupIsOlderThanTheWindowNothingIsDeletedAndTheRunFails() async throws {
+        let (fx, b) = try Self.fixture([:])
+        defer { fx.remove() }
+        // No retention unit: a backup job gets keep_days = 30 (no [defaults] retention_days), keep_last = 7.
+        var ids: [String] = []
+        for d in [31.0, 35, 40, 45, 50, 55, 60, 65, 70] { ids.append(try await b.write(startedAt: Self.daysAgo(d))) }
+        let before = try await fullListing(b.store, "")
+
+        let dry = try await CLI.run(["backups", "prune", "db", "--dry-run", "-c", fx.config])
+        #expect(dry.status == ErrorCode.notFound.exitStatus, "\(dry.stderr)")
+        #expect(dry.stdout.contains("REFUSED: the newest backup (\(ids[0])"), "\(dry.stdout)")
+        #expect(dry.stderr.contains("is older than keep_days = 30: backups are failing; deleting nothing"), "\(dry.stderr)")
+        #expect(dry.stderr.split(separator: "\n").count == 1, "\(dry.stderr)")
+
+        let run = try await CLI.run(["backups", "prune", "db", "-c", fx.config])
+        #expect(run.status == ErrorCode.notFound.exitStatus, "\(run.stderr)")
+        #expect(run.stderr.contains("backups are failing"), "\(run.stderr)")
+        #expect(try await fullListing(b.store, "") == before)
+        let history = try fx.history("db-prune")
+        #expect(history.count == 1 && history.first?.result == .failed && history.first?.error?.contains("backups are failing") == true, "\(history)")
+    }
+
+    /// An object the store refuses to delete (S3 answers AccessDenied for a key
+    /// under Object Lock retention; here the strict proxy answers so) is
+    /// reported with its S3 code, once; its backup keeps its manifest, the
+    /// other backups go, and the run fails naming the key.
+    @Test func anObjectTheStoreRefusesIsReportedAndItsBackupKept() async throws {
+        let (fx, b) = try Self.fixture(["db-retention": "kind = \"retention\"\n[retention]\nbackup_job = \"db\"\nkeep_days = 30\nkeep_last = 1\n"])
+        defer { fx.remove() }
+        var ids: [Int: String] = [:]
+        for d in [0, 40, 41, 42] { ids[d] = try await b.write(startedAt: Self.daysAgo(Double(d))) }
+        let locked = BackupLayout.dumpKey(prefix: "db", id: ids[41]!)
+        let proxy = try ProxyControl()
+        // The batch holding the key is refused whole; then the key alone gets S3's per-key answer.
+        try await proxy.inject(.init(method: "POST", query_contains: "delete", body_contains: fx.prefix + locked, action: "status",
+                                     status: 403, code: "AccessDenied", count: 1))
+        try await proxy.inject(.init(method: "POST", query_contains: "delete", body_contains: fx.prefix + locked, action: "delete_error",
+                                     code: "AccessDenied", count: 3))
+
+        let run = try await CLI.run(["backups", "prune", "db-retention", "-c", fx.config])
+        #expect(run.status == ErrorCode.storageAuth.exitStatus, "\(run.stderr)")
+        #expect(run.stderr.contains("1 object(s) could not be deleted"), "\(run.stderr)")
+        #expect(run.stderr.contains("\(locked) (AccessDenied)"), "\(run.stderr)")
+        let after = Set(try await b.store.list(prefix: "").map(\.key))
+        #expect(Set(after.compactMap { BackupLayout.backupID(ofManifest: $0, prefix: "db") }) == [ids[0]!, ids[41]!])
+        #expect(after.contains(locked))
+        #expect(!after.contains(BackupLayout.globalsKey(prefix: "db", id: ids[41]!)))
+        // Refused once as a batch, once alone: not retried.
+        let r = try await proxy.http.send(HTTPRequest(method: "GET", url: proxy.base + "/__proxy/faults"))
+        let rules = try #require(try JSONSerialization.jsonObject(with: r.body) as? [[String: Any]])
+        let mine = rules.filter { ($0["body_contains"] as? String) == fx.prefix + locked }
+        #expect(mine.map { $0["remaining"] as? Int } == [0, 2])
+        let history = try fx.history("db-retention")
+        #expect(history.first?.result == .failed)
     }
 }
