@@ -15,7 +15,8 @@ public struct DeleteFailures: Error, Sendable, Equatable, CustomStringConvertibl
     public var failures: [Failure]
     public init(failures: [Failure]) { self.failures = failures }
 
+    /// The keys after the first (the error's message names the first): empty for one.
     public var description: String {
-        failures.map { "\($0.key): \($0.code)" }.joined(separator: ", ")
+        failures.count < 2 ? "" : "also not deleted: " + failures.dropFirst().map { "\($0.key) (\($0.code))" }.joined(separator: ", ")
     }
 }
