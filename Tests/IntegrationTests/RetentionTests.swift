@@ -294,4 +294,25 @@ struct RetentionScenario {
         let history = try fx.history("db-retention")
         #expect(history.first?.result == .failed)
     }
+
+    /// The shipped example unit, copied as it is, runs with `cairn run`
+    /// against the test server (the backup job it names writes to the same place).
+    @Test func theExampleUnitRunsAsItIs() async throws {
+        let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent().path
+        let fx = try DaemonFixture()
+        defer { fx.remove() }
+        try fx.writeJob("marketplace-db", "kind = \"backup\"\n[backup]\ndatabase = \"postgres:///unused\"\n")
+        try FileManager.default.copyItem(atPath: root + "/jobs/marketplace-retention.toml", toPath: fx.dir + "/jobs/marketplace-retention.toml")
+        let keyring = try Keyring(keyId: "k", key: try Keyring.loadKeyFile(path: fx.dir + "/k.key"))
+        let b = FakeBackups(store: try TestEnv.s3(prefix: fx.prefix), prefix: "marketplace-db", keyring: keyring)
+        var ids: [Double: String] = [:]
+        for d in [0.0, 1, 2, 3, 4, 5, 6, 7, 45] { ids[d] = try await b.write(startedAt: Self.daysAgo(d)) }
+
+        let run = try await CLI.run(["run", "--local", "-c", fx.config, "marketplace-retention"])
+        #expect(run.status == 0, "\(run.stderr)")
+        #expect(run.stdout.contains("kept 8, deleted 1 backup(s)"), "\(run.stdout)")
+        let left = Set(try await b.store.list(prefix: "").compactMap { BackupLayout.backupID(ofManifest: $0.key, prefix: "marketplace-db") })
+        #expect(left == Set(ids.filter { $0.key < 45 }.map(\.value)))
+        #expect(try fx.history("marketplace-retention").map(\.result) == [.ok])
+    }
 }
