@@ -54,7 +54,7 @@ let package = Package(
         .testTarget(name: "PipelineTests", dependencies: ["Pipeline", "Crypto", "Core"]),
         .testTarget(name: "PostgresTests", dependencies: ["Postgres", "Core"]),
         .testTarget(name: "AlertsTests", dependencies: ["Alerts", "State", "Core"]),
-        .testTarget(name: "JobsTests", dependencies: ["Jobs", "Config", "Core"]),
+        .testTarget(name: "JobsTests", dependencies: ["Jobs", "Config", "Core", "ObjectStore"]),
         .testTarget(name: "SchedulerTests", dependencies: ["Scheduler", "Cron", "Config", "Core"]),
         .testTarget(name: "IntegrationTests", dependencies: ["ObjectStore", "HTTP", "Crypto", "Core", "Pipeline", "Postgres", "Config", "Jobs", "State", "Scheduler"]),
     ],

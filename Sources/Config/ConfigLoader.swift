@@ -373,7 +373,7 @@ public struct ConfigLoader: Sendable {
         .backup: ["database", "password_file", "compression_level", "zstd_workers", "prefix", "include_globals",
                   "part_size", "upload_concurrency", "pg_dump_path"],
         .verify: ["backup_job", "scratch_database_url", "password_file", "checks"],
-        .retention: ["backup_job", "keep_days", "keep_last", "dry_run"],
+        .retention: ["backup_job", "keep_days", "keep_last", "keep_daily", "keep_weekly", "keep_monthly", "dry_run"],
         .migrate: ["source", "prefix", "concurrency", "multipart_threshold", "part_size", "cache_control", "bwlimit", "mapping_file", "exclude"],
     ]
 
@@ -460,6 +460,9 @@ public struct ConfigLoader: Sendable {
                 backupJob: jobReference(k) ?? "",
                 keepDays: k.int("keep_days", in: 1...Int.max) ?? defaults?.retentionDays ?? 30,
                 keepLast: k.int("keep_last", in: 1...Int.max) ?? 7,
+                keepDaily: k.int("keep_daily", in: 1...Int.max),
+                keepWeekly: k.int("keep_weekly", in: 1...Int.max),
+                keepMonthly: k.int("keep_monthly", in: 1...Int.max),
                 dryRun: k.bool("dry_run") ?? false))
         case .migrate:
             var source = ""

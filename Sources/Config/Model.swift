@@ -314,15 +314,34 @@ public struct VerifySpec: Sendable, Equatable, CustomStringConvertible {
     }
 }
 
-/// `[retention]` of a retention job.
+/// `[retention]` of a retention job. The rules (docs/OPERATIONS.md, "Retention"):
+/// a backup is kept when any rule keeps it; `keep_daily`, `keep_weekly` and
+/// `keep_monthly` have restic `forget`'s meaning (the newest backup of each of
+/// the last N days / ISO weeks / months that have backups, in the job's time zone).
 public struct RetentionSpec: Sendable, Equatable, CustomStringConvertible {
     public var backupJob: String
+    /// Keep every backup that started within this many days (24-hour periods) of now.
     public var keepDays: Int
+    /// Keep the newest N backups, whatever their age (the floor).
     public var keepLast: Int
+    public var keepDaily: Int?
+    public var keepWeekly: Int?
+    public var keepMonthly: Int?
+    /// Plan and report only; delete nothing.
     public var dryRun: Bool
 
+    public init(backupJob: String, keepDays: Int = 30, keepLast: Int = 7, keepDaily: Int? = nil, keepWeekly: Int? = nil,
+                keepMonthly: Int? = nil, dryRun: Bool = false) {
+        self.backupJob = backupJob; self.keepDays = keepDays; self.keepLast = keepLast
+        self.keepDaily = keepDaily; self.keepWeekly = keepWeekly; self.keepMonthly = keepMonthly; self.dryRun = dryRun
+    }
+
     public var description: String {
-        "backup_job=\(backupJob) keep_days=\(keepDays) keep_last=\(keepLast)" + (dryRun ? " dry_run" : "")
+        var s = "backup_job=\(backupJob) keep_days=\(keepDays) keep_last=\(keepLast)"
+        if let keepDaily { s += " keep_daily=\(keepDaily)" }
+        if let keepWeekly { s += " keep_weekly=\(keepWeekly)" }
+        if let keepMonthly { s += " keep_monthly=\(keepMonthly)" }
+        return s + (dryRun ? " dry_run" : "")
     }
 }
 

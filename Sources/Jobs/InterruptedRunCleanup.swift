@@ -12,7 +12,8 @@ extension JobRunner {
     /// Neither is a backup (only a manifest makes one) and both cost storage.
     /// The caller holds the job's lock and the prefix belongs to this job alone
     /// (`cairn config check` refuses two backup jobs sharing one), so none of
-    /// this is in progress. Best effort: a failure here does not stop the backup.
+    /// this is in progress: `LeftoverPlanner` with no minimum age (retention
+    /// uses the same planner with 24 hours). Best effort: a failure here does not stop the backup.
     static func cleanUpInterruptedRuns(store: any ObjectStore, prefix: String, job: String) async {
         let logger = Logger.cairn("backup")
         let dir = prefix.isEmpty ? "" : prefix + "/"
@@ -23,13 +24,15 @@ extension JobRunner {
                 "job": "\(job)", "seconds": "\(String(format: "%.2f", Double(seconds.seconds) + Double(seconds.attoseconds) / 1e18))"])
         }
         do {
-            for u in try await store.listMultipartUploads(prefix: dir) where BackupLayout.isBackupData(u.key, prefix: prefix) {
+            let objects = try await store.list(prefix: dir)
+            let uploads = try await store.listMultipartUploads(prefix: dir)
+            // Zero age: the lock makes every leftover a dead run's (LeftoverPlanner).
+            let plan = LeftoverPlanner(prefix: prefix, minimumAge: .any, now: Date()).plan(objects: objects, uploads: uploads)
+            for u in plan.abort {
                 try await store.abortMultipartUpload(key: u.key, uploadId: u.uploadId)
                 logger.notice("aborted an unfinished upload left by an interrupted run", metadata: ["job": "\(job)", "key": "\(u.key)"])
             }
-            let keys = try await store.list(prefix: dir).map(\.key)
-            let complete = Set(keys.compactMap { BackupLayout.backupID(ofManifest: $0, prefix: prefix) })
-            let orphans = keys.filter { key in BackupLayout.backupID(ofData: key, prefix: prefix).map { !complete.contains($0) } ?? false }
+            let orphans = plan.delete.map(\.key)
             if !orphans.isEmpty {
                 try await store.delete(keys: orphans)
                 for key in orphans {

@@ -82,7 +82,9 @@ public struct JobRunner: Sendable {
                 throw CairnError(report.failureCode, "migration \(job.name): \(report.failed.count) file(s) failed (first: \(first.path): \(first.reason)); \(report.summary)")
             }
             return JobOutcome(bytes: report.uploadedBytes, summary: report.summary)
-        case .verify, .retention:
+        case .retention(let spec):
+            return try await RetentionRun.run(job: job, spec: spec, config: config, env: env, started: started)
+        case .verify:
             throw CairnError(.usage, "job \(job.name) is a \(job.kind.rawValue) job; running it arrives with a later release")
         }
     }

@@ -362,8 +362,12 @@ public final class S3Store: ObjectStore {
         return out
     }
 
+    /// Every batch is sent even when one key of an earlier batch is refused;
+    /// the refused keys are the thrown error's cause (`DeleteFailures`), with
+    /// their S3 codes.
     public func delete(keys: [String]) async throws {
         var i = 0
+        var failures: [DeleteFailures.Failure] = []
         while i < keys.count {
             let batch = keys[i..<min(i + 1000, keys.count)]
             i += batch.count
@@ -373,14 +377,20 @@ public final class S3Store: ObjectStore {
             var r = Request(method: "POST", key: nil, query: [("delete", nil)], body: .data(Data(xml.utf8)), operation: "DeleteObjects")
             r.headers["Content-Type"] = "application/xml"
             let resp = try await self.perform(r)
-            if let x = XMLElement.parse(resp.body), let e = x.all("Error").first {
+            for e in XMLElement.parse(resp.body)?.all("Error") ?? [] {
                 let key = e["Key"] ?? "?"
-                let code = e["Code"] ?? "Error"
-                let loc = "s3://\(config.bucket)/\(key)"
-                throw mapError(S3ErrorBody(status: code == "AccessDenied" ? 403 : 400,
-                                           body: Data("<Error><Code>\(code)</Code><Message>\(XMLEscape.escape(e["Message"] ?? ""))</Message></Error>".utf8)),
-                               operation: "DeleteObjects", location: loc)
+                failures.append(DeleteFailures.Failure(key: key.hasPrefix(config.prefix) ? String(key.dropFirst(config.prefix.count)) : key,
+                                                       code: e["Code"] ?? "Error", message: e["Message"] ?? ""))
             }
+        }
+        if let first = failures.first {
+            let loc = "s3://\(config.bucket)/\(config.prefix)\(first.key)"
+            var err = mapError(S3ErrorBody(status: first.code == "AccessDenied" ? 403 : 400,
+                                           body: Data("<Error><Code>\(XMLEscape.escape(first.code))</Code><Message>\(XMLEscape.escape(first.message))</Message></Error>".utf8)),
+                               operation: "DeleteObjects", location: loc)
+            if failures.count > 1 { err.message += " (and \(failures.count - 1) more key(s) not deleted)" }
+            err.cause = DeleteFailures(failures: failures)
+            throw err
         }
     }
 

@@ -12,7 +12,7 @@ import State
 
 struct BackupsCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(commandName: "backups", abstract: "List and inspect backups.",
-                                                    subcommands: [List.self, Show.self])
+                                                    subcommands: [List.self, Show.self, PruneCommand.self])
 
     struct List: AsyncParsableCommand {
         static let configuration = CommandConfiguration(

@@ -50,6 +50,7 @@ struct ProxyControl {
         var path_contains: String? = nil
         var query_contains: String? = nil
         var path_suffix: String? = nil
+        var body_contains: String? = nil
         var action: String
         var status: Int? = nil
         var code: String? = nil

@@ -30,6 +30,7 @@ import hashlib
 import http.client
 import http.server
 import json
+import re
 import socket
 import sys
 import threading
@@ -51,7 +52,7 @@ class State:
         self.violations = []
         self.part_sizes = {}     # upload_id -> {part_number: size}
 
-    def take_fault(self, method, path, query):
+    def take_fault(self, method, path, query, content=b""):
         with self.lock:
             for rule in self.rules:
                 if rule["remaining"] <= 0:
@@ -63,6 +64,8 @@ class State:
                 if rule.get("path_suffix") and not path.endswith(rule["path_suffix"]):
                     continue
                 if rule.get("query_contains") and rule["query_contains"] not in query:
+                    continue
+                if rule.get("body_contains") and rule["body_contains"].encode() not in content:
                     continue
                 rule["remaining"] -= 1
                 return dict(rule)
@@ -228,7 +231,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
         entry["body_bytes"] = len(content)
 
         # 1. injected faults
-        fault = STATE.take_fault(method, raw_path, query)
+        fault = STATE.take_fault(method, raw_path, query, content)
         if fault:
             entry["fault"] = fault["action"]
             action = fault["action"]
@@ -239,6 +242,20 @@ class Handler(http.server.BaseHTTPRequestHandler):
                 code = fault.get("code") or "SlowDown"
                 extra = {"Retry-After": "0"} if status in (429, 503) else None
                 return self.send_simple(status, s3_error_xml(code, "injected fault (s3proxy)", raw_path), extra=extra)
+            if action == "delete_error":
+                # A DeleteObjects answered as S3 answers a key it refuses
+                # (Object Lock): 200, an <Error> per key containing
+                # body_contains; nothing is forwarded, so use it on requests
+                # that hold only such keys.
+                entry["status"] = 200
+                STATE.record(entry)
+                code = fault.get("code") or "AccessDenied"
+                errors = "".join(
+                    "<Error><Key>%s</Key><Code>%s</Code><Message>injected refusal (s3proxy)</Message></Error>"
+                    % (xml_escape(k), xml_escape(code))
+                    for k in re.findall(r"<Key>(.*?)</Key>", content.decode("utf-8", "replace"))
+                    if fault.get("body_contains", "") in k)
+                return self.send_simple(200, ('<?xml version="1.0" encoding="UTF-8"?>\n<DeleteResult xmlns="http://s3.amazonaws.com/doc/2006-03-01/">%s</DeleteResult>' % errors).encode())
             if action == "drop":
                 STATE.record(entry)
                 return self.hard_close()
@@ -449,13 +466,14 @@ class Handler(http.server.BaseHTTPRequestHandler):
                     if not isinstance(rule, dict):
                         raise ValueError("rule must be a JSON object")
                     action = rule.get("action", "status")
-                    if action not in ("status", "drop", "drop_mid_response", "delay", "hold"):
-                        raise ValueError("action must be status, drop, drop_mid_response, delay or hold")
+                    if action not in ("status", "drop", "drop_mid_response", "delay", "hold", "delete_error"):
+                        raise ValueError("action must be status, drop, drop_mid_response, delay, hold or delete_error")
                     clean = {
                         "method": rule.get("method"),
                         "path_contains": rule.get("path_contains"),
                         "path_suffix": rule.get("path_suffix"),
                         "query_contains": rule.get("query_contains"),
+                        "body_contains": rule.get("body_contains"),
                         "action": action,
                         "status": int(rule.get("status") or 503),
                         "code": rule.get("code") or "SlowDown",
