@@ -33,7 +33,7 @@ let package = Package(
         .target(name: "Config", dependencies: ["Core", "Crypto", "TOMLKit"]),
         .target(name: "Cron", dependencies: []),
         .target(name: "State", dependencies: ["Core", .product(name: "GRDB", package: "GRDB.swift")]),
-        .target(name: "Jobs", dependencies: ["Core", "Crypto", "Config", "Pipeline", "ObjectStore", "Postgres", "State",
+        .target(name: "Jobs", dependencies: ["Core", "Crypto", "Config", "Pipeline", "ObjectStore", "Postgres", "State", "HTTP",
                                              .product(name: "Logging", package: "swift-log")]),
         .target(name: "Alerts", dependencies: ["Core", "State"]),
         .target(name: "Scheduler", dependencies: ["Core", "CLinux", "Config", "Cron", "Jobs", "State", "Postgres", "Alerts",

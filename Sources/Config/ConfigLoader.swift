@@ -375,6 +375,7 @@ public struct ConfigLoader: Sendable {
         .verify: ["backup_job", "scratch_database_url", "password_file", "checks"],
         .retention: ["backup_job", "keep_days", "keep_last", "keep_daily", "keep_weekly", "keep_monthly", "dry_run"],
         .migrate: ["source", "prefix", "concurrency", "multipart_threshold", "part_size", "cache_control", "bwlimit", "mapping_file", "exclude"],
+        .probe: ["url", "method", "expect_status", "body_contains", "request_timeout", "fail_after", "ca_file"],
     ]
 
     static let minPartSize: Int64 = 5 << 20
@@ -464,6 +465,30 @@ public struct ConfigLoader: Sendable {
                 keepWeekly: k.int("keep_weekly", in: 1...Int.max),
                 keepMonthly: k.int("keep_monthly", in: 1...Int.max),
                 dryRun: k.bool("dry_run") ?? false))
+        case .probe:
+            var url = ""
+            if let u = k.string("url", required: "the URL to check, such as \"https://marketplace.example/api/health\"") {
+                if (u.hasPrefix("https://") || u.hasPrefix("http://")) && URL(string: u)?.host != nil { url = u } else {
+                    k.report(.invalidValue, "url", "expected an http:// or https:// URL, got \"\(u)\"")
+                }
+            }
+            var method = "GET"
+            if let m = k.string("method") {
+                if ["GET", "HEAD"].contains(m.uppercased()) { method = m.uppercased() } else {
+                    k.report(.invalidValue, "method", "expected \"GET\" or \"HEAD\", got \"\(m)\"")
+                }
+            }
+            let bodyContains = k.string("body_contains")
+            if bodyContains != nil && method == "HEAD" {
+                k.report(.invalidValue, "body_contains", "a HEAD request has no body to search; use method = \"GET\"")
+            }
+            spec = .probe(ProbeSpec(
+                url: url, method: method,
+                expectStatus: k.int("expect_status", in: 100...599) ?? 200,
+                bodyContains: bodyContains,
+                requestTimeout: k.duration("request_timeout") ?? .seconds(10),
+                failAfter: k.int("fail_after", in: 1...1000) ?? 2,
+                caFile: k.string("ca_file").map { absolute($0, relativeTo: configDir) }))
         case .migrate:
             var source = ""
             if let s = k.string("source", required: "the directory to upload, such as \"/srv/app/uploads\"") {

@@ -42,6 +42,7 @@ extension JobKind {
         case .verify: return JobNeeds(store: true, keys: .readable, database: true, backupJob: true)
         case .retention: return JobNeeds(store: true, keys: .readable, database: false, backupJob: true)
         case .migrate: return JobNeeds(store: true, keys: .none, database: false, backupJob: false)
+        case .probe: return JobNeeds(store: false, keys: .none, database: false, backupJob: false)
         }
     }
 }

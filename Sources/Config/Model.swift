@@ -179,7 +179,7 @@ public struct DefaultsConfig: Sendable, Equatable, CustomStringConvertible {
     }
 }
 
-public enum JobKind: String, Sendable, CaseIterable { case backup, verify, retention, migrate }
+public enum JobKind: String, Sendable, CaseIterable { case backup, verify, retention, migrate, probe }
 
 public enum OverlapPolicy: String, Sendable, CaseIterable { case skip, queue }
 
@@ -231,6 +231,7 @@ public enum JobSpec: Sendable, CustomStringConvertible {
     case verify(VerifySpec)
     case retention(RetentionSpec)
     case migrate(MigrateSpec)
+    case probe(ProbeSpec)
 
     public var kind: JobKind {
         switch self {
@@ -238,6 +239,7 @@ public enum JobSpec: Sendable, CustomStringConvertible {
         case .verify: return .verify
         case .retention: return .retention
         case .migrate: return .migrate
+        case .probe: return .probe
         }
     }
 
@@ -247,6 +249,7 @@ public enum JobSpec: Sendable, CustomStringConvertible {
         case .verify(let s): return s.description
         case .retention(let s): return s.description
         case .migrate(let s): return s.description
+        case .probe(let s): return s.description
         }
     }
 }
@@ -428,4 +431,33 @@ public struct ClusterConfig: Sendable, Equatable, CustomStringConvertible {
         return try SecretFile.read(f, what: "[cluster] password_file", env: env)
     }
     public var description: String { "cluster: lock_database=\(lockDatabase) node=\(node ?? "(host name)")" }
+}
+
+/// `[probe]` of a probe job: an HTTP health check of the platform (its
+/// `/api/health`, `/api/ready`), on a schedule, with its latency recorded.
+public struct ProbeSpec: Sendable, Equatable, CustomStringConvertible {
+    public var url: String
+    /// GET or HEAD.
+    public var method: String
+    /// The status that counts as up.
+    public var expectStatus: Int
+    /// A substring the body must contain (GET only).
+    public var bodyContains: String?
+    /// How long one request may take.
+    public var requestTimeout: Duration
+    /// Alert after this many consecutive failures (and a recovery notice after the first success).
+    public var failAfter: Int
+    /// A CA bundle for an internal TLS endpoint (verification stays on).
+    public var caFile: String?
+
+    public init(url: String, method: String = "GET", expectStatus: Int = 200, bodyContains: String? = nil,
+                requestTimeout: Duration = .seconds(10), failAfter: Int = 2, caFile: String? = nil) {
+        self.url = url; self.method = method; self.expectStatus = expectStatus; self.bodyContains = bodyContains
+        self.requestTimeout = requestTimeout; self.failAfter = failAfter; self.caFile = caFile
+    }
+
+    public var description: String {
+        "\(method) \(url) expect_status=\(expectStatus)" + (bodyContains.map { " body_contains=\"\($0)\"" } ?? "")
+            + " request_timeout=\(ConfigUnits.formatDuration(requestTimeout)) fail_after=\(failAfter)"
+    }
 }

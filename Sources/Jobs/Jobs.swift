@@ -27,8 +27,10 @@ public struct JobOutcome: Sendable, Equatable, Codable {
     public var backupID: String?
     /// One line for the operator.
     public var summary: String
-    public init(bytes: Int64? = nil, backupID: String? = nil, summary: String) {
-        self.bytes = bytes; self.backupID = backupID; self.summary = summary
+    /// A probe's request latency, in seconds.
+    public var latency: Double?
+    public init(bytes: Int64? = nil, backupID: String? = nil, summary: String, latency: Double? = nil) {
+        self.bytes = bytes; self.backupID = backupID; self.summary = summary; self.latency = latency
     }
 }
 
@@ -82,6 +84,8 @@ public struct JobRunner: Sendable {
                 throw CairnError(report.failureCode, "migration \(job.name): \(report.failed.count) file(s) failed (first: \(first.path): \(first.reason)); \(report.summary)")
             }
             return JobOutcome(bytes: report.uploadedBytes, summary: report.summary)
+        case .probe(let spec):
+            return try await ProbeJob(name: job.name, spec: spec).run()
         case .retention(let spec):
             return try await RetentionRun.run(job: job, spec: spec, config: config, env: env, started: started)
         case .verify:

@@ -18,6 +18,8 @@ public struct RunRecord: Sendable, Equatable, Codable {
     public var backupID: String?
     /// 1 for a first attempt, 2 for the first retry, …
     public var attempt: Int = 1
+    /// A probe's request latency, in seconds.
+    public var latency: Double?
 
     public var duration: TimeInterval? { finishedAt.map { $0.timeIntervalSince(startedAt) } }
 }
@@ -79,6 +81,10 @@ public final class StateStore: Sendable {
             }
         }
         registerAlertMigrations(&m)
+        m.registerMigration("v5-run-latency") { db in
+            // A probe's request latency (seconds).
+            try db.alter(table: "runs") { t in t.add(column: "latency", .double) }
+        }
         return m
     }
 
@@ -163,11 +169,11 @@ public final class StateStore: Sendable {
 
     /// Records how a run ended.
     public func finish(id: Int64, result: RunRecord.Result, error: String? = nil, bytes: Int64? = nil,
-                       backupID: String? = nil, at now: Date = Date()) throws {
+                       backupID: String? = nil, latency: Double? = nil, at now: Date = Date()) throws {
         try wrap("record the end of run \(id)") {
             try db.write { db in
-                try db.execute(sql: "UPDATE runs SET finished_at = ?, result = ?, error = ?, bytes = ?, backup_id = ? WHERE id = ?",
-                               arguments: [now, result.rawValue, error, bytes, backupID, id])
+                try db.execute(sql: "UPDATE runs SET finished_at = ?, result = ?, error = ?, bytes = ?, backup_id = ?, latency = ? WHERE id = ?",
+                               arguments: [now, result.rawValue, error, bytes, backupID, latency, id])
             }
         }
     }
@@ -210,7 +216,7 @@ public final class StateStore: Sendable {
         RunRecord(id: row["id"], job: row["job"], trigger: row["trigger"], scheduledAt: row["scheduled_at"],
                   startedAt: row["started_at"], finishedAt: row["finished_at"],
                   result: RunRecord.Result(rawValue: row["result"]) ?? .failed, error: row["error"],
-                  bytes: row["bytes"], backupID: row["backup_id"], attempt: row["attempt"] ?? 1)
+                  bytes: row["bytes"], backupID: row["backup_id"], attempt: row["attempt"] ?? 1, latency: row["latency"])
     }
 
     /// Every failure of the state database is `.io`, its cause the SQLite

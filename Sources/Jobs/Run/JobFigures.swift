@@ -39,6 +39,7 @@ public struct JobFigures: Sendable, Codable, Equatable {
                 f.lastDurationSeconds = r.duration
                 f.lastBytes = r.bytes
                 f.lastAttempt = r.attempt
+                if job.kind == .probe { f.probeLatencySeconds = r.latency }
             }
             if let ok = successes[job.name] {
                 f.lastSuccessAt = ok.finishedAt ?? ok.startedAt

@@ -48,7 +48,7 @@ public enum JobPreflight {
         case .verify(let s): name = s.backupJob
         case .retention(let s): name = s.backupJob
         case .backup(let s): return (job, s)
-        case .migrate: throw CairnError(.config, "job \(job.name) is a migrate job: it has no backup job")
+        case .migrate, .probe: throw CairnError(.config, "job \(job.name) is a \(job.kind.rawValue) job: it has no backup job")
         }
         guard let other = config.jobs[name], case .backup(let spec) = other.spec else {
             throw CairnError(.config, "job \(job.name): backup_job '\(name)' is not a backup job in \(config.jobsDir)")

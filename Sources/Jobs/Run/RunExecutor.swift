@@ -148,7 +148,8 @@ public struct RunExecutor: Sendable {
             let (result, error, outcome) = (r.result, r.error?.message, r.outcome)
             do {
                 try await runBlocking {
-                    try state.finish(id: id, result: result, error: error, bytes: outcome?.bytes, backupID: outcome?.backupID)
+                    try state.finish(id: id, result: result, error: error, bytes: outcome?.bytes, backupID: outcome?.backupID,
+                                     latency: outcome?.latency)
                 }
             } catch {
                 r.historyError = CairnError.wrap(error, .io, "state database")
