@@ -388,7 +388,7 @@ public struct ConfigLoader: Sendable {
                   defaultTZ: TimeZone, configDir: String) -> JobUnit? {
         let kindNames = JobKind.allCases.map(\.rawValue)
         let kind = r.choice("kind", JobKind.self)
-        if !r.has("kind") { r.ctx.addFileIssue(.missing, line: 1, "kind: required key is missing (one of \"backup\", \"verify\", \"retention\", \"migrate\")") }
+        if !r.has("kind") { r.ctx.addFileIssue(.missing, line: 1, "kind: required key is missing (one of \(JobKind.allCases.map { "\"\($0.rawValue)\"" }.joined(separator: ", ")))") }
         // A table of another kind gets its own, clearer message below.
         r.rejectUnknownKeys(allowed: Self.commonKeys + (kind.map { [$0.rawValue] } ?? kindNames), except: Set(kindNames))
         if let kind {

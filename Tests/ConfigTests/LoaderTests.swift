@@ -290,8 +290,8 @@ private func check(main: String = ConfigFixture.main, jobs: [String: String] = [
             "mixed": ConfigFixture.backup + "[verify]\nbackup_job = \"db\"\n",
         ])
         #expect(issues.contains("jobs/db.toml:2: backup.database: required key is missing (a libpq URL such as \"postgres:///mydb?host=/var/run/postgresql\")"))
-        #expect(issues.contains("jobs/nokind.toml:1: kind: required key is missing (one of \"backup\", \"verify\", \"retention\", \"migrate\")"))
-        #expect(issues.contains("jobs/odd.toml:1: kind: expected one of \"backup\", \"verify\", \"retention\", \"migrate\", got \"archive\""))
+        #expect(issues.contains("jobs/nokind.toml:1: kind: required key is missing (one of \"backup\", \"verify\", \"retention\", \"migrate\", \"probe\")"))
+        #expect(issues.contains("jobs/odd.toml:1: kind: expected one of \"backup\", \"verify\", \"retention\", \"migrate\", \"probe\", got \"archive\""))
         #expect(issues.contains("jobs/mixed.toml:7: verify: a [verify] table does not apply to kind = \"backup\"; use [backup]"))
         #expect(issues.count == 4, "\(issues)")
     }
