@@ -48,7 +48,7 @@ public struct JobRunner: Sendable {
     }
 
     /// The kinds this version can run; the others are parsed and checked but not run yet.
-    public static let runnableKinds: Set<JobKind> = [.backup, .migrate]
+    public static let runnableKinds: Set<JobKind> = [.backup, .migrate, .verify]
 
     /// Runs `job`; `started` receives the job's progress as soon as there is one.
     public func run(_ job: JobConfig, started: @Sendable (any JobProgress) -> Void = { _ in }) async throws -> JobOutcome {
@@ -80,7 +80,9 @@ public struct JobRunner: Sendable {
                 throw CairnError(report.failureCode, "migration \(job.name): \(report.failed.count) file(s) failed (first: \(first.path): \(first.reason)); \(report.summary)")
             }
             return JobOutcome(bytes: report.uploadedBytes, summary: report.summary)
-        case .verify, .retention:
+        case .verify(let spec):
+            return try await VerifyRun.run(job: job, spec: spec, config: config, env: env, started: started)
+        case .retention:
             throw CairnError(.usage, "job \(job.name) is a \(job.kind.rawValue) job; running it arrives with a later release")
         }
     }

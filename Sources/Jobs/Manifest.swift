@@ -142,6 +142,8 @@ public enum BackupLayout {
     public static let manifestSuffix = ".manifest.json"
     public static let dumpSuffix = ".dump.zst.aes"
     public static let globalsSuffix = ".globals.sql.zst.aes"
+    /// The verification record of a backup (`VerifyRecord`), next to its manifest.
+    public static let verifySuffix = ".verify.json"
 
     public static func newID(at date: Date = Date()) -> String {
         let f = DateFormatter()
@@ -156,6 +158,7 @@ public enum BackupLayout {
     public static func dumpKey(prefix: String, id: String) -> String { dir(prefix) + id + dumpSuffix }
     public static func globalsKey(prefix: String, id: String) -> String { dir(prefix) + id + globalsSuffix }
     public static func manifestKey(prefix: String, id: String) -> String { dir(prefix) + id + manifestSuffix }
+    public static func verifyKey(prefix: String, id: String) -> String { dir(prefix) + id + verifySuffix }
 
     /// True if `key` is a dump or globals object of a backup directly under `prefix`
     /// (`PREFIX/yyyyMMddTHHmmssZ-xxxxxxxx.dump.zst.aes`), nothing else sharing the bucket.
@@ -166,6 +169,11 @@ public enum BackupLayout {
     /// The backup id of a dump or globals object directly under `prefix`, or nil.
     public static func backupID(ofData key: String, prefix: String) -> String? {
         backupID(key, prefix: prefix, suffixes: [dumpSuffix, globalsSuffix])
+    }
+
+    /// The backup id of a verification record directly under `prefix`, or nil.
+    public static func backupID(ofVerifyRecord key: String, prefix: String) -> String? {
+        backupID(key, prefix: prefix, suffixes: [verifySuffix])
     }
 
     /// The backup id of a manifest directly under `prefix`, or nil.

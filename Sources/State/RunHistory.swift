@@ -25,7 +25,7 @@ public struct RunRecord: Sendable, Equatable, Codable {
 /// The state database (`STATE_DIR/cairn.sqlite`): run history, through GRDB
 /// with named migrations. One connection (a DatabaseQueue) per process.
 public final class StateStore: Sendable {
-    private let db: DatabaseQueue
+    let db: DatabaseQueue
     public let path: String
 
     public init(stateDir: String) throws {
@@ -71,6 +71,7 @@ public final class StateStore: Sendable {
             }
             try db.create(index: "runs_job_scheduled", on: "runs", columns: ["job", "scheduled_at"])
         }
+        registerVerificationsMigration(&m)
         return m
     }
 
