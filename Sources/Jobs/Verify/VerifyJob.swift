@@ -53,7 +53,8 @@ public struct VerifyJob: Sendable {
         var checks: [VerifyRecord.Check] = []
         var globals = manifest.globals == nil ? "absent" : "not checked"
         var failure: (any Error)?
-        let startedAt = now()
+        // Whole seconds: the record's JSON carries ISO 8601 times without fractions.
+        let startedAt = Date(timeIntervalSince1970: now().timeIntervalSince1970.rounded(.down))
         do {
             try await server.create(scratch)
             logger.info("verifying", metadata: ["backup": "\(manifest.id)", "database": "\(scratch)"])
