@@ -55,8 +55,9 @@ public struct VerifyJob: Sendable {
         var failure: (any Error)?
         // Whole seconds: the record's JSON carries ISO 8601 times without fractions.
         let startedAt = Date(timeIntervalSince1970: now().timeIntervalSince1970.rounded(.down))
+        // A scratch server that cannot create the database says nothing about the backup: no record.
+        try await server.create(scratch)
         do {
-            try await server.create(scratch)
             logger.info("verifying", metadata: ["backup": "\(manifest.id)", "database": "\(scratch)"])
             let conninfo = server.conninfo(of: scratch)
             var restore = RestoreJob(manifest: manifest, store: store, keyring: keyring, logger: logger)
