@@ -288,5 +288,30 @@ struct VerifyFixture {
         try await proxy.release(pathContaining: root + "shop/")
         #expect(p.terminationStatus == 130, "status \(p.terminationStatus)")
         #expect(try await scratchDatabases().isEmpty)
+
+        // kill -9 mid-restore leaves the scratch database; the next run drops it and verifies.
+        try await proxy.inject(.init(method: "GET", path_contains: root + "shop/", path_suffix: ".dump.zst.aes", action: "hold", seconds: 120))
+        let k = Process()
+        k.executableURL = URL(fileURLWithPath: try CLI.binary)
+        k.arguments = ["verify", "latest", "-c", cfg]
+        k.standardOutput = FileHandle.nullDevice
+        k.standardError = FileHandle.nullDevice
+        let killed = ExitSignal()
+        k.terminationHandler = { _ in killed.fire() }
+        let heldBefore = try await proxy.log(pathContaining: root + "shop/").filter { $0.method == "GET" && $0.path.hasSuffix(".dump.zst.aes") }.count
+        try k.run()
+        let midway2 = await eventually(30) {
+            let dbs = (try? await scratchDatabases()) ?? []
+            let gets = (try? await proxy.log(pathContaining: root + "shop/"))?.filter { $0.method == "GET" && $0.path.hasSuffix(".dump.zst.aes") }.count ?? 0
+            return !dbs.isEmpty && gets > heldBefore
+        }
+        #expect(midway2)
+        kill(k.processIdentifier, SIGKILL)
+        await killed.wait()
+        try await proxy.release(pathContaining: root + "shop/")
+        #expect(try await scratchDatabases().count == 1)
+        let next = try await CLI.run(["verify", "latest", "-c", cfg])
+        #expect(next.status == 0, "\(next.stderr)")
+        #expect(try await scratchDatabases().isEmpty)
     }
 }

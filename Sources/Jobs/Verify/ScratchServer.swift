@@ -28,8 +28,10 @@ struct ScratchServer: Sendable {
 
     /// Drops every `cairn_verify_%` database no session is connected to
     /// (a verification in progress elsewhere has its pg_restore or counts
-    /// connected; a crashed run's database has nobody). Returns the names dropped.
-    func dropLeftovers() async throws -> [String] {
+    /// connected; a crashed run's database has nobody), and `own` (this run's
+    /// name: the caller holds the job's lock, so a session in it is a killed
+    /// run's pg_restore). Returns the names dropped.
+    func dropLeftovers(own: String) async throws -> [String] {
         let conn = try await connect()
         defer { Task.detached { await conn.close() } }
         let rows = try await conn.query("""
@@ -39,7 +41,7 @@ struct ScratchServer: Sendable {
         var dropped: [String] = []
         for row in rows {
             guard let name = row[0] else { continue }
-            if row[1] == "t" {
+            if row[1] == "t" && name != own {
                 logger.notice("scratch database in use by another session; left alone", metadata: ["database": "\(name)"])
                 continue
             }

@@ -44,8 +44,8 @@ public struct VerifyJob: Sendable {
         try entry.requireTrusted(trustUnauthenticated: false)
         let manifest = entry.manifest
         let server = try ScratchServer(url: spec.scratchDatabaseURL, password: try spec.readPassword(), logger: logger)
-        _ = try await server.dropLeftovers()
         let scratch = ScratchDatabaseName.make(job: name, backupID: manifest.id)
+        _ = try await server.dropLeftovers(own: scratch)
         if spec.restoreJobs > 1 { try SpoolSpace.require(manifest.dump.plaintextSize, in: stateDir) }
 
         var restoreSeconds: Double?
