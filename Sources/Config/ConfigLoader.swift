@@ -125,7 +125,10 @@ public struct ConfigLoader: Sendable {
         for unit in units {
             var job = unit.job
             let r = unit.reader
-            if case .verify(let s) = job.spec { resolveBackupJob(s.backupJob, from: unit, in: byName, job: &job) }
+            if case .verify(let s) = job.spec {
+                resolveBackupJob(s.backupJob, from: unit, in: byName, job: &job)
+                checkScratchServer(s, from: unit, in: byName)
+            }
             if case .retention(let s) = job.spec { resolveBackupJob(s.backupJob, from: unit, in: byName, job: &job) }
             if let main {
                 if let explicit = unit.explicitStorage {
@@ -372,7 +375,7 @@ public struct ConfigLoader: Sendable {
     static let kindKeys: [JobKind: [String]] = [
         .backup: ["database", "password_file", "compression_level", "zstd_workers", "prefix", "include_globals",
                   "part_size", "upload_concurrency", "pg_dump_path"],
-        .verify: ["backup_job", "scratch_database_url", "password_file", "checks"],
+        .verify: ["backup_job", "scratch_database_url", "password_file", "checks", "restore_jobs"],
         .retention: ["backup_job", "keep_days", "keep_last", "keep_daily", "keep_weekly", "keep_monthly", "dry_run"],
         .migrate: ["source", "prefix", "concurrency", "multipart_threshold", "part_size", "cache_control", "bwlimit", "mapping_file", "exclude"],
         .probe: ["url", "method", "expect_status", "body_contains", "request_timeout", "fail_after", "ca_file"],
@@ -455,7 +458,8 @@ public struct ConfigLoader: Sendable {
                 backupJob: jobReference(k) ?? "",
                 scratchDatabaseURL: connectionString(k, "scratch_database_url", required: true) ?? "",
                 passwordFile: k.string("password_file").map { secretPath($0, relativeTo: configDir) },
-                checks: k.stringArray("checks") ?? []))
+                checks: verifyChecks(k),
+                restoreJobs: k.int("restore_jobs", in: 1...64) ?? 1))
         case .retention:
             spec = .retention(RetentionSpec(
                 backupJob: jobReference(k) ?? "",

@@ -299,13 +299,39 @@ public struct BackupSpec: Sendable, Equatable, CustomStringConvertible {
     }
 }
 
+/// One SQL check of a verify job: a query that must return exactly one row
+/// of one column whose value is true. Written as a string (its name is the
+/// SQL itself) or as `{ name = "...", sql = "..." }`.
+public struct VerifyCheck: Sendable, Equatable, Codable {
+    public var name: String
+    public var sql: String
+    public init(name: String, sql: String) { self.name = name; self.sql = sql }
+    public init(sql: String) { self.name = sql; self.sql = sql }
+}
+
 /// `[verify]` of a verify job.
 public struct VerifySpec: Sendable, Equatable, CustomStringConvertible {
     public var backupJob: String
-    /// Server where scratch databases are created; holds no password.
+    /// Server where scratch databases are created (its database is the
+    /// maintenance database connected to for CREATE/DROP); holds no password.
     public var scratchDatabaseURL: String
     public var passwordFile: String?
-    public var checks: [String]
+    public var checks: [VerifyCheck]
+    /// pg_restore `--jobs`; above 1 the backup is spooled to a 0600 file in the state directory first.
+    public var restoreJobs: Int
+    /// Runtime only (never in a unit): the backup to verify, an id, a unique id
+    /// prefix or `latest`; nil = the newest backup without a verification record.
+    public var backupID: String?
+
+    public init(backupJob: String, scratchDatabaseURL: String, passwordFile: String? = nil, checks: [VerifyCheck] = [],
+                restoreJobs: Int = 1, backupID: String? = nil) {
+        self.backupJob = backupJob
+        self.scratchDatabaseURL = scratchDatabaseURL
+        self.passwordFile = passwordFile
+        self.checks = checks
+        self.restoreJobs = restoreJobs
+        self.backupID = backupID
+    }
 
     public func readPassword(env: [String: String] = ProcessInfo.processInfo.environment) throws -> String? {
         guard let f = passwordFile else { return nil }
@@ -313,7 +339,7 @@ public struct VerifySpec: Sendable, Equatable, CustomStringConvertible {
     }
 
     public var description: String {
-        "backup_job=\(backupJob) scratch_database_url=\(scratchDatabaseURL) checks=\(checks.count)"
+        "backup_job=\(backupJob) scratch_database_url=\(scratchDatabaseURL) checks=\(checks.count)" + (restoreJobs > 1 ? " restore_jobs=\(restoreJobs)" : "")
     }
 }
 

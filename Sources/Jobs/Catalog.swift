@@ -29,9 +29,13 @@ public struct BackupCatalog: Sendable {
     /// never because of one manifest's contents.
     public func scan() async throws -> CatalogScan {
         let dir = prefix.isEmpty ? "" : prefix + "/"
-        let keys = try await store.list(prefix: dir).map(\.key).filter {
+        let listed = try await store.list(prefix: dir).map(\.key)
+        let keys = listed.filter {
             $0.hasSuffix(BackupLayout.manifestSuffix) && !$0.dropFirst(dir.count).contains("/")
         }
+        // Verification records, by backup id: read for the backups that have one.
+        let verifyKeys = Dictionary(listed.compactMap { k in BackupLayout.backupID(ofVerifyRecord: k, prefix: prefix).map { ($0, k) } },
+                                    uniquingKeysWith: { a, _ in a })
         var entries: [CatalogEntry] = []
         var problems: [CatalogProblem] = []
         entries.reserveCapacity(keys.count)
@@ -39,7 +43,14 @@ public struct BackupCatalog: Sendable {
             var pending = keys[...]
             func add() {
                 guard let k = pending.popFirst() else { return }
-                group.addTask { try await read(key: k) }
+                group.addTask {
+                    var r = try await read(key: k)
+                    if case .success(var e) = r, let vk = verifyKeys[e.manifest.id] {
+                        e.verification = try await readVerification(key: vk)
+                        r = .success(e)
+                    }
+                    return r
+                }
             }
             for _ in 0..<8 { add() }
             while let r = try await group.next() {
@@ -74,6 +85,19 @@ public struct BackupCatalog: Sendable {
             return .failure(KeyedReason(key: key, reason: .misnamed(manifestID: manifest.id)))
         }
         return .success(CatalogEntry(key: key, manifest: manifest, authentication: authentication))
+    }
+
+    /// A verification record, or nil when it cannot be read or decoded (a
+    /// backup whose record is unreadable shows as never verified). Throws for
+    /// failures of the store (connection, timeout, cancellation).
+    private func readVerification(key: String) async throws -> VerifyRecord? {
+        do {
+            return try VerifyRecord.decode(try await store.getData(key: key, limit: 16 << 20))
+        } catch let e as CairnError where e.isTransient || [.network, .timeout, .tls, .cancelled].contains(e.code) {
+            throw e
+        } catch {
+            return nil
+        }
     }
 
     /// Every readable backup under the prefix, oldest first; skipped

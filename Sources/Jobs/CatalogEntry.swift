@@ -8,12 +8,18 @@ public struct CatalogEntry: Sendable, Equatable {
     public var key: String
     public var manifest: BackupManifest
     public var authentication: ManifestAuthentication
+    /// The backup's verification record (`<id>.verify.json`), when it has a readable one.
+    public var verification: VerifyRecord?
 
-    public init(key: String, manifest: BackupManifest, authentication: ManifestAuthentication) {
+    public init(key: String, manifest: BackupManifest, authentication: ManifestAuthentication, verification: VerifyRecord? = nil) {
         self.key = key
         self.manifest = manifest
         self.authentication = authentication
+        self.verification = verification
     }
+
+    /// "verified", "failed" or "never".
+    public var verificationState: String { verification?.state ?? "never" }
 
     /// Throws unless the manifest authenticated or the caller trusts
     /// unauthenticated manifests (`cairn restore --trust-unauthenticated`).

@@ -3,6 +3,7 @@ import Core
 import Foundation
 import Logging
 import ObjectStore
+import State
 
 /// What a running job reports while it works, read by whoever shows progress
 /// (the CLI's progress line, the daemon's log, `cairn run --wait`).
@@ -45,10 +46,13 @@ public struct JobOutcome: Sendable, Equatable, Codable {
 public struct JobRunner: Sendable {
     public let config: CairnConfig
     public let env: [String: String]
+    /// The process's state database (the executor's), for kinds that record more than the run (verify).
+    public let state: StateStore?
 
-    public init(config: CairnConfig, env: [String: String] = ProcessInfo.processInfo.environment) {
+    public init(config: CairnConfig, env: [String: String] = ProcessInfo.processInfo.environment, state: StateStore? = nil) {
         self.config = config
         self.env = env
+        self.state = state
     }
 
     /// Runs `job`; `started` receives the job's progress as soon as there is
@@ -88,8 +92,8 @@ public struct JobRunner: Sendable {
             return try await ProbeJob(name: job.name, spec: spec).run()
         case .retention(let spec):
             return try await RetentionRun.run(job: job, spec: spec, config: config, env: env, started: started)
-        case .verify:
-            throw CairnError(.usage, "job \(job.name) is a \(job.kind.rawValue) job; running it arrives with a later release")
+        case .verify(let spec):
+            return try await VerifyRun.run(job: job, spec: spec, config: config, env: env, state: state, started: started)
         }
     }
 }

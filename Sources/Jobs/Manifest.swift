@@ -142,6 +142,8 @@ public enum BackupLayout {
     public static let manifestSuffix = ".manifest.json"
     public static let dumpSuffix = ".dump.zst.aes"
     public static let globalsSuffix = ".globals.sql.zst.aes"
+    /// The verification record of a backup (`VerifyRecord`), next to its manifest.
+    public static let verifySuffix = ".verify.json"
 
     public static func newID(at date: Date = Date()) -> String {
         let f = DateFormatter()
@@ -152,10 +154,22 @@ public enum BackupLayout {
         return "\(f.string(from: date))-\(rand)"
     }
 
+    /// The start time a backup id was made from (`newID`), to the second; nil for another shape.
+    /// For figures only (the metrics' verified-backup age): retention reads the manifest's time.
+    public static func startTime(ofID id: String) -> Date? {
+        guard id.count >= 16 else { return nil }
+        let f = DateFormatter()
+        f.locale = Locale(identifier: "en_US_POSIX")
+        f.timeZone = TimeZone(identifier: "UTC")
+        f.dateFormat = "yyyyMMdd'T'HHmmss'Z'"
+        return f.date(from: String(id.prefix(16)))
+    }
+
     static func dir(_ prefix: String) -> String { prefix.isEmpty ? "" : prefix + "/" }
     public static func dumpKey(prefix: String, id: String) -> String { dir(prefix) + id + dumpSuffix }
     public static func globalsKey(prefix: String, id: String) -> String { dir(prefix) + id + globalsSuffix }
     public static func manifestKey(prefix: String, id: String) -> String { dir(prefix) + id + manifestSuffix }
+    public static func verifyKey(prefix: String, id: String) -> String { dir(prefix) + id + verifySuffix }
 
     /// True if `key` is a dump or globals object of a backup directly under `prefix`
     /// (`PREFIX/yyyyMMddTHHmmssZ-xxxxxxxx.dump.zst.aes`), nothing else sharing the bucket.
@@ -166,6 +180,11 @@ public enum BackupLayout {
     /// The backup id of a dump or globals object directly under `prefix`, or nil.
     public static func backupID(ofData key: String, prefix: String) -> String? {
         backupID(key, prefix: prefix, suffixes: [dumpSuffix, globalsSuffix])
+    }
+
+    /// The backup id of a verification record directly under `prefix`, or nil.
+    public static func backupID(ofVerifyRecord key: String, prefix: String) -> String? {
+        backupID(key, prefix: prefix, suffixes: [verifySuffix])
     }
 
     /// The backup id of a manifest directly under `prefix`, or nil.

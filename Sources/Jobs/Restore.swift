@@ -78,7 +78,8 @@ public struct RestoreJob: Sendable {
         do {
             if jobs > 1 {
                 // pg_restore --jobs needs a seekable file: download first (0600, removed afterwards).
-                let tmp = FileManager.default.temporaryDirectory.appendingPathComponent("cairn-restore-\(manifest.id)-\(UUID().uuidString.prefix(8)).dump").path
+                let dir = options.spoolDirectory.map { URL(fileURLWithPath: $0) } ?? FileManager.default.temporaryDirectory
+                let tmp = dir.appendingPathComponent("cairn-restore-\(manifest.id)-\(UUID().uuidString.prefix(8)).dump").path
                 defer { unlink(tmp) }
                 bytes = try await decrypt(into: { ch in try await FileWriter(path: tmp, mode: 0o600).drain(ch) })
                 if let globals {

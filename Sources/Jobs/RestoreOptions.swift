@@ -27,6 +27,8 @@ extension RestoreJob {
         public var globalsWithPasswords = false
         /// Replace an existing file (file targets).
         public var overwriteFile = false
+        /// Where `jobs > 1` spools the archive (0600, removed afterwards); nil = the temporary directory.
+        public var spoolDirectory: String?
         /// Receives one-line notes for the operator (e.g. `globals: applying (…)`); nil logs them.
         public var note: (@Sendable (String) -> Void)?
 

@@ -85,6 +85,7 @@ public final class StateStore: Sendable {
             // A probe's request latency (seconds).
             try db.alter(table: "runs") { t in t.add(column: "latency", .double) }
         }
+        registerVerificationsMigration(&m)
         return m
     }
 

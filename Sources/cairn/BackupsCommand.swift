@@ -29,7 +29,7 @@ struct BackupsCommand: AsyncParsableCommand {
         @Argument(help: "Backup job (default: every backup job; with --storage, the job found there).") var job: String?
         @Option(help: "Read this storage URL instead of the config.") var storage: String?
         @Option(help: "Key prefix of the backups in --storage (default: find every job's prefix).") var prefix: String?
-        @Flag(help: "JSON output: an array of the manifests (each names its job, with its \"authentication\"), by job then time.") var json = false
+        @Flag(help: "JSON output: an array of the manifests (each names its job, with its \"authentication\" and \"verified\": verified, failed or never), by job then time.") var json = false
 
         func run() async throws {
             try global.bootstrap()
@@ -58,11 +58,11 @@ struct BackupsCommand: AsyncParsableCommand {
                     if i > 0 { print("") }
                     print("job \(l.job ?? all.last?.manifest.job ?? "?") (\(l.whereText))")
                     if all.isEmpty { print("  no backups yet"); continue }
-                    print("  ID                          STARTED (UTC)         DUMPED     STORED   RATIO  DURATION  AUTH")
+                    print("  ID                          STARTED (UTC)         DUMPED     STORED   RATIO  DURATION  AUTH             VERIFIED")
                     for entry in all {
                         let m = entry.manifest
                         let started = String(f.string(from: m.startedAt).prefix(19))
-                        print("  \(m.id.padding(toLength: 27, withPad: " ", startingAt: 0)) \(started)  \(ByteFormat.human(m.dump.plaintextSize).leftPad(9)) \(ByteFormat.human(m.dump.ciphertextSize).leftPad(9))  \(String(format: "%5.2f", m.compressionRatio))  \(String(format: "%7.1fs", m.duration))  \(entry.authentication.label)")
+                        print("  \(m.id.padding(toLength: 27, withPad: " ", startingAt: 0)) \(started)  \(ByteFormat.human(m.dump.plaintextSize).leftPad(9)) \(ByteFormat.human(m.dump.ciphertextSize).leftPad(9))  \(String(format: "%5.2f", m.compressionRatio))  \(String(format: "%7.1fs", m.duration))  \(entry.authentication.label.padding(toLength: 15, withPad: " ", startingAt: 0))  \(entry.verificationState)")
                     }
                 }
                 print("\n\(total) backup(s) of \(Set(groups.flatMap { $0.1.map(\.manifest.job) }).count) job(s) in \(groups.filter { !$0.1.isEmpty }.count) location(s)")
@@ -86,6 +86,7 @@ struct BackupsCommand: AsyncParsableCommand {
         @Option(help: "Read this storage URL instead of the config.") var storage: String?
         @Option(help: "Key prefix of the backups in --storage (default: find every job's prefix).") var prefix: String?
         @Flag(help: "Print the manifest JSON as stored.") var json = false
+        @Flag(help: "With --json: print the backup's verification record (<id>.verify.json) as stored instead; exits 8 when it has none.") var verification = false
 
         func run() async throws {
             try global.bootstrap()
@@ -116,12 +117,22 @@ struct BackupsCommand: AsyncParsableCommand {
                 }
                 let (l, entry) = found[0]
                 warnAbout([entry])
-                if json {
+                if json && verification {
+                    let key = BackupLayout.verifyKey(prefix: l.prefix, id: entry.manifest.id)
+                    guard entry.verification != nil else { throw CairnError(.notFound, "backup \(entry.manifest.id) has never been verified (no \(key))") }
+                    FileHandle.standardOutput.write(try await l.store.getData(key: key, limit: 16 << 20))
+                } else if json {
                     // The object as stored (with its MAC), byte for byte.
                     FileHandle.standardOutput.write(try await l.store.getData(key: entry.key, limit: 16 << 20))
                 } else {
                     print(ManifestText(manifest: entry.manifest, location: l.whereText).lines.joined(separator: "\n"))
                     print("  " + "manifest".padding(toLength: 13, withPad: " ", startingAt: 0) + "\(entry.key), \(entry.authentication.label)")
+                    if let record = entry.verification {
+                        print("  " + "verified".padding(toLength: 13, withPad: " ", startingAt: 0) + "\(record.state) (\(BackupLayout.verifyKey(prefix: l.prefix, id: entry.manifest.id)))")
+                        print(VerifyRecordText(record: record).lines.map { "  " + $0 }.joined(separator: "\n"))
+                    } else {
+                        print("  " + "verified".padding(toLength: 13, withPad: " ", startingAt: 0) + "never")
+                    }
                 }
             }
         }

@@ -41,11 +41,12 @@ private func warn(_ line: String) {
 /// `"authentication"` ("authenticated", "unauthenticated", "not checked").
 struct ListedBackup: Encodable {
     var entry: CatalogEntry
-    private enum Keys: String, CodingKey { case authentication }
+    private enum Keys: String, CodingKey { case authentication, verified }
 
     func encode(to encoder: any Encoder) throws {
         try entry.manifest.encode(to: encoder)
         var c = encoder.container(keyedBy: Keys.self)
         try c.encode(entry.authentication.label, forKey: .authentication)
+        try c.encode(entry.verificationState, forKey: .verified)
     }
 }

@@ -76,7 +76,7 @@ import Testing
 
         let v = try #require(c.jobs["db-verify"]?.verify)
         #expect(v.backupJob == "db")
-        #expect(v.checks == ["SELECT 1"])
+        #expect(v.checks == [VerifyCheck(sql: "SELECT 1")])
 
         let r = try #require(c.jobs["db-retention"])
         #expect(r.storage == "local")

@@ -221,9 +221,10 @@ import Postgres
             #expect(listed.status == 0, "\(listed.stderr)")
             let rows = listed.stdout.split(separator: "\n").map { $0.drop { $0 == " " } }.filter { $0.hasPrefix("2") }
             try #require(rows.count == 3)
-            #expect(rows[0].hasSuffix("  authenticated"))
-            #expect(rows[1].hasSuffix("  unauthenticated"))
-            #expect(rows[2].hasSuffix("  unauthenticated"))
+            // AUTH, then VERIFIED (never verified here).
+            #expect(rows[0].hasSuffix("  authenticated    never"))
+            #expect(rows[1].hasSuffix("  unauthenticated  never"))
+            #expect(rows[2].hasSuffix("  unauthenticated  never"))
             #expect(listed.stderr.contains("warning: manifest \(manifestKey(made[1])) is unauthenticated: its MAC does not verify"))
             #expect(listed.stderr.contains("warning: manifest \(manifestKey(made[2])) is unauthenticated: a format 1 manifest carries no MAC"))
             let asJSON = try await CLI.run(["backups", "list", "--storage", "file://\(root)", "--prefix", "db", "--json"])

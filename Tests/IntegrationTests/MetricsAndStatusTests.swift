@@ -37,6 +37,7 @@ import Testing
         try ("metrics_file = \"\(metrics)\"\n" + config).write(toFile: fx.config, atomically: true, encoding: .utf8)
         try fx.writeJob("db", "kind = \"backup\"\n[backup]\ndatabase = \"\(db.url)\"\n")
         try fx.writeJob("bad", "kind = \"backup\"\n[backup]\ndatabase = \"postgres://127.0.0.1:1/nothing\"\n")
+        try fx.writeJob("check", "kind = \"verify\"\n[verify]\nbackup_job = \"db\"\nscratch_database_url = \"\(try TestDatabase.admin())\"\n")
 
         let ok = try await CLI.run(["run", "-c", fx.config, "db", "--local"])
         #expect(ok.status == 0, "\(ok.stderr)")
@@ -44,6 +45,8 @@ import Testing
         #expect(after1.status == 0, "\(after1.stderr)")
         #expect(after1.samples["cairn_job_last_run_success{db}"] == 1)
         #expect(after1.samples["cairn_job_last_run_success{bad}"] == nil)        // never ran: no sample
+        let verified = try await CLI.run(["run", "-c", fx.config, "check", "--local"])
+        #expect(verified.status == 0, "\(verified.stderr)")
         let failed = try await CLI.run(["run", "-c", fx.config, "bad", "--local"])
         #expect(failed.status == ErrorCode.database.exitStatus)
 
@@ -57,6 +60,11 @@ import Testing
         #expect(abs(lastSuccess - Date().timeIntervalSince1970) < 3600)
         #expect(m.samples["cairn_job_last_success_timestamp_seconds{bad}"] == nil)
         #expect((m.samples["cairn_backup_newest_age_seconds{db}"] ?? -1) >= 0)
+        // The verification: its restore time (RTO) and the verified backup's age (RPO proof), for both jobs.
+        #expect((m.samples["cairn_verify_last_restore_seconds{check}"] ?? -1) > 0)
+        let provedAge = try #require(m.samples["cairn_backup_newest_verified_age_seconds{db}"])
+        #expect(provedAge >= 0 && provedAge < 3600)
+        #expect(m.samples["cairn_backup_newest_verified_age_seconds{check}"] == provedAge || abs((m.samples["cairn_backup_newest_verified_age_seconds{check}"] ?? -1) - provedAge) < 5)
         // Written atomically: no temporary file is left beside it.
         #expect(try FileManager.default.contentsOfDirectory(atPath: fx.dir + "/textfile") == ["cairn.prom"])
 

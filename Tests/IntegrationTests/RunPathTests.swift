@@ -72,9 +72,10 @@ import Testing
         #expect((rows.first?["error"] as? String)?.hasPrefix("interrupted") == true, "\(history.stdout)")
     }
 
-    /// The same unit run by `cairn run` (in-process) and by `cairn serve`
-    /// (`cairn run --wait` through the socket): the same history rows.
-    @Test func cliAndDaemonRunsRecordTheSameRows() async throws {
+    /// The same verify unit run by `cairn run` (in-process) and by `cairn
+    /// serve` (`cairn run --wait` through the socket): the same history rows
+    /// (each verifies the newest backup not yet verified).
+    @Test func cliAndDaemonRunsOfAVerifyUnitRecordTheSameRows() async throws {
         let db = try await TestDatabase.create("samerows", sql: marketplaceSQL)
         defer { Task { await db.drop() } }
         let fx = try DaemonFixture()
@@ -84,25 +85,37 @@ import Testing
         [backup]
         database = "\(db.url)"
         """)
-        let local = try await CLI.run(["run", "-c", fx.config, "db", "--local"])
+        try fx.writeJob("check", """
+        kind = "verify"
+        [verify]
+        backup_job = "db"
+        scratch_database_url = "\(try TestDatabase.admin())"
+        """)
+        for _ in 0..<2 {
+            let backup = try await CLI.run(["run", "-c", fx.config, "db", "--local"])
+            #expect(backup.status == 0, "\(backup.stderr)")
+        }
+        let local = try await CLI.run(["run", "-c", fx.config, "check", "--local"])
         #expect(local.status == 0, "\(local.stderr)")
         let daemon = try DaemonProcess(config: fx.config, logPath: fx.dir + "/serve.log")
         #expect(await eventually(20) { FileManager.default.fileExists(atPath: fx.socket) }, "\(daemon.log)")
-        let served = try await CLI.run(["run", "-c", fx.config, "db", "--wait"])
+        let served = try await CLI.run(["run", "-c", fx.config, "check", "--wait"])
         #expect(served.status == 0, "\(served.stderr) \(daemon.log)")
         #expect(served.stdout.contains("cairn serve started run"))
         daemon.signal(SIGTERM)
         #expect(await daemon.waitExit(timeout: 30) == 0)
 
-        let runs = try fx.history("db").sorted { $0.id < $1.id }
+        let runs = try fx.history("check").sorted { $0.id < $1.id }
         try #require(runs.count == 2)
         for r in runs {
             #expect(r.trigger == "manual" && r.result == .ok && r.attempt == 1 && r.error == nil && r.scheduledAt == nil)
-            #expect(r.backupID != nil && (r.bytes ?? 0) > 0 && r.finishedAt != nil)
+            #expect(r.backupID != nil && r.finishedAt != nil)
         }
-        #expect(runs[0].backupID != runs[1].backupID)
+        // Each verified one of the two backups: the newest first, then the other.
+        let backups = Set(try fx.history("db").compactMap(\.backupID))
+        #expect(Set(runs.compactMap(\.backupID)) == backups)
         // Both logged by the executor's observer, one line each for start and end.
-        #expect(daemon.log.contains("run started") && daemon.log.contains("run finished"))
+        #expect(daemon.log.contains("msg=\"run started\"") && daemon.log.contains("msg=\"run finished\"") && daemon.log.contains("job=check"))
     }
 
     /// `config check` lists what each kind needs (from `JobKind.needs`);

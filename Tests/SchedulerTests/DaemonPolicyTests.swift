@@ -20,7 +20,7 @@ import Testing
         """.write(toFile: dir + "/cairn.toml", atomically: true, encoding: .utf8)
         try "kind = \"backup\"\nschedule = \"0 3 * * *\"\n[backup]\ndatabase = \"postgres:///x\"\n"
             .write(toFile: dir + "/jobs/db.toml", atomically: true, encoding: .utf8)
-        try "kind = \"verify\"\nschedule = \"0 4 * * 0\"\n[verify]\nbackup_job = \"db\"\nscratch_database_url = \"postgres:///postgres\"\n"
+        try "kind = \"verify\"\nschedule = \"0 4 * * 0\"\n[verify]\nbackup_job = \"db\"\nscratch_database_url = \"postgres://127.0.0.1/postgres\"\n"
             .write(toFile: dir + "/jobs/check.toml", atomically: true, encoding: .utf8)
         try "kind = \"retention\"\nschedule = \"15 5 * * *\"\nenabled = false\n[retention]\nbackup_job = \"db\"\n"
             .write(toFile: dir + "/jobs/prune.toml", atomically: true, encoding: .utf8)

@@ -45,6 +45,15 @@ public struct JobFigures: Sendable, Codable, Equatable {
                 f.lastSuccessAt = ok.finishedAt ?? ok.startedAt
                 if job.kind == .backup { f.newestBackupAgeSeconds = max(0, now.timeIntervalSince(ok.startedAt)) }
             }
+            // Verification: the newest backup a restore proved (RPO proof), and the last restore's time (RTO).
+            let backupJob: String? = job.verify?.backupJob ?? (job.kind == .backup ? job.name : nil)
+            if let backupJob, let rows = try? state.verifications(backupJob: backupJob, limit: 200) {
+                let proved = rows.filter(\.ok).compactMap { BackupLayout.startTime(ofID: $0.backupID) }.max()
+                f.newestVerifiedBackupAgeSeconds = proved.map { max(0, now.timeIntervalSince($0)) }
+                if job.kind == .verify {
+                    f.lastRestoreSeconds = rows.filter { $0.verifyJob == job.name }.max { $0.verifiedAt < $1.verifiedAt }?.restoreSeconds
+                }
+            }
             return f
         }
     }

@@ -118,7 +118,7 @@ public struct RunExecutor: Sendable {
         for o in observers { await o.runStarted(job: job.name, kind: job.kind.rawValue, request: request, runID: r.runID) }
 
         // 4. The job, under its timeout.
-        let runner = JobRunner(config: config, env: env)
+        let runner = JobRunner(config: config, env: env, state: state)
         let (result, timedOut) = await Self.withTimeout(job.timeout) {
             try await runner.run(job, started: started, report: report)
         }
