@@ -9,11 +9,13 @@ import Pipeline
 import Postgres
 import State
 
-/// Databases named like Cairn's scratch databases on the test cluster.
-func scratchDatabases() async throws -> [String] {
+/// Scratch databases of verify job `job` on the test cluster (other suites
+/// verify on the same server at the same time: each test looks at its own).
+func scratchDatabases(job: String) async throws -> [String] {
     let c = try await PGConnection.connect(try TestDatabase.admin())
     defer { Task.detached { await c.close() } }
     return try await c.query("SELECT datname FROM pg_database WHERE datname LIKE 'cairn\\_verify\\_%' ORDER BY 1").compactMap { $0[0] }
+        .filter { $0.hasPrefix(ScratchDatabaseName.jobPrefix(job)) }
 }
 
 /// A backup of the marketplace database in a store, and a verify job for it.
@@ -52,8 +54,8 @@ struct VerifyFixture {
     }
 }
 
-/// Serialized: each run drops unused `cairn_verify_%` databases on the
-/// shared test server, and every test asserts that none remain.
+/// Serialized. Each run drops the `cairn_verify_%` databases no live run
+/// claims on the shared test server; each test asserts that its own are gone.
 @Suite(.serialized) struct VerifyTests {
     @Test func goodBackupVerifiesWithEveryTableComparedThroughS3() async throws {
         let f = try await VerifyFixture.make(store: try TestEnv.s3(), globals: true)
@@ -77,7 +79,7 @@ struct VerifyFixture {
         #expect(rows.count == 1 && rows[0].ok && rows[0].tables == 4 && rows[0].restoreSeconds == record.restoreSeconds)
         let entry = try #require(try await BackupCatalog(store: f.store, prefix: "db", keyring: f.keyring).scan().entries.first)
         #expect(entry.verificationState == "verified")
-        #expect(try await scratchDatabases().isEmpty)
+        #expect(try await scratchDatabases(job: f.verifyName).isEmpty)
 
         // Nothing left to verify; `latest` verifies again, spooled for pg_restore -j 2 (file removed).
         let again = try await f.job().run()
@@ -86,7 +88,7 @@ struct VerifyFixture {
         #expect(parallel.record?.ok == true && parallel.record?.tablesCompared == 4)
         let spool = try FileManager.default.contentsOfDirectory(atPath: f.stateDir).filter { $0.hasSuffix(".dump") }
         #expect(spool.isEmpty)
-        #expect(try await scratchDatabases().isEmpty)
+        #expect(try await scratchDatabases(job: f.verifyName).isEmpty)
     }
 
     @Test func truncatedObjectFailsWithTheFormatsError() async throws {
@@ -104,7 +106,7 @@ struct VerifyFixture {
             }
             let record = try await f.storedRecord()
             #expect(!record.ok && record.error != nil)
-            #expect(try await scratchDatabases().isEmpty)
+            #expect(try await scratchDatabases(job: f.verifyName).isEmpty)
         }
     }
 
@@ -124,7 +126,7 @@ struct VerifyFixture {
                 #expect(e.streamFormatError != nil, "\(e)")
             }
             #expect(try await f.storedRecord().ok == false)
-            #expect(try await scratchDatabases().isEmpty)
+            #expect(try await scratchDatabases(job: f.verifyName).isEmpty)
         }
     }
 
@@ -146,7 +148,7 @@ struct VerifyFixture {
             let record = try await f.storedRecord()
             #expect(record.mismatches == [VerifyRecord.Table(table: "market.orders", manifestRows: 12001, restoredRows: 12000)])
             #expect(record.tablesCompared == 4)
-            #expect(try await scratchDatabases().isEmpty)
+            #expect(try await scratchDatabases(job: f.verifyName).isEmpty)
         }
     }
 
@@ -169,7 +171,7 @@ struct VerifyFixture {
             let record = try await f.storedRecord()
             #expect(record.checks.map(\.passed) == [true, false, false])
             #expect(record.mismatches.isEmpty)
-            #expect(try await scratchDatabases().isEmpty)
+            #expect(try await scratchDatabases(job: f.verifyName).isEmpty)
         }
     }
 
@@ -180,10 +182,31 @@ struct VerifyFixture {
             let admin = try await PGConnection.connect(try TestDatabase.admin())
             try await admin.execute("CREATE DATABASE cairn_verify_x_y")
             await admin.close()
-            #expect(try await scratchDatabases() == ["cairn_verify_x_y"])
             let report = try await f.job().run()
             #expect(report.record?.ok == true)
-            #expect(try await scratchDatabases().isEmpty)
+            // Gone: no live verification claims it (this run, or another suite's on the same server, dropped it).
+            #expect(try await scratchDatabases(job: "x").isEmpty)
+            #expect(try await scratchDatabases(job: f.verifyName).isEmpty)
+        }
+    }
+
+    /// A scratch database a live verification claims (its advisory lock, held
+    /// for its whole run, here by a session of the test) is not a leftover:
+    /// another unit's run leaves it alone; once the claim is gone, it is dropped.
+    @Test func aClaimedScratchDatabaseIsLeftAloneUntilItsRunEnds() async throws {
+        try await withDirectoryStore { store, _ in
+            let f = try await VerifyFixture.make(store: store)
+            defer { Task { await f.cleanUp() } }
+            let name = "cairn_verify_held_\(UUID().uuidString.prefix(6).lowercased())"
+            let holder = try await PGConnection.connect(try TestDatabase.admin())
+            #expect(try await holder.queryValue("SELECT pg_try_advisory_lock(hashtext($1))", params: ["cairn_verify:" + name]) == "t")
+            try await holder.execute("CREATE DATABASE \(name)")
+            #expect(try await f.job().run().record?.ok == true)
+            #expect(try await scratchDatabases(job: "held").contains(name))
+            await holder.close()
+            #expect(try await f.job(backupID: f.manifest.id).run().record?.ok == true)
+            #expect(try await !scratchDatabases(job: "held").contains(name))
+            #expect(try await scratchDatabases(job: f.verifyName).isEmpty)
         }
     }
 
@@ -197,7 +220,7 @@ struct VerifyFixture {
         let run = Task { try await f.job().run() }
         // The scratch database exists and the download is held at the proxy: mid-restore.
         let midway = await eventually(30) {
-            let dbs = (try? await scratchDatabases()) ?? []
+            let dbs = (try? await scratchDatabases(job: f.verifyName)) ?? []
             let held = (try? await proxy.log(pathContaining: scope))?.contains { $0.method == "GET" } ?? false
             return !dbs.isEmpty && held
         }
@@ -205,7 +228,7 @@ struct VerifyFixture {
         run.cancel()
         await #expect(throws: (any Error).self) { _ = try await run.value }
         try await proxy.release(pathContaining: scope)
-        #expect(try await scratchDatabases().isEmpty)
+        #expect(try await scratchDatabases(job: f.verifyName).isEmpty)
         // A cancelled run says nothing about the backup: no record.
         #expect(try await store.head(key: BackupLayout.verifyKey(prefix: "db", id: f.manifest.id)) == nil)
     }
@@ -278,7 +301,7 @@ struct VerifyFixture {
         p.terminationHandler = { _ in exited.fire() }
         try p.run()
         let midway = await eventually(30) {
-            let dbs = (try? await scratchDatabases()) ?? []
+            let dbs = (try? await scratchDatabases(job: "shop-verify")) ?? []
             let held = (try? await proxy.log(pathContaining: root + "shop/"))?.contains { $0.method == "GET" && $0.path.hasSuffix(".dump.zst.aes") && $0.status == nil } ?? false
             return !dbs.isEmpty && held
         }
@@ -287,7 +310,7 @@ struct VerifyFixture {
         await exited.wait()
         try await proxy.release(pathContaining: root + "shop/")
         #expect(p.terminationStatus == 130, "status \(p.terminationStatus)")
-        #expect(try await scratchDatabases().isEmpty)
+        #expect(try await scratchDatabases(job: "shop-verify").isEmpty)
 
         // kill -9 mid-restore leaves the scratch database; the next run drops it and verifies.
         try await proxy.inject(.init(method: "GET", path_contains: root + "shop/", path_suffix: ".dump.zst.aes", action: "hold", seconds: 120))
@@ -301,7 +324,7 @@ struct VerifyFixture {
         let heldBefore = try await proxy.log(pathContaining: root + "shop/").filter { $0.method == "GET" && $0.path.hasSuffix(".dump.zst.aes") }.count
         try k.run()
         let midway2 = await eventually(30) {
-            let dbs = (try? await scratchDatabases()) ?? []
+            let dbs = (try? await scratchDatabases(job: "shop-verify")) ?? []
             let gets = (try? await proxy.log(pathContaining: root + "shop/"))?.filter { $0.method == "GET" && $0.path.hasSuffix(".dump.zst.aes") }.count ?? 0
             return !dbs.isEmpty && gets > heldBefore
         }
@@ -309,9 +332,10 @@ struct VerifyFixture {
         kill(k.processIdentifier, SIGKILL)
         await killed.wait()
         try await proxy.release(pathContaining: root + "shop/")
-        #expect(try await scratchDatabases().count == 1)
+        // (Left by the killed run; a verification of another suite on this server may have dropped it already.)
+        #expect(try await scratchDatabases(job: "shop-verify").count <= 1)
         let next = try await CLI.run(["verify", "latest", "-c", cfg])
         #expect(next.status == 0, "\(next.stderr)")
-        #expect(try await scratchDatabases().isEmpty)
+        #expect(try await scratchDatabases(job: "shop-verify").isEmpty)
     }
 }

@@ -21,6 +21,9 @@ public enum ScratchDatabaseName {
         return String((prefix + j + "_" + id).prefix(maxBytes))
     }
 
+    /// The start of every scratch database name of `job` (when its name is short enough to be kept whole).
+    public static func jobPrefix(_ job: String) -> String { prefix + sanitize(job) + "_" }
+
     /// Whether `name` is one of Cairn's scratch databases (a leftover when no run owns it).
     public static func isScratch(_ name: String) -> Bool { name.hasPrefix(prefix) }
 

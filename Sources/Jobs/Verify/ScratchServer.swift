@@ -26,26 +26,63 @@ struct ScratchServer: Sendable {
         try await PGConnection.connect(maintenance.keywordString)
     }
 
-    /// Drops every `cairn_verify_%` database no session is connected to
-    /// (a verification in progress elsewhere has its pg_restore or counts
-    /// connected; a crashed run's database has nobody), and `own` (this run's
-    /// name: the caller holds the job's lock, so a session in it is a killed
-    /// run's pg_restore). Returns the names dropped.
+    /// A scratch name held by a run: a session-level advisory lock keyed by
+    /// the name, on a connection of its own that lives as long as the run
+    /// (and dies with its process, which frees the name for clean-up).
+    final class Claim: Sendable {
+        let conn: PGConnection
+        init(_ conn: PGConnection) { self.conn = conn }
+        /// Ends the session (and so the lock), also when the run was cancelled.
+        func release() async {
+            let conn = self.conn
+            await Task.detached { await conn.close() }.value
+        }
+    }
+
+    static func lockKey(_ name: String) -> String { "cairn_verify:" + name }
+
+    /// Claims `name` for this run: waits for no one (the job's lock makes a
+    /// second run of the same job impossible); fails if another session holds it.
+    func claim(_ name: String) async throws -> Claim {
+        let conn = try await connect()
+        let got = try await conn.queryValue("SELECT pg_catalog.pg_try_advisory_lock(pg_catalog.hashtext($1))", params: [Self.lockKey(name)])
+        guard got == "t" else {
+            await conn.close()
+            throw CairnError(.busy, "scratch database \(name) is claimed by another verification on this server")
+        }
+        return Claim(conn)
+    }
+
+    /// Drops every `cairn_verify_%` database that no live verification
+    /// claims (each run holds an advisory lock keyed by its database's name
+    /// for its whole life, taken before the database exists: a crashed run's
+    /// lock went with its session), and `own` (this run's name, which the
+    /// caller has claimed: a database by that name is a killed run's). Another
+    /// unit's database being restored right now is left alone. Returns the
+    /// names dropped.
     func dropLeftovers(own: String) async throws -> [String] {
         let conn = try await connect()
         defer { Task.detached { await conn.close() } }
         let rows = try await conn.query("""
-            SELECT d.datname, EXISTS (SELECT 1 FROM pg_catalog.pg_stat_activity a WHERE a.datid = d.oid AND a.pid <> pg_backend_pid())
-            FROM pg_catalog.pg_database d WHERE d.datname LIKE 'cairn\\_verify\\_%' ORDER BY 1
+            SELECT d.datname FROM pg_catalog.pg_database d WHERE d.datname LIKE 'cairn\\_verify\\_%' ORDER BY 1
             """)
         var dropped: [String] = []
         for row in rows {
             guard let name = row[0] else { continue }
-            if row[1] == "t" && name != own {
-                logger.notice("scratch database in use by another session; left alone", metadata: ["database": "\(name)"])
-                continue
+            if name != own {
+                let free = try await conn.queryValue("SELECT pg_catalog.pg_try_advisory_lock(pg_catalog.hashtext($1))", params: [Self.lockKey(name)])
+                guard free == "t" else {
+                    logger.notice("scratch database of a verification in progress; left alone", metadata: ["database": "\(name)"])
+                    continue
+                }
             }
-            try await drop(name, on: conn)
+            do {
+                try await drop(name, on: conn)
+            } catch {
+                if name != own { _ = try? await conn.queryValue("SELECT pg_catalog.pg_advisory_unlock(pg_catalog.hashtext($1))", params: [Self.lockKey(name)]) }
+                throw error
+            }
+            if name != own { _ = try await conn.queryValue("SELECT pg_catalog.pg_advisory_unlock(pg_catalog.hashtext($1))", params: [Self.lockKey(name)]) }
             logger.notice("dropped a scratch database left by an earlier verification", metadata: ["database": "\(name)"])
             dropped.append(name)
         }

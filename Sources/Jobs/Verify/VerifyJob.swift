@@ -47,6 +47,21 @@ public struct VerifyJob: Sendable {
         let manifest = entry.manifest
         let server = try ScratchServer(url: spec.scratchDatabaseURL, password: try spec.readPassword(), logger: logger)
         let scratch = ScratchDatabaseName.make(job: name, backupID: manifest.id)
+        // The name is claimed before the database exists, so no other unit's clean-up takes it for a leftover.
+        let claim = try await server.claim(scratch)
+        let result: Result<VerifyReport, any Error>
+        do {
+            result = .success(try await verify(entry: entry, manifest: manifest, server: server, scratch: scratch, entries: scan.entries))
+        } catch {
+            result = .failure(error)
+        }
+        // After the scratch database is dropped (or the run failed), also when cancelled.
+        await claim.release()
+        return try result.get()
+    }
+
+    private func verify(entry: CatalogEntry, manifest: BackupManifest, server: ScratchServer, scratch: String,
+                        entries scanned: [CatalogEntry]) async throws -> VerifyReport {
         _ = try await server.dropLeftovers(own: scratch)
         if spec.restoreJobs > 1 { try SpoolSpace.require(manifest.dump.plaintextSize, in: stateDir) }
 
@@ -113,7 +128,7 @@ public struct VerifyJob: Sendable {
                                   error: failure.map { ($0 as? CairnError)?.message ?? "\($0)" })
         try await save(record)
         if let failure { throw failure }
-        var entries = scan.entries
+        var entries = scanned
         if let i = entries.firstIndex(where: { $0.manifest.id == manifest.id }) { entries[i].verification = record }
         let newest = VerifySelection.newestVerified(entries)
         return VerifyReport(record: record, newestVerifiedBackupID: newest?.manifest.id, newestVerifiedBackupAt: newest?.manifest.startedAt, now: now())
