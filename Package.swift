@@ -33,12 +33,14 @@ let package = Package(
         .target(name: "Config", dependencies: ["Core", "Crypto", "TOMLKit"]),
         .target(name: "Cron", dependencies: []),
         .target(name: "State", dependencies: ["Core", .product(name: "GRDB", package: "GRDB.swift")]),
+        // Alert channels (webhook, Slack, SMTP, Termii, Twilio, Sentry, pings) and their renderers.
+        .target(name: "Alerts", dependencies: ["Core", "HTTP", "Config", "Crypto"]),
         .target(name: "Jobs", dependencies: ["Core", "Crypto", "Config", "Pipeline", "ObjectStore", "Postgres", "State",
                                              .product(name: "Logging", package: "swift-log")]),
         .target(name: "Scheduler", dependencies: ["Core", "CLinux", "Config", "Cron", "Jobs", "State", "Postgres",
                                                   .product(name: "Logging", package: "swift-log")]),
         .executableTarget(name: "cairn", dependencies: [
-            "Core", "HTTP", "Crypto", "ObjectStore", "Pipeline", "Postgres", "Config", "Jobs", "Cron", "State", "Scheduler",
+            "Core", "HTTP", "Crypto", "ObjectStore", "Pipeline", "Postgres", "Config", "Jobs", "Cron", "State", "Scheduler", "Alerts",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "Logging", package: "swift-log"),
         ]),
@@ -52,9 +54,10 @@ let package = Package(
         .testTarget(name: "ConfigTests", dependencies: ["Config", "Core", "Crypto"]),
         .testTarget(name: "PipelineTests", dependencies: ["Pipeline", "Crypto", "Core"]),
         .testTarget(name: "PostgresTests", dependencies: ["Postgres", "Core"]),
+        .testTarget(name: "AlertsTests", dependencies: ["Alerts", "Config", "Crypto", "Core"]),
         .testTarget(name: "JobsTests", dependencies: ["Jobs", "Config", "Core"]),
         .testTarget(name: "SchedulerTests", dependencies: ["Scheduler", "Cron", "Config", "Core"]),
-        .testTarget(name: "IntegrationTests", dependencies: ["ObjectStore", "HTTP", "Crypto", "Core", "Pipeline", "Postgres", "Config", "Jobs", "State", "Scheduler"]),
+        .testTarget(name: "IntegrationTests", dependencies: ["ObjectStore", "HTTP", "Crypto", "Core", "Pipeline", "Postgres", "Config", "Jobs", "State", "Scheduler", "Alerts"]),
     ],
     swiftLanguageModes: [.v6]
 )
