@@ -68,11 +68,13 @@ public enum AlertChannelKind: Sendable, Equatable {
         public var url: String
         /// File (or `credential:NAME`) with the HMAC key.
         public var secretFile: String
+        public init(url: String, secretFile: String) { self.url = url; self.secretFile = secretFile }
     }
 
     /// A Slack incoming webhook; its URL is a secret, so it is read from a file.
     public struct SlackChannel: Sendable, Equatable {
         public var urlFile: String
+        public init(urlFile: String) { self.urlFile = urlFile }
     }
 
     /// Email over SMTP (libcurl).
@@ -92,6 +94,10 @@ public enum AlertChannelKind: Sendable, Equatable {
         public var to: [String]
         public var username: String?
         public var passwordFile: String?
+        public init(url: String, security: Security, from: String, to: [String], username: String? = nil, passwordFile: String? = nil) {
+            self.url = url; self.security = security; self.from = from; self.to = to
+            self.username = username; self.passwordFile = passwordFile
+        }
     }
 
     /// SMS, DND SMS or WhatsApp through Termii.
@@ -103,6 +109,9 @@ public enum AlertChannelKind: Sendable, Equatable {
         public var from: String
         public var to: [String]
         public var route: Route
+        public init(apiURL: String, apiKeyFile: String, from: String, to: [String], route: Route) {
+            self.apiURL = apiURL; self.apiKeyFile = apiKeyFile; self.from = from; self.to = to; self.route = route
+        }
     }
 
     /// SMS or WhatsApp (`whatsapp:+233…`) through Twilio's Messages API.
@@ -112,12 +121,16 @@ public enum AlertChannelKind: Sendable, Equatable {
         public var authTokenFile: String
         public var from: String
         public var to: [String]
+        public init(apiURL: String, accountSID: String, authTokenFile: String, from: String, to: [String]) {
+            self.apiURL = apiURL; self.accountSID = accountSID; self.authTokenFile = authTokenFile; self.from = from; self.to = to
+        }
     }
 
     /// An event in Sentry, from a DSN kept in a file.
     public struct SentryChannel: Sendable, Equatable {
         public var dsnFile: String
         public var environment: String?
+        public init(dsnFile: String, environment: String? = nil) { self.dsnFile = dsnFile; self.environment = environment }
     }
 
     /// Dead-man's-switch pings (healthchecks.io style or an Uptime Kuma push URL).
@@ -130,5 +143,6 @@ public enum AlertChannelKind: Sendable, Equatable {
         }
         public var url: String
         public var style: Style
+        public init(url: String, style: Style = .healthchecks) { self.url = url; self.style = style }
     }
 }
