@@ -37,6 +37,30 @@ public struct AlertChannelConfig: Sendable, Equatable {
         self.kind = kind
         self.caFile = caFile
     }
+
+    /// The channel's secret settings as `(key, file or credential:NAME)`.
+    public var secretFiles: [(key: String, file: String)] {
+        switch kind {
+        case .webhook(let c): return [("secret_file", c.secretFile)]
+        case .slack(let c): return [("url_file", c.urlFile)]
+        case .email(let c): return c.passwordFile.map { [("password_file", $0)] } ?? []
+        case .termii(let c): return [("api_key_file", c.apiKeyFile)]
+        case .twilio(let c): return [("auth_token_file", c.authTokenFile)]
+        case .sentry(let c): return [("dsn_file", c.dsnFile)]
+        case .ping: return []
+        }
+    }
+
+    /// Reads every secret of the channel (as a send would) and throws the
+    /// first problem: a missing file, one readable by others, an empty one.
+    public func checkSecrets(env: [String: String] = ProcessInfo.processInfo.environment) throws {
+        for (key, file) in secretFiles {
+            _ = try SecretFile.read(file, what: "alert channel '\(name)' \(key)", env: env)
+        }
+        if let caFile, !FileManager.default.isReadableFile(atPath: caFile) {
+            throw CairnError(.config, "alert channel '\(name)' ca_file \(caFile): not readable")
+        }
+    }
 }
 
 /// The `type` of a channel with its own fields.

@@ -32,11 +32,12 @@ extension ConfigLoader {
     func parseAlertsSection(_ r: TableReader, into m: MainParts, configDir: String) {
         if r.has("alerts"), let a = r.table("alerts") {
             m.alerts = parseAlerts(a, configDir: configDir)
+            m.alertTables = Set(a.values.compactMap { k, v in if case .table = v { return k } else { return nil } })
         }
         if case .table = r.values["defaults"], let d = r.table("defaults"), d.has("alerts") {
             let names = d.stringArray("alerts") ?? []
-            for n in names where m.alerts.channels[n] == nil {
-                d.report(.reference, "alerts", "no alert channel named '\(n)' (defined: \(Self.nameList(m.alerts.channels.keys)))")
+            for n in names where !m.alertTables.contains(n) {
+                d.report(.reference, "alerts", "no alert channel named '\(n)' (defined: \(Self.nameList(m.alertTables)))")
             }
             m.defaults.alerts = names
         }
@@ -230,8 +231,8 @@ extension ConfigLoader {
         if r.has("alerts") {
             let names = r.stringArray("alerts") ?? []
             if let main {
-                for n in names where main.alerts.channels[n] == nil {
-                    r.report(.reference, "alerts", "no alert channel named '\(n)' in \(main.ctx.display) (defined: \(Self.nameList(main.alerts.channels.keys)))")
+                for n in names where !main.alertTables.contains(n) {
+                    r.report(.reference, "alerts", "no alert channel named '\(n)' in \(main.ctx.display) (defined: \(Self.nameList(main.alertTables)))")
                 }
             }
             job.alerts = names

@@ -195,6 +195,8 @@ public struct ConfigLoader: Sendable {
         var keys = KeysConfig(active: nil, sources: [:])
         var defaults = DefaultsConfig(storage: nil, compressionLevel: 3, retentionDays: 30)
         var alerts = AlertsConfig()
+        /// Every [alerts.NAME] table, also those with errors (no second error for a job naming one).
+        var alertTables: Set<String> = []
         var daemon = DaemonConfig()
         var cluster: ClusterConfig?
         var reportedNoActiveKey = false

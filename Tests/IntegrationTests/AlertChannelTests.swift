@@ -398,4 +398,28 @@ private func scope(_ tag: String) -> String { "\(tag)-\(UUID().uuidString.prefix
         #expect(unknown.status == ErrorCode.notFound.exitStatus)
         #expect(unknown.stderr.contains("no alert channel 'nope'"))
     }
+
+    @Test func configCheckPreflightReadsEachChannelsSecrets() async throws {
+        let dir = try SecretDir()
+        _ = try dir.write("hook-secret", "s")
+        _ = try dir.write("cairn.toml", """
+        [alerts.ok-hook]
+        type = "webhook"
+        url = "https://hooks.example/a"
+        secret_file = "hook-secret"
+
+        [alerts.sms]
+        type = "termii"
+        api_key_file = "missing-key"
+        from = "Cairn"
+        to = ["+233201234567"]
+        """)
+        let plain = try await CLI.run(["config", "check", "--config", dir.path + "/cairn.toml"])
+        #expect(plain.status == 0, "\(plain.stderr)")
+        #expect(plain.stdout.contains("  alert ok-hook          webhook    used by no job\n"))
+        let pre = try await CLI.run(["config", "check", "--preflight", "--config", dir.path + "/cairn.toml"])
+        #expect(pre.status == ErrorCode.io.exitStatus)
+        #expect(pre.stdout.contains("  alert ok-hook          webhook    used by no job: ok\n"))
+        #expect(pre.stdout.contains("  alert sms              termii     used by no job: alert channel 'sms' api_key_file \(dir.path)/missing-key: No such file or directory\n"))
+    }
 }
