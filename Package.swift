@@ -33,9 +33,10 @@ let package = Package(
         .target(name: "Config", dependencies: ["Core", "Crypto", "TOMLKit"]),
         .target(name: "Cron", dependencies: []),
         .target(name: "State", dependencies: ["Core", .product(name: "GRDB", package: "GRDB.swift")]),
+        // Alert channels (webhook, Slack, SMTP, Termii, Twilio, Sentry, pings), the alert state machine and its queue.
+        .target(name: "Alerts", dependencies: ["Core", "HTTP", "Config", "Crypto", "State", .product(name: "Logging", package: "swift-log")]),
         .target(name: "Jobs", dependencies: ["Core", "Crypto", "Config", "Pipeline", "ObjectStore", "Postgres", "State", "HTTP",
                                              .product(name: "Logging", package: "swift-log")]),
-        .target(name: "Alerts", dependencies: ["Core", "State"]),
         .target(name: "Scheduler", dependencies: ["Core", "CLinux", "Config", "Cron", "Jobs", "State", "Postgres", "Alerts",
                                                   .product(name: "Logging", package: "swift-log")]),
         .executableTarget(name: "cairn", dependencies: [
@@ -53,10 +54,10 @@ let package = Package(
         .testTarget(name: "ConfigTests", dependencies: ["Config", "Core", "Crypto"]),
         .testTarget(name: "PipelineTests", dependencies: ["Pipeline", "Crypto", "Core"]),
         .testTarget(name: "PostgresTests", dependencies: ["Postgres", "Core"]),
-        .testTarget(name: "AlertsTests", dependencies: ["Alerts", "State", "Core"]),
+        .testTarget(name: "AlertsTests", dependencies: ["Alerts", "State", "Config", "Crypto", "Core"]),
         .testTarget(name: "JobsTests", dependencies: ["Jobs", "Config", "Core", "ObjectStore"]),
         .testTarget(name: "SchedulerTests", dependencies: ["Scheduler", "Cron", "Config", "Core"]),
-        .testTarget(name: "IntegrationTests", dependencies: ["ObjectStore", "HTTP", "Crypto", "Core", "Pipeline", "Postgres", "Config", "Jobs", "State", "Scheduler"]),
+        .testTarget(name: "IntegrationTests", dependencies: ["ObjectStore", "HTTP", "Crypto", "Core", "Pipeline", "Postgres", "Config", "Jobs", "State", "Scheduler", "Alerts"]),
     ],
     swiftLanguageModes: [.v6]
 )

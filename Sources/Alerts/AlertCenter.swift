@@ -26,8 +26,11 @@ public actor AlertCenter {
     /// A delivery is retried for this long after it was queued, then given up (logged, `cairn alert status`).
     public var giveUpAfter: TimeInterval = 24 * 3600
 
+    /// - Parameter knownSuccesses: last successes from the run history, for jobs the machine has not seen succeed yet
+    ///   (or not as recently): staleness is watched from the newest of the two.
     public init(state: StateStore, rules: AlertRules, routing: Routing, sender: any AlertSender,
-                host: String = ProcessInfo.processInfo.hostName, now: @escaping @Sendable () -> Date = { Date() }) throws {
+                host: String = ProcessInfo.processInfo.hostName, now: @escaping @Sendable () -> Date = { Date() },
+                knownSuccesses: [String: Date] = [:]) throws {
         self.state = state
         self.routing = routing
         self.sender = sender
@@ -36,6 +39,12 @@ public actor AlertCenter {
         var jobs: [String: AlertJobState] = [:]
         for (job, data) in try state.alertStates() {
             if let s = try? JSONDecoder().decode(AlertJobState.self, from: data) { jobs[job] = s }
+        }
+        for (job, at) in knownSuccesses where (jobs[job]?.lastSuccess ?? .distantPast) < at {
+            var s = jobs[job] ?? AlertJobState()
+            s.lastSuccess = at
+            if s.status == .unknown { s.status = .ok }
+            jobs[job] = s
         }
         self.machine = AlertStateMachine(rules: rules, jobs: jobs)
     }
@@ -107,13 +116,16 @@ public actor AlertCenter {
         }
     }
 
-    /// Attempts every due delivery once (until `deadline`, when given).
-    /// Returns how many were delivered.
+    /// Attempts every due delivery once (until `deadline`, when given);
+    /// `everyPending`: every pending one whatever its next attempt time (the
+    /// daemon's first pass after a start: receivers may have come back
+    /// meanwhile). Returns how many were delivered.
     @discardableResult
-    public func deliverDue(until deadline: ContinuousClock.Instant? = nil) async -> Int {
+    public func deliverDue(until deadline: ContinuousClock.Instant? = nil, everyPending: Bool = false) async -> Int {
         let state = self.state
         let due: [AlertDelivery]
-        do { due = try await runBlocking { [now] in try state.dueDeliveries(now: now()) } } catch {
+        let upTo = everyPending ? Date.distantFuture : now()
+        do { due = try await runBlocking { try state.dueDeliveries(now: upTo) } } catch {
             logger.error("cannot read the alert queue", metadata: ["error": "\(error)"])
             return 0
         }

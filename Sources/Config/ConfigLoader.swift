@@ -140,6 +140,7 @@ public struct ConfigLoader: Sendable {
                                        "storage: not set, and \(main.ctx.display) has no [defaults] storage (defined storages: \(listOrNone(main.storages.keys)))")
                 }
             }
+            applyAlertKeys(r, to: &job, main: main)
             if job.kind == .backup, let main, main.keys.active == nil, !main.reportedNoActiveKey {
                 main.reportedNoActiveKey = true
                 main.ctx.addFileIssue(.missing, "[keys] active: required because backup jobs exist (job '\(job.name)'); add [keys] with active = \"ID\" and [keys.files]")
@@ -198,7 +199,9 @@ public struct ConfigLoader: Sendable {
         var storages: [String: StorageConfig] = [:]
         var keys = KeysConfig(active: nil, sources: [:])
         var defaults = DefaultsConfig(storage: nil, compressionLevel: 3, retentionDays: 30)
-        var alerts: [String: ConfigValue]?
+        var alerts = AlertsConfig()
+        /// Every [alerts.NAME] table, also those with errors (no second error for a job naming one).
+        var alertTables: Set<String> = []
         var daemon = DaemonConfig()
         var cluster: ClusterConfig?
         var metricsFile: String?
@@ -211,7 +214,7 @@ public struct ConfigLoader: Sendable {
     static let clusterKeys = ["lock_database", "password_file", "node"]
     static let storageKeys = ["url", "endpoint", "region", "path_style", "access_key_id", "secret_access_key_file", "object_lock"]
     static let keysKeys = ["active", "files"]
-    static let defaultsKeys = ["storage", "compression_level", "retention_days"]
+    static let defaultsKeys = ["storage", "compression_level", "retention_days", "alerts"]
 
     func parseMain(_ r: TableReader, configDir: String) -> MainParts {
         let m = MainParts(ctx: r.ctx)
@@ -286,9 +289,7 @@ public struct ConfigLoader: Sendable {
         }
         if m.defaults.storage == nil, m.storages.count == 1 { m.defaults.storage = m.storages.keys.first }
 
-        if r.has("alerts") {
-            if let a = r.table("alerts") { m.alerts = a.values }
-        }
+        parseAlertsSection(r, into: m, configDir: configDir)
 
         if let d = r.table("daemon") {
             d.rejectUnknownKeys(allowed: Self.daemonKeys)
@@ -371,7 +372,7 @@ public struct ConfigLoader: Sendable {
     }
 
     static let commonKeys = ["kind", "description", "schedule", "timezone", "timeout", "retries", "retry_backoff",
-                             "overlap", "catch_up", "random_delay", "enabled", "storage"]
+                             "overlap", "catch_up", "random_delay", "enabled", "storage", "alerts", "stale_after"]
     static let kindKeys: [JobKind: [String]] = [
         .backup: ["database", "password_file", "compression_level", "zstd_workers", "prefix", "include_globals",
                   "part_size", "upload_concurrency", "pg_dump_path"],

@@ -15,8 +15,8 @@ public struct CairnConfig: Sendable, CustomStringConvertible {
     public var storages: [String: StorageConfig]
     public var keys: KeysConfig
     public var defaults: DefaultsConfig
-    /// `[alerts]`, kept unparsed until the Alerts module defines it.
-    public var alerts: [String: ConfigValue]?
+    /// `[alerts]`: the alert channels and the reminder interval (empty when absent).
+    public var alerts: AlertsConfig = AlertsConfig()
     /// `[daemon]`: how `cairn serve` runs.
     public var daemon: DaemonConfig = DaemonConfig()
     /// `[cluster]`: several daemons sharing jobs through a PostgreSQL lock database.
@@ -34,7 +34,7 @@ public struct CairnConfig: Sendable, CustomStringConvertible {
         for name in storages.keys.sorted() { lines.append("  \(storages[name]!)") }
         lines.append("  \(keys)")
         lines.append("  \(defaults)")
-        if let alerts { lines.append("  alerts: \(ConfigValue.table(alerts))") }
+        if !alerts.channels.isEmpty { lines.append("  \(alerts)") }
         lines.append("  \(daemon)")
         if let cluster { lines.append("  \(cluster)") }
         for job in sortedJobs { lines.append("  \(job)") }
@@ -173,9 +173,12 @@ public struct DefaultsConfig: Sendable, Equatable, CustomStringConvertible {
     public var storage: String?
     public var compressionLevel: Int
     public var retentionDays: Int
+    /// `[defaults] alerts`: the channels of jobs that name none.
+    public var alerts: [String] = []
 
     public var description: String {
         "defaults: storage=\(storage ?? "-") compression_level=\(compressionLevel) retention_days=\(retentionDays)"
+            + (alerts.isEmpty ? "" : " alerts=\(alerts.joined(separator: ","))")
     }
 }
 
@@ -206,6 +209,10 @@ public struct JobConfig: Sendable, CustomStringConvertible {
     /// Storage name; for verify and retention jobs it defaults to the backup job's.
     public var storage: String
     public var spec: JobSpec
+    /// Alert channels (`alerts` in the unit, else `[defaults] alerts`); names of `[alerts.NAME]`.
+    public var alerts: [String] = []
+    /// Backup jobs: alert when the newest successful backup is older than this (`stale_after`).
+    public var staleAfter: Duration? = nil
 
     public var backup: BackupSpec? { if case .backup(let s) = spec { return s }; return nil }
     public var verify: VerifySpec? { if case .verify(let s) = spec { return s }; return nil }

@@ -398,17 +398,7 @@ final class TransferContext: @unchecked Sendable {
         if flag.isSet { return CancellationError() }
         if let e = bodyError { return e }
         if overLimit { return CairnError(.storage, "\(what): response body larger than expected") }
-        let text = detail.isEmpty ? String(cString: curl_easy_strerror(rc)) : detail
-        switch rc {
-        case CURLE_OPERATION_TIMEDOUT:
-            return CairnError(.timeout, "\(what): timed out (\(text))")
-        case CURLE_PEER_FAILED_VERIFICATION, CURLE_SSL_CACERT_BADFILE, CURLE_SSL_CERTPROBLEM, CURLE_SSL_CIPHER:
-            return CairnError(.tls, "\(what): TLS verification failed (\(text))")
-        case CURLE_URL_MALFORMAT, CURLE_UNSUPPORTED_PROTOCOL:
-            return CairnError(.config, "\(what): bad URL (\(text))")
-        default:
-            return CairnError(.network, "\(what): \(text)")
-        }
+        return CurlFailure.error(rc, what: what, detail: detail)
     }
 }
 

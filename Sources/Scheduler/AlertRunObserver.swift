@@ -45,9 +45,12 @@ public struct AlertRunObserver: RunObserver {
 /// next due time or a ring. No wake-ups while nothing is due.
 public enum AlertDeliveryLoop {
     public static func run(_ center: AlertCenter, doorbell: Doorbell) async {
+        // After a start, every pending delivery gets an attempt at once (the receivers may be back).
+        var first = true
         while !Task.isCancelled {
             await center.tick()
-            await center.deliverDue()
+            await center.deliverDue(everyPending: first)
+            first = false
             await doorbell.wait(until: await center.nextDue())
         }
     }

@@ -30,7 +30,7 @@ struct Cairn: AsyncParsableCommand {
         commandName: "cairn",
         abstract: "Keeps a platform's data safe: encrypted PostgreSQL backups, retention, restore verification and uploads migration to S3-compatible storage.",
         version: CairnVersion.current,
-        subcommands: [VersionCommand.self, ServeCommand.self, RunCommand.self, MigrateCommand.self, BackupsCommand.self, RestoreCommand.self, KeyCommand.self, ConfigCommand.self, StorageCommand.self, CronCommand.self, NextCommand.self, StatusCommand.self, HistoryCommand.self, VerifyCommand.self]
+        subcommands: [VersionCommand.self, ServeCommand.self, RunCommand.self, MigrateCommand.self, BackupsCommand.self, RestoreCommand.self, KeyCommand.self, ConfigCommand.self, StorageCommand.self, CronCommand.self, NextCommand.self, StatusCommand.self, HistoryCommand.self, VerifyCommand.self, AlertCommand.self]
     )
 }
 

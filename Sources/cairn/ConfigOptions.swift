@@ -109,6 +109,7 @@ struct ConfigCommand: AsyncParsableCommand {
                 }
                 print(line)
             }
+            AlertChannelsCheck.report(cfg, preflight: preflight, firstProblem: &firstProblem)
             if let firstProblem {
                 FileHandle.standardError.write(Data("cairn: preflight: \(firstProblem.message)\n".utf8))
                 throw ExitCode(firstProblem.code.exitStatus)

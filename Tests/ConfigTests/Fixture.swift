@@ -46,7 +46,7 @@ final class ConfigFixture {
     retention_days = 14
 
     [alerts]
-    webhook = { url = "https://hooks.example/abc", token_file = "/etc/cairn/token" }
+    webhook = { type = "webhook", url = "https://hooks.example/abc", secret_file = "/etc/cairn/token" }
 
     """
 

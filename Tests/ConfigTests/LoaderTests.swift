@@ -52,7 +52,8 @@ import Testing
         #expect(c.keys.active == "2026-11")
         #expect(c.keys.sources == ["2026-11": .file("/etc/cairn/keys/2026-11.key"), "2025-01": .credential("backup-key-2025")])
         #expect(c.defaults == DefaultsConfig(storage: "primary", compressionLevel: 5, retentionDays: 14))
-        #expect(c.alerts?["webhook"] != nil)
+        #expect(c.alerts.channels["webhook"]?.kind == .webhook(.init(url: "https://hooks.example/abc", secretFile: "/etc/cairn/token")))
+        #expect(c.alerts.remindEvery == .seconds(86400))
 
         let db = try #require(c.jobs["db"])
         #expect(db.kind == .backup)
@@ -129,7 +130,7 @@ import Testing
         let c = try ConfigLoader.load(path: f.configPath)
         let text = c.description
         #expect(text.contains("secret_access_key_file=/run/credentials/cairn.service/s3-secret"))
-        #expect(text.contains("alerts: {webhook}"))
+        #expect(text.contains("alerts: remind_every=1d webhook=webhook"))
         #expect(!text.contains("hooks.example"))
     }
 
