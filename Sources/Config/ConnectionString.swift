@@ -30,9 +30,21 @@ enum ConnectionString {
             return .ok
         }
         // Keyword/value form: key = value pairs, values optionally single-quoted.
+        switch keywordPairs(s) {
+        case .failure(let why): return .invalid(why.message)
+        case .success(let pairs):
+            if pairs.contains(where: { $0.0 == "password" }) { return .containsPassword }
+            return pairs.isEmpty ? .invalid(hint) : .ok
+        }
+    }
+
+    /// The key/value pairs of a libpq keyword string (`host=/run dbname='my db'`),
+    /// values unquoted and unescaped; the one parser of that form (also the
+    /// scratch URL's comparison with the source database, `VerifyConfig`).
+    static func keywordPairs(_ s: String) -> Result<[(String, String)], ConfigTextError> {
         let c = Array(s)
         var i = 0
-        var sawPair = false
+        var out: [(String, String)] = []
         func skipSpace() { while i < c.count, c[i].isWhitespace { i += 1 } }
         while true {
             skipSpace()
@@ -40,20 +52,20 @@ enum ConnectionString {
             var key = ""
             while i < c.count, !c[i].isWhitespace, c[i] != "=" { key.append(c[i]); i += 1 }
             skipSpace()
-            guard i < c.count, c[i] == "=" else { return .invalid(hint) }
+            guard i < c.count, c[i] == "=" else { return .failure(ConfigTextError(hint)) }
             i += 1
             skipSpace()
+            var value = ""
             if i < c.count, c[i] == "'" {
                 i += 1
-                while i < c.count, c[i] != "'" { if c[i] == "\\" { i += 1 }; i += 1 }
-                guard i < c.count else { return .invalid("unterminated quoted value; \(hint)") }
+                while i < c.count, c[i] != "'" { if c[i] == "\\", i + 1 < c.count { i += 1 }; value.append(c[i]); i += 1 }
+                guard i < c.count else { return .failure(ConfigTextError("unterminated quoted value; \(hint)")) }
                 i += 1
             } else {
-                while i < c.count, !c[i].isWhitespace { if c[i] == "\\" { i += 1 }; i += 1 }
+                while i < c.count, !c[i].isWhitespace { if c[i] == "\\", i + 1 < c.count { i += 1 }; value.append(c[i]); i += 1 }
             }
-            if key == "password" { return .containsPassword }
-            sawPair = true
+            out.append((key, value))
         }
-        return sawPair ? .ok : .invalid(hint)
+        return .success(out)
     }
 }

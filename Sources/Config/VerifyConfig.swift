@@ -115,7 +115,7 @@ extension ConnectionString {
             return t
         }
         guard case .ok = check(s) else { return nil }
-        for (key, value) in keywordPairs(s) {
+        for (key, value) in (try? keywordPairs(s).get()) ?? [] {
             switch key {
             case "host": t.host = value
             case "hostaddr": if t.host == nil { t.host = value }
@@ -125,33 +125,5 @@ extension ConnectionString {
             }
         }
         return t
-    }
-
-    /// The key/value pairs of a keyword string (already checked well-formed), values unquoted.
-    static func keywordPairs(_ s: String) -> [(String, String)] {
-        let c = Array(s)
-        var i = 0
-        var out: [(String, String)] = []
-        func skipSpace() { while i < c.count, c[i].isWhitespace { i += 1 } }
-        while true {
-            skipSpace()
-            if i >= c.count { break }
-            var key = ""
-            while i < c.count, !c[i].isWhitespace, c[i] != "=" { key.append(c[i]); i += 1 }
-            skipSpace()
-            guard i < c.count, c[i] == "=" else { break }
-            i += 1
-            skipSpace()
-            var value = ""
-            if i < c.count, c[i] == "'" {
-                i += 1
-                while i < c.count, c[i] != "'" { if c[i] == "\\", i + 1 < c.count { i += 1 }; value.append(c[i]); i += 1 }
-                i += 1
-            } else {
-                while i < c.count, !c[i].isWhitespace { if c[i] == "\\", i + 1 < c.count { i += 1 }; value.append(c[i]); i += 1 }
-            }
-            out.append((key, value))
-        }
-        return out
     }
 }
