@@ -20,11 +20,11 @@ struct HistoryCommand: AsyncParsableCommand {
             _ = try options.job(job, in: config)
             let runs = try StateStore(stateDir: config.stateDir).history(job: job, limit: limit)
             if json { print(try jsonString(runs)); return }
-            print("STARTED (UTC)         TRIGGER   TRY  RESULT     DURATION  BYTES       BACKUP                    ERROR")
+            print("STARTED (UTC)         TRIGGER   TRY  RESULT     DURATION  BYTES       BACKUP                    ERROR (or a probe's latency)")
             for r in runs {
                 let dur = r.duration.map { String(format: "%7.1fs", $0) } ?? "      -"
                 let bytes = r.bytes.map { ByteFormat.human($0) } ?? "-"
-                print("\(utc(r.startedAt))  \(r.trigger.padding(toLength: 8, withPad: " ", startingAt: 0))  \(String(r.attempt).padding(toLength: 3, withPad: " ", startingAt: 0))  \(r.result.rawValue.padding(toLength: 9, withPad: " ", startingAt: 0))  \(dur)  \(bytes.padding(toLength: 10, withPad: " ", startingAt: 0))  \(Self.pad(r.backupID ?? "-", 24))  \(r.error ?? "")")
+                print("\(utc(r.startedAt))  \(r.trigger.padding(toLength: 8, withPad: " ", startingAt: 0))  \(String(r.attempt).padding(toLength: 3, withPad: " ", startingAt: 0))  \(r.result.rawValue.padding(toLength: 9, withPad: " ", startingAt: 0))  \(dur)  \(bytes.padding(toLength: 10, withPad: " ", startingAt: 0))  \(Self.pad(r.backupID ?? "-", 24))  \(r.error ?? r.latency.map { String(format: "latency %.0f ms", $0 * 1000) } ?? "")")
             }
             if runs.isEmpty { print("no runs of \(job) recorded in \(config.stateDir)") }
         }

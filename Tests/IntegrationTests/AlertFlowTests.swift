@@ -176,5 +176,8 @@ import Testing
         let runs = try f.fx.history("web")
         #expect(runs.count == 4)
         #expect(runs.filter { $0.result == .ok }.allSatisfy { ($0.latency ?? -1) >= 0 })
+        let history = try await CLI.run(["history", "-c", f.fx.config, "web"])
+        #expect(history.stdout.split(separator: "\n").filter { $0.contains(" ok ") && $0.contains("latency ") && $0.hasSuffix(" ms") }.count == 2,
+                "\(history.stdout)")
     }
 }
