@@ -141,9 +141,18 @@ public actor AlertCenter {
             }
             let attempt: DeliveryAttempt
             if let deadline {
-                attempt = await Self.bounded(until: deadline) { await self.sender.send(q.event, host: q.host, channel: d.channel) }
+                attempt = await Self.bounded(until: deadline) { await self.sender.send(q.event, host: q.host, channel: d.channel, recipients: q.recipients) }
             } else {
-                attempt = await sender.send(q.event, host: q.host, channel: d.channel)
+                attempt = await sender.send(q.event, host: q.host, channel: d.channel, recipients: q.recipients)
+            }
+            // A partial delivery: the retry goes to the recipients not reached only.
+            var remaining: Data?
+            if !attempt.delivered, !attempt.failedRecipients.isEmpty, attempt.failedRecipients != (q.recipients ?? []) {
+                var next = q
+                next.recipients = attempt.failedRecipients
+                let encoder = JSONEncoder()
+                encoder.dateEncodingStrategy = .secondsSince1970
+                remaining = try? encoder.encode(next)
             }
             let t = now()
             let retryAt: Date? = attempt.delivered || !attempt.retryable || t.timeIntervalSince(d.createdAt) >= giveUpAfter
@@ -159,7 +168,9 @@ public actor AlertCenter {
                 logger.error("alert delivery failed; giving up", metadata: meta)
             }
             do {
-                try await runBlocking { try state.recordAttempt(id: d.id, delivered: attempt.delivered, result: attempt.detail, retryAt: retryAt, at: t) }
+                let payload = remaining
+                try await runBlocking { try state.recordAttempt(id: d.id, delivered: attempt.delivered, result: attempt.detail, retryAt: retryAt,
+                                                                payload: payload, at: t) }
             } catch {
                 logger.error("cannot record an alert delivery", metadata: ["error": "\(error)"])
             }

@@ -14,7 +14,7 @@ public struct ChannelSender: AlertSender {
         self.pingChannels = Set(channels.filter { $0.value is PingChannel }.keys)
     }
 
-    public func send(_ event: AlertEvent, host: String, channel: String) async -> DeliveryAttempt {
+    public func send(_ event: AlertEvent, host: String, channel: String, recipients: [String]?) async -> DeliveryAttempt {
         guard let c = channels[channel] else {
             return DeliveryAttempt(delivered: false, retryable: false, detail: "no alert channel named '\(channel)' in the configuration now")
         }
@@ -29,9 +29,10 @@ public struct ChannelSender: AlertSender {
             guard let message = Self.message(event, host: host) else {
                 return DeliveryAttempt(delivered: true, retryable: false, detail: "nothing to send for \(event.kind.rawValue)")
             }
-            result = await c.send(message)
+            result = await c.send(message, recipients: recipients)
         }
-        return DeliveryAttempt(delivered: result.delivered, retryable: result.retryable, detail: result.description)
+        return DeliveryAttempt(delivered: result.delivered, retryable: result.retryable, detail: result.description,
+                               failedRecipients: result.failedRecipients)
     }
 
     /// The message of a decided alert (nil for the ping-only kinds).

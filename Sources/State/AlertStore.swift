@@ -100,15 +100,16 @@ extension StateStore {
         }
     }
 
-    /// Records an attempt: delivered, retried at `retryAt`, or (retryAt nil) given up.
-    public func recordAttempt(id: Int64, delivered: Bool, result: String, retryAt: Date?, at now: Date = Date()) throws {
+    /// Records an attempt: delivered, retried at `retryAt`, or (retryAt nil) given up;
+    /// `payload`: what the next attempt sends, when it changed (the recipients not reached yet).
+    public func recordAttempt(id: Int64, delivered: Bool, result: String, retryAt: Date?, payload: Data? = nil, at now: Date = Date()) throws {
         try wrap("record an alert delivery attempt") {
             try db.write { db in
                 let status = delivered ? "delivered" : retryAt == nil ? "failed" : "pending"
                 try db.execute(sql: """
                     UPDATE alert_deliveries SET attempts = attempts + 1, status = ?, last_result = ?,
-                      next_attempt_at = COALESCE(?, next_attempt_at), finished_at = ? WHERE id = ?
-                    """, arguments: [status, String(result.prefix(500)), retryAt, status == "pending" ? nil : now, id])
+                      next_attempt_at = COALESCE(?, next_attempt_at), finished_at = ?, payload = COALESCE(?, payload) WHERE id = ?
+                    """, arguments: [status, String(result.prefix(500)), retryAt, status == "pending" ? nil : now, payload, id])
             }
         }
     }

@@ -15,17 +15,20 @@ final class RecordingSender: AlertSender, @unchecked Sendable {
     init(pings: Set<String> = []) { pingChannels = pings }
     var sent: [(String, AlertEvent)] { lock.lock(); defer { lock.unlock() }; return _sent }
     func answer(_ a: DeliveryAttempt) { lock.lock(); _answer = a; lock.unlock() }
-    func send(_ event: AlertEvent, host: String, channel: String) async -> DeliveryAttempt {
+    private var _recipients: [[String]?] = []
+    var recipientsAsked: [[String]?] { lock.lock(); defer { lock.unlock() }; return _recipients }
+    func send(_ event: AlertEvent, host: String, channel: String, recipients: [String]?) async -> DeliveryAttempt {
         if hang {
             // Never answers until cancelled (a receiver that accepted the connection and went silent).
             try? await Task.sleep(for: .seconds(3600))   // ends when the attempt is cancelled
             return DeliveryAttempt(delivered: false, retryable: true, detail: "cancelled")
         }
-        return record(channel, event)
+        return record(channel, event, recipients)
     }
-    private func record(_ channel: String, _ event: AlertEvent) -> DeliveryAttempt {
+    private func record(_ channel: String, _ event: AlertEvent, _ recipients: [String]?) -> DeliveryAttempt {
         lock.lock(); defer { lock.unlock() }
         _sent.append((channel, event))
+        _recipients.append(recipients)
         return _answer
     }
 }
@@ -130,5 +133,21 @@ final class TestClock: @unchecked Sendable {
         await center.handle(failed(clock))
         await center.deliverDue()
         #expect(sender.sent.map(\.0) == ["hc", "hook"])
+    }
+
+    /// An SMS to two numbers, one refused: the retry goes to that one only.
+    @Test func aPartialDeliveryIsRetriedForTheRecipientsNotReachedOnly() async throws {
+        let (state, dir) = try tempState()
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let clock = TestClock(), sender = RecordingSender()
+        let center = try AlertCenter(state: state, rules: AlertRules(), routing: .init(routes: ["db": ["sms"]]), sender: sender, host: "h",
+                                     now: { clock.now })
+        sender.answer(DeliveryAttempt(delivered: false, retryable: true, detail: "1 of 2 sent", failedRecipients: ["+233200000002"]))
+        await center.handle(failed(clock))
+        await center.deliverDue()
+        sender.answer(DeliveryAttempt(delivered: true, retryable: false, detail: "sent"))
+        clock.advance(AlertCenter.backoff(afterAttempts: 1))
+        #expect(await center.deliverDue() == 1)
+        #expect(sender.recipientsAsked == [nil, ["+233200000002"]])
     }
 }
