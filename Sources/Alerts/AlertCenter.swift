@@ -56,9 +56,12 @@ public actor AlertCenter {
 
     /// Applies a fact: decides, saves the state and queues the deliveries together. Returns the events decided.
     @discardableResult
-    public func handle(_ fact: AlertFact) async -> [AlertEvent] {
+    public func handle(_ fact: AlertFact, logTail: String? = nil) async -> [AlertEvent] {
         let before = machine.jobs
-        let events = machine.handle(fact)
+        var events = machine.handle(fact)
+        if let logTail {
+            for i in events.indices where events[i].kind != .recovered { events[i].logTail = logTail }
+        }
         await persist(before: before, events: events)
         return events
     }

@@ -38,6 +38,8 @@ public struct AlertEvent: Sendable, Equatable, Codable {
     public var runID: Int64?
     /// The job's kind (backup, verify, retention, migrate, probe), when known.
     public var jobKind: String?
+    /// The tail of the run's log (a failed run's), for channels that carry it.
+    public var logTail: String?
 
     public init(kind: Kind, job: String, what: String, since: Date? = nil, lastSuccess: Date? = nil, at: Date, runID: Int64? = nil,
                 jobKind: String? = nil) {

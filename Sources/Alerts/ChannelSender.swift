@@ -23,7 +23,7 @@ public struct ChannelSender: AlertSender {
             switch event.kind {
             case .started: result = await ping.ping(.start)
             case .succeeded, .recovered: result = await ping.ping(.success)
-            default: result = await ping.ping(.failure(event.what))
+            default: result = await ping.ping(.failure(event.what + (event.logTail.map { "\n\n" + $0 } ?? "")))
             }
         } else {
             guard let message = Self.message(event, host: host) else {
@@ -50,6 +50,6 @@ public struct ChannelSender: AlertSender {
         case .started, .succeeded: return nil
         }
         return AlertMessage(event: event, job: e.job, host: host, what: e.what, since: e.since, lastSuccess: e.lastSuccess,
-                            command: e.command, runID: e.runID, time: e.at)
+                            command: e.command, logTail: e.logTail, runID: e.runID, time: e.at)
     }
 }

@@ -19,6 +19,7 @@ public struct AlertRunObserver: RunObserver {
     }
 
     public func runStarted(job: String, kind: String, request: RunRequest, runID: Int64?) async {
+        RunLogTail.shared.clear(job: job)
         await center.ping(AlertEvent(kind: .started, job: job, what: "\(kind) started (\(request.trigger), attempt \(request.attempt))",
                                      at: Date(), runID: runID, jobKind: kind))
         kick()
@@ -33,9 +34,12 @@ public struct AlertRunObserver: RunObserver {
         }
         let at = r.startedAt.addingTimeInterval(r.duration)
         let what = failed ? "\(r.kind) failed: \(r.error?.message ?? "failed")" : (r.outcome?.summary ?? "\(r.kind) succeeded")
-        await center.ping(AlertEvent(kind: failed ? .failed : .succeeded, job: r.job, what: what, at: at, runID: r.runID, jobKind: r.kind))
+        let tail = failed ? RunLogTail.shared.tail(job: r.job) : nil
+        var ping = AlertEvent(kind: failed ? .failed : .succeeded, job: r.job, what: what, at: at, runID: r.runID, jobKind: r.kind)
+        ping.logTail = tail
+        await center.ping(ping)
         await center.handle(.runEnded(job: r.job, kind: r.kind, failed: failed, error: r.error?.message, at: at, runID: r.runID,
-                                      refusal: r.error?.cause is RetentionRefusal))
+                                      refusal: r.error?.cause is RetentionRefusal), logTail: tail)
         kick()
     }
 }

@@ -69,6 +69,12 @@ struct LineLogHandler: LogHandler {
         let s = Self.render(level: level, label: label, message: "\(message)", metadata: all, format: format,
                             time: journal ? nil : Self.timestamp(), journal: journal)
         FileHandle.standardError.write(Data(s.utf8))
+        // The run's log tail, for alerts (Sentry, a ping's /fail body): lines that name a job.
+        if case .string(let job)? = all["job"] {
+            RunLogTail.shared.append(job: job, line: Self.render(level: level, label: label, message: "\(message)", metadata: all,
+                                                                 format: .logfmt, time: Self.timestamp(), journal: false)
+                                                         .trimmingCharacters(in: .newlines))
+        }
     }
 
     static func render(level: Logger.Level, label: String, message: String, metadata: Logger.Metadata, format: LogFormat,

@@ -80,6 +80,10 @@ import Testing
         #expect(try await eventually(30) { try await f.received().contains { $0.event == "failed" && $0.job == "db" } }, "\(daemon.log)")
         let failure = try #require(try await f.received().first)
         #expect(failure.message.hasPrefix("backup failed: "), "\(failure.message)")
+        // The tail of the run's log travels with the alert (the daemon's lines naming the job).
+        let body = try #require(try await f.rx.requests(under: f.hookPath).first { $0.status == 200 }?.json)
+        let tail = try #require(body["log_tail"] as? String, "\(body)")
+        #expect(tail.contains("msg=\"backup started\"") && tail.contains("msg=\"run failed\"") && tail.contains("job=db"), "\(tail)")
         #expect(try await eventually(10) { try await f.alertStatus().contains { $0["status"] as? String == "delivered" } })
 
         // Fixed: the next run succeeds, one recovery notice; a second success sends nothing more.
