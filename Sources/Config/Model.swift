@@ -215,6 +215,8 @@ public struct JobConfig: Sendable, CustomStringConvertible {
     public var staleAfter: Duration? = nil
 
     public var backup: BackupSpec? { if case .backup(let s) = spec { return s }; return nil }
+    /// A probe's `fail_after` (nil for other kinds).
+    public var probeFailAfter: Int? { if case .probe(let s) = spec { return s.failAfter }; return nil }
     public var verify: VerifySpec? { if case .verify(let s) = spec { return s }; return nil }
     public var retention: RetentionSpec? { if case .retention(let s) = spec { return s }; return nil }
     public var migrate: MigrateSpec? { if case .migrate(let s) = spec { return s }; return nil }

@@ -347,6 +347,10 @@ public actor Daemon {
             || new.cluster != config.cluster {
             logger.warning("the control socket, state_dir and [cluster] change only on restart")
         }
+        let routes = { (c: CairnConfig) in c.sortedJobs.map { "\($0.name)=\($0.alerts)/\(String(describing: $0.staleAfter))/\(String(describing: $0.probeFailAfter))" } }
+        if new.alerts != config.alerts || routes(new) != routes(config) || new.metricsFile != config.metricsFile {
+            logger.warning("alert channels, each job's alerts, stale_after and fail_after, and metrics_file change only on restart (systemctl restart cairn)")
+        }
         config = new
         apply(planner.reconfigure(policies: policies, maxConcurrent: new.daemon.maxConcurrentJobs, now: Date()))
         logger.notice("configuration reloaded", metadata: ["jobs": "\(new.jobs.count)"])
