@@ -243,15 +243,21 @@ public final class JobLock: @unchecked Sendable {
     public init(stateDir: String, job: String) throws {
         let dir = stateDir + "/locks"
         try? PrivateFiles.createDirectory(dir)
-        path = dir + "/\(job).lock"
-        fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0o600)
+        let path = dir + "/\(job).lock"
+        self.path = path
+        // The descriptor is stored only once the lock is held: an initializer that throws after
+        // every property is set runs deinit, which would close the descriptor a second time (and
+        // with it whatever file another thread had opened under that number meanwhile).
+        let fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0o600)
         guard fd >= 0 else { throw CairnError(.io, "cannot open lock file \(path): \(errnoString())") }
         if flock(fd, LOCK_EX | LOCK_NB) != 0 {
             let busy = errno == EWOULDBLOCK
+            let why = errnoString()
             close(fd)
             throw busy ? CairnError(.busy, "job \(job) is already running (lock \(path) is held)")
-                       : CairnError(.io, "cannot lock \(path): \(errnoString())")
+                       : CairnError(.io, "cannot lock \(path): \(why)")
         }
+        self.fd = fd
     }
 
     deinit { flock(fd, LOCK_UN); close(fd) }

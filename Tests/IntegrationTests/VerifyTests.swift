@@ -203,6 +203,9 @@ struct VerifyFixture {
             try await holder.execute("CREATE DATABASE \(name)")
             #expect(try await f.job().run().record?.ok == true)
             #expect(try await scratchDatabases(job: "held").contains(name))
+            // The claim ends (a run's ends with its session; here it is released first, so the server
+            // has let go of it before the next run looks: a closed session's backend ends a moment later).
+            #expect(try await holder.queryValue("SELECT pg_advisory_unlock(hashtext($1))", params: ["cairn_verify:" + name]) == "t")
             await holder.close()
             #expect(try await f.job(backupID: f.manifest.id).run().record?.ok == true)
             #expect(try await !scratchDatabases(job: "held").contains(name))
