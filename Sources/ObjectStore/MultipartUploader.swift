@@ -59,8 +59,16 @@ public struct MultipartUploader: Sendable {
             onPart(1, Int64(whole.count))
             return Result(info: info, size: Int64(whole.count), partCount: 1, partSize: partSize)
         }
-        let uploadId = try await store.createMultipartUpload(key: key, options: options)
+        // Not cancellable: a CreateMultipartUpload cancelled in flight may have created an upload
+        // whose id never arrives, which nothing could abort. It always completes; a cancelled
+        // run then aborts the upload it created.
+        let store = self.store, options = self.options
+        let uploadId = try await Task.detached { try await store.createMultipartUpload(key: key, options: options) }.value
         logger.debug("multipart upload started", metadata: ["key": "\(key)", "upload": "\(uploadId)"])
+        if Task.isCancelled {
+            await abort(key: key, uploadId: uploadId)
+            throw CancellationError()
+        }
         do {
             let parts = try await withThrowingTaskGroup(of: CompletedPart.self) { group in
                 var parts: [CompletedPart] = []
