@@ -36,9 +36,10 @@ public struct ArchiveRowCounter: Sendable {
     private var state: State = .blockType
     // Line state of the current table block.
     private var lineLength = 0
-    private var terminatorMatch = 0   // 1: line starts "\", 2: line starts "\."
+    private var terminatorMatch = 0   // 1: line starts "\", 2: line starts "\." (looked at while lineLength < 2)
     private var blockEnded = false     // saw the "\." line
     private var rows: Int64 = 0
+    private var blockCounted = false   // the current data block is a counted table's
 
     public init() {}
 
@@ -102,6 +103,15 @@ public struct ArchiveRowCounter: Sendable {
 
     private mutating func readInt(_ buf: UnsafeRawBufferPointer, _ i: inout Int) -> Int? {
         let need = 1 + intSize
+        // Fast path: the whole field lies in this buffer (pg_dump -Z0 writes
+        // one chunk per COPY row, so this runs once per row).
+        if pending.isEmpty && buf.count - i >= need {
+            var v = 0
+            for k in 0..<intSize { v |= Int(buf[i + 1 + k]) << (8 * k) }
+            let negative = buf[i] != 0
+            i += need
+            return negative ? -v : v
+        }
         while pending.count < need && i < buf.count {
             pending.append(buf[i]); i += 1
         }
@@ -126,12 +136,14 @@ public struct ArchiveRowCounter: Sendable {
             case .blockID(let t):
                 guard let id = readInt(buf, &i) else { return }
                 if t == 1 {
-                    if tables[id] != nil {
+                    blockCounted = tables[id] != nil
+                    if blockCounted {
                         seen.insert(id)
                         lineLength = 0; terminatorMatch = 0; blockEnded = false; rows = 0
                     }
                     state = .chunkLength(id: id, blob: false)
                 } else {
+                    blockCounted = false
                     state = .blobOID(id: id)
                 }
             case .blobOID(let id):
@@ -144,7 +156,7 @@ public struct ArchiveRowCounter: Sendable {
                     if blob {
                         state = .blobOID(id: id)
                     } else {
-                        if let name = tables[id] {
+                        if blockCounted, let name = tables[id] {
                             if !blockEnded && lineLength > 0 {
                                 throw CairnError(.integrity, "data of \(name) ends inside a row")
                             }
@@ -157,7 +169,7 @@ public struct ArchiveRowCounter: Sendable {
                 }
             case .chunkData(let id, let blob, let remaining):
                 let n = min(remaining, buf.count - i)
-                if !blob && tables[id] != nil {
+                if blockCounted && !blockEnded {
                     countLines(UnsafeRawBufferPointer(rebasing: buf[i..<i + n]))
                 }
                 i += n
@@ -166,28 +178,44 @@ public struct ArchiveRowCounter: Sendable {
         }
     }
 
-    /// Counts COPY text lines up to the `\.` line.
+    /// Counts COPY text lines up to the `\.` line: memchr finds each newline;
+    /// only a line's first two bytes are looked at (to spot `\.`).
     private mutating func countLines(_ bytes: UnsafeRawBufferPointer) {
-        if blockEnded { return }
-        for b in bytes {
-            if b == 0x0A {  // \n
-                if lineLength == 2 && terminatorMatch == 2 {
-                    blockEnded = true
-                    return
-                }
-                rows += 1
-                lineLength = 0
-                terminatorMatch = 0
-                continue
+        guard let base = bytes.baseAddress, !blockEnded else { return }
+        let end = bytes.count
+        var p = 0
+        while p < end {
+            guard let hit = memchr(base + p, 0x0A, end - p) else {
+                lineBytes(base + p, end - p)
+                return
             }
+            let q = base.distance(to: UnsafeRawPointer(hit))
+            lineBytes(base + p, q - p)
+            if lineLength == 2 && terminatorMatch == 2 {
+                blockEnded = true
+                return
+            }
+            rows += 1
+            lineLength = 0
+            terminatorMatch = 0
+            p = q + 1
+        }
+    }
+
+    /// Extends the current line by `count` bytes (none a newline).
+    @inline(__always)
+    private mutating func lineBytes(_ start: UnsafeRawPointer, _ count: Int) {
+        var k = 0
+        while lineLength < 2 && k < count {
+            let b = start.load(fromByteOffset: k, as: UInt8.self)
             if lineLength == 0 {
-                terminatorMatch = b == 0x5C ? 1 : 0          // "\"
-            } else if lineLength == 1 && terminatorMatch == 1 && b == 0x2E {
-                terminatorMatch = 2                           // "\."
+                terminatorMatch = b == 0x5C ? 1 : 0                          // "\"
             } else {
-                terminatorMatch = 0
+                terminatorMatch = terminatorMatch == 1 && b == 0x2E ? 2 : 0  // "\."
             }
             lineLength += 1
+            k += 1
         }
+        lineLength += count - k
     }
 }
