@@ -64,8 +64,9 @@ struct StatusCommand: AsyncParsableCommand {
         try await reportingErrors {
             let config = try options.load()
             let state = try await runBlocking { try StateStore(stateDir: config.stateDir) }
-            let latest = try state.latestRuns()
-            let figures = Dictionary(uniqueKeysWithValues: try JobFigures.collect(config, state: state).map { ($0.job, $0) })
+            // SQLite reads on a blocking-pool thread, never on the cooperative pool.
+            let (latest, collected) = try await runBlocking { (try state.latestRuns(), try JobFigures.collect(config, state: state)) }
+            let figures = Dictionary(uniqueKeysWithValues: collected.map { ($0.job, $0) })
             // The running daemon knows what runs now and the exact next start (with jitter).
             var live: [String: ControlMessage.JobStatus] = [:]
             let socket = config.daemon.socketPath(stateDir: config.stateDir)

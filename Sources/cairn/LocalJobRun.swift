@@ -30,7 +30,8 @@ struct LocalJobRun {
             claims = ClusterRunClaims(coordinator)
         }
         var observers: [any RunObserver] = [RunLogObserver(level: .info, failureLevel: .info)]
-        let alerts = try AlertSetup.center(config, state: state, env: ProcessInfo.processInfo.environment)
+        // Reads the alert state (SQLite): off the cooperative pool.
+        let alerts = try await runBlocking { try AlertSetup.center(config, state: state, env: ProcessInfo.processInfo.environment) }
         if let alerts { observers.append(AlertRunObserver(center: alerts)) }
         if let path = config.metricsFile { observers.append(MetricsObserver(config: config, state: state, path: path)) }
         let executor = RunExecutor(config: config, state: state, claims: claims, observers: observers,
