@@ -72,6 +72,8 @@ public final class ControlConnection: @unchecked Sendable {
     public let peerPID: pid_t
     private let lock = NSLock()
     private var closed = false
+    private var reading = false
+    private var fdClosed = false
     private var buffer = Data()
 
     init(fd: Int32) {
@@ -122,7 +124,7 @@ public final class ControlConnection: @unchecked Sendable {
             }
             guard buffer.count < 1 << 20 else { throw CairnError(.usage, "control socket: message longer than 1 MiB") }
             var chunk = [UInt8](repeating: 0, count: 4096)
-            let n = recv(fd, &chunk, chunk.count, 0)
+            guard let n = receiveChunk(&chunk) else { return nil }
             if n < 0 {
                 if errno == EINTR { continue }
                 if errno == EAGAIN || errno == EWOULDBLOCK { throw CairnError(.timeout, "control socket: no message within the time limit") }
@@ -131,6 +133,25 @@ public final class ControlConnection: @unchecked Sendable {
             if n == 0 { return nil }
             buffer.append(contentsOf: chunk[0..<n])
         }
+    }
+
+    /// One recv(2), or nil when the connection is closed. A `close()` while
+    /// the recv blocks only shuts the socket down (which ends the recv); the
+    /// descriptor is closed here, after it, so a recv never runs on a number
+    /// that another thread has reused.
+    private func receiveChunk(_ chunk: inout [UInt8]) -> Int? {
+        lock.lock()
+        if closed { lock.unlock(); return nil }
+        reading = true
+        lock.unlock()
+        let n = recv(fd, &chunk, chunk.count, 0)
+        let err = errno
+        lock.lock()
+        reading = false
+        if closed && !fdClosed { fdClosed = true; Glibc.close(fd) }
+        lock.unlock()
+        errno = err
+        return n
     }
 
     /// Sets a receive time limit (the server uses it for the first line).
@@ -144,7 +165,7 @@ public final class ControlConnection: @unchecked Sendable {
         if closed { return }
         closed = true
         Glibc.shutdown(fd, Int32(SHUT_RDWR))
-        Glibc.close(fd)
+        if !reading { fdClosed = true; Glibc.close(fd) }
     }
 }
 
@@ -155,6 +176,12 @@ public final class ControlServer: @unchecked Sendable {
     private let fd: Int32
     private let lock = NSLock()
     private var stopped = false
+    /// Whether the accept thread runs: then it, not `stop()`, closes `fd`
+    /// when it exits. Closing the listening descriptor under a thread that may
+    /// call accept() on it again let that thread accept (and drop) a
+    /// connection on whatever socket another thread had opened under the same
+    /// number meanwhile: a test's client saw its connection closed at once.
+    private var accepting = false
     private let logger = Logger.cairn("control")
 
     /// Binds the socket. Fails when another daemon answers on it; a stale
@@ -228,7 +255,12 @@ public final class ControlServer: @unchecked Sendable {
     /// refused (an idle connection must not hold a task forever).
     public func start(firstMessageTimeout: Int = 10, handler: @escaping @Sendable (ControlMessage, ControlConnection) async -> Void) {
         let fd = self.fd, logger = self.logger
+        lock.lock()
+        if stopped || accepting { lock.unlock(); return }
+        accepting = true
+        lock.unlock()
         let thread = Thread { [self] in
+            defer { Glibc.close(fd) }
             while true {
                 let c = accept(fd, nil, nil)
                 if c < 0 {
@@ -260,16 +292,19 @@ public final class ControlServer: @unchecked Sendable {
 
     private var isStopped: Bool { lock.lock(); defer { lock.unlock() }; return stopped }
 
-    /// Stops accepting and removes the socket file.
+    /// Stops accepting and removes the socket file. The accept thread (when
+    /// started) closes the descriptor as it exits; `shutdown` wakes it and
+    /// makes every later accept() on it fail.
     public func stop() {
         lock.lock()
         let was = stopped
         stopped = true
+        let threadCloses = accepting
         lock.unlock()
         if was { return }
         unlink(path)
         Glibc.shutdown(fd, Int32(SHUT_RDWR))   // wakes the blocked accept()
-        Glibc.close(fd)
+        if !threadCloses { Glibc.close(fd) }
     }
 }
 

@@ -19,10 +19,12 @@ final class WallTimer: @unchecked Sendable {
         fd = cairn_timerfd_create()
         guard fd >= 0 else { throw CairnError(.internal, "timerfd_create failed: \(errnoString())") }
         let fd = self.fd
+        // The thread owns the descriptor's lifetime: it closes it when it
+        // exits, so a read never lands on a number another thread reused.
         let thread = Thread { [self] in
             while true {
                 let rc = cairn_timerfd_wait(fd)
-                if self.isStopped { return }
+                if self.isStopped { close(fd); return }
                 switch rc {
                 case 1: onEvent(.fired)
                 case 0: onEvent(.clockChanged)
@@ -39,6 +41,8 @@ final class WallTimer: @unchecked Sendable {
 
     /// Wakes at `date` (nil: never). Re-arming replaces the previous instant.
     func arm(at date: Date?) {
+        lock.lock(); defer { lock.unlock() }   // never arms a closed (and maybe reused) descriptor
+        if stopped { return }
         guard let date else { _ = cairn_timerfd_arm(fd, 0, 0); return }
         // An instant in the past fires at once; never pass 0 (that disarms).
         let t = max(date.timeIntervalSince1970, 1)
@@ -46,15 +50,12 @@ final class WallTimer: @unchecked Sendable {
         _ = cairn_timerfd_arm(fd, Int64(sec), Int64((t - sec) * 1e9))
     }
 
-    /// Stops the thread (it wakes at once and exits) and closes the timer.
+    /// Stops the thread: the timer fires at once, the thread wakes, sees
+    /// `stopped` and closes the descriptor as it exits.
     func stop() {
-        lock.lock()
-        let was = stopped
+        lock.lock(); defer { lock.unlock() }
+        guard !stopped else { return }
         stopped = true
-        lock.unlock()
-        guard !was else { return }
         _ = cairn_timerfd_arm(fd, 1, 0)
-        // The thread exits after its read returns; give it the fd until then.
-        DispatchQueue.global().asyncAfter(deadline: .now() + 1) { [fd] in close(fd) }
     }
 }

@@ -125,6 +125,33 @@ func waitUntil(_ timeout: Double, _ condition: () -> Bool) async -> Bool {
         #expect(reply.type == "refused" && reply.error?.contains("malformed") == true)
     }
 
+    /// A server stopped while its accept thread is busy must never touch a
+    /// descriptor number reused by a server opened after it: a stopped
+    /// server's thread once accepted (and dropped) the next server's client on
+    /// the reused number (seen in a full test run: a client's first send failed).
+    @Test func aStoppedServerNeverTakesTheNextServersClients() async throws {
+        for i in 0..<500 {
+            let old = try ControlServer(path: tempPath())
+            old.start { _, _ in }
+            // A connection wakes the old server's accept thread: stop() lands
+            // while it is between accept() calls.
+            let c = try ControlClient.connectIfRunning(path: old.path)
+            old.stop()
+            c?.close()
+            let next = try ControlServer(path: tempPath())   // likely gets the old number
+            next.start(firstMessageTimeout: 600) { request, conn in
+                await conn.send(ControlMessage(type: "echo", job: request.job))
+            }
+            let client = try #require(try ControlClient.connectIfRunning(path: next.path))
+            let sent = await client.send(ControlMessage(op: "status", job: "j\(i)"))
+            let echo = try await client.receive()
+            client.close()
+            next.stop()
+            #expect(sent && echo?.job == "j\(i)", "connection \(i) was dropped")
+            if echo == nil { break }
+        }
+    }
+
     @Test func aTooLongPathIsAConfigError() {
         let long = "/tmp/" + String(repeating: "x", count: 120) + "/cairn.sock"
         #expect(throws: CairnError.self) { _ = try ControlServer(path: long) }
