@@ -308,46 +308,52 @@ public struct MigrateJob: Sendable {
     /// upload that already have an object of the same size there.
     public func plan() async throws -> MigratePlan {
         let walker = TreeWalker(root: spec.source, keyPrefixBytes: keyPrefix.utf8.count, exclude: try excludeFilter())
-        let walked = try await runBlockingCancellable { flag in try walker.walk(cancel: flag) }
+        let cursor = try await runBlocking { try walker.start() }
         let path = CheckpointStore.path(stateDir: stateDir, job: name)
-        let rows: [String: CheckpointFile] = FileManager.default.fileExists(atPath: path)
-            ? try await runBlocking { try CheckpointStore(path: path).allFiles() } : [:]
+        let checkpoint = FileManager.default.fileExists(atPath: path) ? try await runBlocking { try CheckpointStore(path: path) } : nil
         var plan = MigratePlan()
-        plan.filesSeen = walked.files.count
-        plan.excludedFiles = walked.excludedFiles
-        plan.excludedDirectories = walked.excludedDirectories
-        for i in walked.issues {
-            let issue = MigrateFileIssue(path: i.path, reason: i.reason)
-            if i.kind == .skipped { plan.skipped.append(issue) } else { plan.failed.append(issue) }
-        }
-        var upload: [WalkedFile] = []
-        for f in walked.files {
-            let row = rows[f.path]
-            if isUnchanged(f, row) {
-                plan.unchanged += 1; plan.unchangedBytes += f.size
-                continue
-            }
-            upload.append(f)
-            if f.size >= spec.multipartThreshold { plan.multipartFiles += 1 }
-            if let r = row, r.key == keyPrefix + f.path {
-                if r.state == .done { plan.changedFiles += 1; plan.changedBytes += f.size } else { plan.retryFiles += 1; plan.retryBytes += f.size }
-            } else {
-                plan.newFiles += 1; plan.newBytes += f.size
-            }
-        }
-        if !upload.isEmpty {
-            do {
-                var sizes: [String: Int64] = [:]
-                for o in try await store.list(prefix: keyPrefix) { sizes[o.key] = o.size }
-                for f in upload where sizes[keyPrefix + f.path] == f.size {
+        // the destination is listed (once) when the first file to upload is found
+        var sizes: [String: Int64]?
+        while true {
+            let batch = try await runBlockingCancellable { flag in try cursor.next(max: 1000, cancel: flag) }
+            if batch.isEmpty { break }
+            let paths = batch.map(\.path)
+            let rows = try await runBlocking { try checkpoint?.files(paths: paths) ?? [:] }
+            plan.filesSeen += batch.count
+            for f in batch {
+                let row = rows[f.path]
+                if isUnchanged(f, row) {
+                    plan.unchanged += 1; plan.unchangedBytes += f.size
+                    continue
+                }
+                if f.size >= spec.multipartThreshold { plan.multipartFiles += 1 }
+                if let r = row, r.key == keyPrefix + f.path {
+                    if r.state == .done { plan.changedFiles += 1; plan.changedBytes += f.size } else { plan.retryFiles += 1; plan.retryBytes += f.size }
+                } else {
+                    plan.newFiles += 1; plan.newBytes += f.size
+                }
+                if sizes == nil && plan.destinationError == nil {
+                    do {
+                        var listed: [String: Int64] = [:]
+                        for o in try await store.list(prefix: keyPrefix) { listed[o.key] = o.size }
+                        sizes = listed
+                        plan.destinationChecked = true
+                    } catch is CancellationError {
+                        throw CancellationError()
+                    } catch {
+                        plan.destinationError = "\(error)"
+                    }
+                }
+                if let sizes, sizes[keyPrefix + f.path] == f.size {
                     plan.presentSameSize += 1; plan.presentSameSizeBytes += f.size
                 }
-                plan.destinationChecked = true
-            } catch is CancellationError {
-                throw CancellationError()
-            } catch {
-                plan.destinationError = "\(error)"
             }
+        }
+        plan.excludedFiles = cursor.excludedFiles
+        plan.excludedDirectories = cursor.excludedDirectories
+        for i in cursor.issues {
+            let issue = MigrateFileIssue(path: i.path, reason: i.reason)
+            if i.kind == .skipped { plan.skipped.append(issue) } else { plan.failed.append(issue) }
         }
         return plan
     }
