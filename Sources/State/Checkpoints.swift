@@ -158,6 +158,48 @@ public final class CheckpointStore: Sendable {
         }
     }
 
+    /// The rows of these paths (those that have one), in one read transaction:
+    /// a migration looks its files up a batch at a time, so the checkpoint is
+    /// never held in memory whole.
+    public func files(paths: [String]) throws -> [String: CheckpointFile] {
+        try wrap("read the checkpoint") {
+            try db.read { db in
+                var out: [String: CheckpointFile] = [:]
+                let statement = try db.cachedStatement(sql: "SELECT * FROM files WHERE path = ?")
+                for p in paths {
+                    if let row = try Row.fetchOne(statement, arguments: [p]) { out[p] = Self.file(row) }
+                }
+                return out
+            }
+        }
+    }
+
+    /// Calls `body` with each row in a state, ordered by path (UTF-8 byte
+    /// order), from a cursor: one row in memory at a time. The read
+    /// transaction lasts until the last row; `body` must not use this store.
+    public func forEachFile(in state: CheckpointFile.State, _ body: (CheckpointFile) throws -> Void) throws {
+        try wrap("read the checkpoint") {
+            try db.read { db in
+                let rows = try Row.fetchCursor(db, sql: "SELECT * FROM files WHERE state = ? ORDER BY path", arguments: [state.rawValue])
+                while let row = try rows.next() { try body(Self.file(row)) }
+            }
+        }
+    }
+
+    /// The multipart upload ids the rows refer to (files being uploaded or failed mid-upload).
+    public func uploadIds() throws -> Set<String> {
+        try wrap("read the checkpoint") {
+            try db.read { db in Set(try String.fetchAll(db, sql: "SELECT upload_id FROM files WHERE upload_id IS NOT NULL")) }
+        }
+    }
+
+    /// Whether any row records this object key.
+    public func hasKey(_ key: String) throws -> Bool {
+        try wrap("read the checkpoint") {
+            try db.read { db in try Bool.fetchOne(db, sql: "SELECT 1 FROM files WHERE key = ? LIMIT 1", arguments: [key]) ?? false }
+        }
+    }
+
     /// Rows in a state, ordered by path.
     public func files(in state: CheckpointFile.State) throws -> [CheckpointFile] {
         try wrap("read the checkpoint") {

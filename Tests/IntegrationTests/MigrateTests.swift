@@ -192,11 +192,16 @@ extension ProxyControl {
         #expect(verify.status == 0, "\(verify.stdout)\(verify.stderr)")
         #expect(verify.stdout.contains("\(total) checked, \(total) ok, 0 missing, 0 different"))
         // a second run uploads nothing; cairn run works for migrate jobs too
+        let beforeAgain = try await proxy.log(pathContaining: fx.storagePrefix)
         let again = try await CLI.run(["run", "-c", fx.config, "media"])
         #expect(again.status == 0, "\(again.stderr)")
         #expect(again.stdout.contains("0 uploaded (0 B), \(total) unchanged"))
         let after = try await proxy.log(pathContaining: fx.storagePrefix)
         #expect(proxy.completedPuts(after) == puts)
+        // the checkpoint knows what was uploaded: the re-run sends no request
+        // for any object (no HEAD, no PUT; the only requests are prefix-wide ones)
+        let perObject = after.dropFirst(beforeAgain.count).map { "\($0.method) \($0.path)" }
+        #expect(perObject.isEmpty, "\(perObject.prefix(5))")
 
         // an object deleted or replaced at the destination is reported by verify
         try await store.delete(keys: ["media/odd/c++.txt"])

@@ -168,6 +168,32 @@ import Config
         #expect(r.issues.first?.reason.contains("Permission denied") == true)
     }
 
+    @Test func walkerYieldsPathsInByteOrderInBatchesAsTheWholeWalkDoes() throws {
+        let root = FileManager.default.temporaryDirectory.appendingPathComponent("cairn-order-\(UUID().uuidString)").path
+        defer { try? FileManager.default.removeItem(atPath: root) }
+        // a directory's subtree sorts as "name/": a.txt < a/b < a0 ('.' < '/' < '0')
+        let paths = ["a.txt", "a/b", "a/c/d", "a/c.x", "a0", "b/z/y/x", "b/z/y.txt", "b-c", "é/1", "Z"]
+        for p in paths {
+            let url = URL(fileURLWithPath: root + "/" + p)
+            try FileManager.default.createDirectory(at: url.deletingLastPathComponent(), withIntermediateDirectories: true)
+            try Data(p.utf8).write(to: url)
+        }
+        let expected = paths.sorted { Array($0.utf8).lexicographicallyPrecedes(Array($1.utf8)) }
+        #expect(try TreeWalker(root: root).walk().files.map(\.path) == expected)
+        for max in [1, 3] {
+            let cursor = try TreeWalker(root: root).start()
+            var seen: [String] = []
+            while true {
+                let batch = try cursor.next(max: max)
+                if batch.isEmpty { break }
+                #expect(batch.count <= max)
+                seen += batch.map(\.path)
+            }
+            #expect(seen == expected, "batches of \(max)")
+            #expect(cursor.filesSeen == paths.count)
+        }
+    }
+
     @Test func mappingURLsFollowTheStorageAddressing() {
         let creds = StaticCredentialsProvider(AWSCredentials(accessKeyId: "a", secretAccessKey: "b"))
         let pathStyle = S3Store(config: S3Configuration(bucket: "b", prefix: "cairn", endpoint: "http://127.0.0.1:9000"), credentials: creds)

@@ -4,16 +4,20 @@
 byte-relay.py LISTEN_PORT UPSTREAM_HOST UPSTREAM_PORT COUNT_FILE: forwards
 every connection unchanged (the Host header the client signed reaches the
 server as sent) and writes the running total of client-to-server bytes to
-COUNT_FILE every 0.1 s. Used by scripts/bench/migrate to measure what each
+COUNT_FILE every 0.1 s, and the number of HTTP requests (request lines seen
+in the client-to-server stream) to COUNT_FILE.requests. Used by scripts/bench/migrate to measure what each
 tool sends, whatever its checksum headers (the strict proxy refuses awscli's
 parts without Content-MD5).
 """
-import asyncio, os, sys
+import asyncio, os, re, sys
 
 total = 0
+requests = 0
+REQUEST_LINE = re.compile(rb"(?:GET|PUT|POST|HEAD|DELETE) /[^ \r\n]* HTTP/1\.1\r\n")
 
 async def pipe(reader, writer, count):
-    global total
+    global total, requests
+    tail = b""   # a request line split between two reads is counted once
     try:
         while True:
             data = await reader.read(1 << 16)
@@ -21,6 +25,9 @@ async def pipe(reader, writer, count):
                 break
             if count:
                 total += len(data)
+                buf = tail + data
+                requests += sum(1 for m in REQUEST_LINE.finditer(buf) if m.end() > len(tail))
+                tail = buf[-2200:]
             writer.write(data)
             await writer.drain()
     except (ConnectionError, asyncio.CancelledError):
@@ -45,6 +52,9 @@ async def report(path):
         with open(tmp, "w") as f:
             f.write(f"{total}\n")
         os.replace(tmp, path)
+        with open(tmp, "w") as f:
+            f.write(f"{requests}\n")
+        os.replace(tmp, path + ".requests")
         await asyncio.sleep(0.1)
 
 async def main():

@@ -61,25 +61,84 @@ public enum MappingFile {
         return out
     }
 
+    public static func entry(_ r: CheckpointFile, store: any ObjectStore) -> MappingEntry {
+        let loc = location(store: store, key: r.key)
+        return MappingEntry(path: r.path, key: loc.key, size: r.size, sha256: r.sha256 ?? "",
+                            content_type: r.contentType ?? MimeTypes.fallback, url: loc.url)
+    }
+
     /// Blocking: writes `data` to `path` atomically (mode 0600; a missing
     /// directory is made 0700). A failure carries a `StateWriteFailure` (errno) as its cause.
     public static func write(_ data: Data, to path: String) throws {
+        let w = try AtomicWriter(path)
+        do { try w.write(data) } catch { w.discard(); throw error }
+        try w.commit()
+    }
+
+    /// Blocking: writes the entries `produce` gives, one JSON line each, to
+    /// `path` atomically, a buffer at a time (memory does not grow with the
+    /// number of entries). Returns the number of entries.
+    public static func write(to path: String, entries produce: ((MappingEntry) throws -> Void) throws -> Void) throws -> Int {
+        let enc = JSONEncoder()
+        enc.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
+        let w = try AtomicWriter(path)
+        var n = 0
+        var buf = Data()
+        do {
+            try produce { e in
+                buf.append(try enc.encode(e))
+                buf.append(0x0A)
+                n += 1
+                if buf.count >= 1 << 20 { try w.write(buf); buf.removeAll(keepingCapacity: true) }
+            }
+            if !buf.isEmpty { try w.write(buf) }
+        } catch {
+            w.discard()
+            throw error
+        }
+        try w.commit()
+        return n
+    }
+
+    /// A temporary file next to `path`, renamed over it once complete and synced.
+    private final class AtomicWriter {
+        let path: String, tmp: String
+        var fd: Int32
+
         func failed(_ what: String, _ e: Int32) -> CairnError {
             CairnError(.io, "cannot \(what) mapping file \(path): \(errnoString(e))", cause: StateWriteFailure(errno: e, detail: errnoString(e)))
         }
-        let dir = (path as NSString).deletingLastPathComponent
-        if !dir.isEmpty { try? PrivateFiles.createDirectory(dir) }
-        let tmp = (dir.isEmpty ? "." : dir) + "/." + (path as NSString).lastPathComponent + ".tmp-\(getpid())"
-        let fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o600)
-        guard fd >= 0 else { throw failed("create", errno) }
-        var e = writeFully(fd, data)
-        if e == 0 && fsync(fd) != 0 { e = errno }
-        close(fd)
-        if e != 0 { unlink(tmp); throw failed("write", e) }
-        guard rename(tmp, path) == 0 else {
-            let e = errno
+
+        init(_ path: String) throws {
+            self.path = path
+            let dir = (path as NSString).deletingLastPathComponent
+            if !dir.isEmpty { try? PrivateFiles.createDirectory(dir) }
+            tmp = (dir.isEmpty ? "." : dir) + "/." + (path as NSString).lastPathComponent + ".tmp-\(getpid())"
+            fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o600)
+            guard fd >= 0 else { throw CairnError(.io, "cannot create mapping file \(path): \(errnoString(errno))", cause: StateWriteFailure(errno: errno, detail: errnoString(errno))) }
+        }
+
+        func write(_ data: Data) throws {
+            let e = writeFully(fd, data)
+            if e != 0 { throw failed("write", e) }
+        }
+
+        func discard() {
+            if fd >= 0 { close(fd); fd = -1 }
             unlink(tmp)
-            throw failed("rename a temporary file to the", e)
+        }
+
+        func commit() throws {
+            var e: Int32 = 0
+            if fsync(fd) != 0 { e = errno }
+            close(fd)
+            fd = -1
+            if e != 0 { unlink(tmp); throw failed("write", e) }
+            guard rename(tmp, path) == 0 else {
+                let e = errno
+                unlink(tmp)
+                throw failed("rename a temporary file to the", e)
+            }
         }
     }
 }

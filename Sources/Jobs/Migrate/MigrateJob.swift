@@ -110,45 +110,34 @@ public struct MigrateJob: Sendable {
         let stateDir = self.stateDir, name = self.name
         let checkpoint = try await runBlocking { try CheckpointStore(stateDir: stateDir, job: name) }
         progress.setPhase("walking \(spec.source)")
+        // The tree is walked and looked up in the checkpoint a batch at a time
+        // while the uploads go: memory does not grow with the number of files.
         let walker = TreeWalker(root: spec.source, keyPrefixBytes: keyPrefix.utf8.count, exclude: try excludeFilter())
-        let walked = try await runBlockingCancellable { flag in try walker.walk(cancel: flag) }
-        let rows = try await runBlocking { try checkpoint.allFiles() }
-        report.filesSeen = walked.files.count
-        report.excludedFiles = walked.excludedFiles
-        report.excludedDirectories = walked.excludedDirectories
-        for i in walked.issues {
-            let issue = MigrateFileIssue(path: i.path, reason: i.reason)
-            if i.kind == .skipped { report.skipped.append(issue) } else { report.failed.append(issue) }
-        }
-        var work: [WalkedFile] = []
-        for f in walked.files {
-            if isUnchanged(f, rows[f.path]) {
-                report.unchanged += 1
-                report.unchangedBytes += f.size
-            } else {
-                work.append(f)
-            }
-        }
-        logger.info("migration planned", metadata: ["job": "\(name)", "files": "\(walked.files.count)", "to_upload": "\(work.count)"])
-
-        var existing: [String: ObjectInfo] = [:]
-        if !work.isEmpty {
+        let cursor = try await runBlocking { try walker.start() }
+        progress.begin(files: 0, bytes: 0)
+        let batchSize = 1000
+        // The destination is listed (one LIST per 1,000 keys) only once a file
+        // needs uploading: a run with nothing to do sends no request for its files.
+        var ctx: RunContext?
+        func context() async throws -> RunContext {
+            if let ctx { return ctx }
             progress.setPhase("listing \(destination)")
-            for o in try await store.list(prefix: keyPrefix) { existing[o.key] = o }
+            var existing: [String: Int64] = [:]
+            for o in try await store.list(prefix: keyPrefix) { existing[o.key] = o.size }
+            progress.setPhase("uploading")
+            let c = RunContext(job: self, root: cursor.root, checkpoint: checkpoint, existing: existing,
+                               limiter: bandwidthLimit.map { BandwidthLimiter(bytesPerSecond: $0) })
+            ctx = c
+            return c
         }
-        progress.begin(files: work.count, bytes: work.reduce(0) { $0 + $1.size })
-
-        let ctx = RunContext(job: self, root: walked.root, checkpoint: checkpoint, existing: existing,
-                             limiter: bandwidthLimit.map { BandwidthLimiter(bytesPerSecond: $0) })
+        var toUpload = 0
         var failureCodes = Set<ErrorCode>()
-        for _ in report.failed { failureCodes.insert(.io) }
         let breakerLimit = max(10, 2 * concurrency)
         var consecutiveRemote = 0
         var fatal: CairnError?
         var stateError: CairnError?
         var notStarted = 0
         try await withThrowingTaskGroup(of: FileOutcome.self) { group in
-            var index = 0
             var active = 0
             func collect(_ o: FileOutcome) {
                 switch o {
@@ -195,19 +184,44 @@ public struct MigrateJob: Sendable {
                     }
                 }
             }
-            while index < work.count, fatal == nil, stateError == nil {
-                let f = work[index]
-                index += 1
-                group.addTask { try await ctx.process(f, row: rows[f.path]) }
-                active += 1
-                if active >= concurrency, let o = try await group.next() {
-                    active -= 1
-                    collect(o)
+            // After a state failure the walk goes on (no file is started) to count what was not started.
+            while fatal == nil {
+                let batch = try await runBlockingCancellable { flag in try cursor.next(max: batchSize, cancel: flag) }
+                if batch.isEmpty { break }
+                let paths = batch.map(\.path)
+                let rows = try await runBlocking { try checkpoint.files(paths: paths) }
+                report.filesSeen += batch.count
+                for f in batch {
+                    let row = rows[f.path]
+                    if isUnchanged(f, row) {
+                        report.unchanged += 1
+                        report.unchangedBytes += f.size
+                        continue
+                    }
+                    if fatal != nil { break }
+                    if stateError != nil { notStarted += 1; continue }
+                    let c = try await context()
+                    toUpload += 1
+                    progress.planned(files: 1, bytes: f.size)
+                    group.addTask { try await c.process(f, row: row) }
+                    active += 1
+                    if active >= concurrency, let o = try await group.next() {
+                        active -= 1
+                        collect(o)
+                    }
                 }
             }
-            notStarted += work.count - index
             while let o = try await group.next() { collect(o) }
         }
+        // the walk's problems, found along the way, come first in the report
+        let walkIssues = cursor.issues
+        report.excludedFiles = cursor.excludedFiles
+        report.excludedDirectories = cursor.excludedDirectories
+        report.skipped.insert(contentsOf: walkIssues.filter { $0.kind == .skipped }.map { MigrateFileIssue(path: $0.path, reason: $0.reason) }, at: 0)
+        let walkFailures = walkIssues.filter { $0.kind == .failed }.map { MigrateFileIssue(path: $0.path, reason: $0.reason) }
+        report.failed.insert(contentsOf: walkFailures, at: 0)
+        if !walkFailures.isEmpty { failureCodes.insert(.io) }
+        logger.info("migration walked", metadata: ["job": "\(name)", "files": "\(report.filesSeen)", "to_upload": "\(toUpload)"])
         try Task.checkCancellation()
         if let fatal { throw fatal }
         if let stateError {
@@ -220,12 +234,21 @@ public struct MigrateJob: Sendable {
         // of files in the source tree or the checkpoint: anything else under the
         // prefix (another job's, a backup's) is not ours to abort.
         do {
-            let rows = try await runBlocking { try checkpoint.allFiles() }
-            let referenced = Set(rows.values.compactMap(\.uploadId))
-            let ours = Set(rows.values.map(\.key)).union(walked.files.map { Self.objectKey(prefix: spec.prefix, path: $0.path) })
-            for u in try await store.listMultipartUploads(prefix: keyPrefix) where ours.contains(u.key) && !referenced.contains(u.uploadId) {
-                try await store.abortMultipartUpload(key: u.key, uploadId: u.uploadId)
-                report.abortedStaleUploads += 1
+            let uploads = try await store.listMultipartUploads(prefix: keyPrefix)
+            if !uploads.isEmpty {
+                let referenced = try await runBlocking { try checkpoint.uploadIds() }
+                let prefix = keyPrefix, root = cursor.root
+                for u in uploads where !referenced.contains(u.uploadId) {
+                    // ours: a key a row records, or the key of a file in the source (looked up beneath the root, no symlink followed)
+                    let ours = try await runBlocking {
+                        if try checkpoint.hasKey(u.key) { return true }
+                        guard u.key.hasPrefix(prefix) else { return false }
+                        return Self.sourceHasEntry(root: root, path: String(u.key.dropFirst(prefix.count)))
+                    }
+                    guard ours else { continue }
+                    try await store.abortMultipartUpload(key: u.key, uploadId: u.uploadId)
+                    report.abortedStaleUploads += 1
+                }
             }
         } catch is CancellationError {
             throw CancellationError()
@@ -253,9 +276,9 @@ public struct MigrateJob: Sendable {
     private func writeMapping(_ checkpoint: CheckpointStore, into report: inout MigrateReport) async throws {
         let store = self.store, path = mappingFile
         let count = try await runBlocking {
-            let entries = MappingFile.entries(try checkpoint.files(in: .done), store: store)
-            try MappingFile.write(try MappingFile.encode(entries), to: path)
-            return entries.count
+            try MappingFile.write(to: path) { emit in
+                try checkpoint.forEachFile(in: .done) { r in try emit(MappingFile.entry(r, store: store)) }
+            }
         }
         report.mappingFile = path
         report.mappingEntries = count
@@ -285,46 +308,52 @@ public struct MigrateJob: Sendable {
     /// upload that already have an object of the same size there.
     public func plan() async throws -> MigratePlan {
         let walker = TreeWalker(root: spec.source, keyPrefixBytes: keyPrefix.utf8.count, exclude: try excludeFilter())
-        let walked = try await runBlockingCancellable { flag in try walker.walk(cancel: flag) }
+        let cursor = try await runBlocking { try walker.start() }
         let path = CheckpointStore.path(stateDir: stateDir, job: name)
-        let rows: [String: CheckpointFile] = FileManager.default.fileExists(atPath: path)
-            ? try await runBlocking { try CheckpointStore(path: path).allFiles() } : [:]
+        let checkpoint = FileManager.default.fileExists(atPath: path) ? try await runBlocking { try CheckpointStore(path: path) } : nil
         var plan = MigratePlan()
-        plan.filesSeen = walked.files.count
-        plan.excludedFiles = walked.excludedFiles
-        plan.excludedDirectories = walked.excludedDirectories
-        for i in walked.issues {
-            let issue = MigrateFileIssue(path: i.path, reason: i.reason)
-            if i.kind == .skipped { plan.skipped.append(issue) } else { plan.failed.append(issue) }
-        }
-        var upload: [WalkedFile] = []
-        for f in walked.files {
-            let row = rows[f.path]
-            if isUnchanged(f, row) {
-                plan.unchanged += 1; plan.unchangedBytes += f.size
-                continue
-            }
-            upload.append(f)
-            if f.size >= spec.multipartThreshold { plan.multipartFiles += 1 }
-            if let r = row, r.key == keyPrefix + f.path {
-                if r.state == .done { plan.changedFiles += 1; plan.changedBytes += f.size } else { plan.retryFiles += 1; plan.retryBytes += f.size }
-            } else {
-                plan.newFiles += 1; plan.newBytes += f.size
-            }
-        }
-        if !upload.isEmpty {
-            do {
-                var sizes: [String: Int64] = [:]
-                for o in try await store.list(prefix: keyPrefix) { sizes[o.key] = o.size }
-                for f in upload where sizes[keyPrefix + f.path] == f.size {
+        // the destination is listed (once) when the first file to upload is found
+        var sizes: [String: Int64]?
+        while true {
+            let batch = try await runBlockingCancellable { flag in try cursor.next(max: 1000, cancel: flag) }
+            if batch.isEmpty { break }
+            let paths = batch.map(\.path)
+            let rows = try await runBlocking { try checkpoint?.files(paths: paths) ?? [:] }
+            plan.filesSeen += batch.count
+            for f in batch {
+                let row = rows[f.path]
+                if isUnchanged(f, row) {
+                    plan.unchanged += 1; plan.unchangedBytes += f.size
+                    continue
+                }
+                if f.size >= spec.multipartThreshold { plan.multipartFiles += 1 }
+                if let r = row, r.key == keyPrefix + f.path {
+                    if r.state == .done { plan.changedFiles += 1; plan.changedBytes += f.size } else { plan.retryFiles += 1; plan.retryBytes += f.size }
+                } else {
+                    plan.newFiles += 1; plan.newBytes += f.size
+                }
+                if sizes == nil && plan.destinationError == nil {
+                    do {
+                        var listed: [String: Int64] = [:]
+                        for o in try await store.list(prefix: keyPrefix) { listed[o.key] = o.size }
+                        sizes = listed
+                        plan.destinationChecked = true
+                    } catch is CancellationError {
+                        throw CancellationError()
+                    } catch {
+                        plan.destinationError = "\(error)"
+                    }
+                }
+                if let sizes, sizes[keyPrefix + f.path] == f.size {
                     plan.presentSameSize += 1; plan.presentSameSizeBytes += f.size
                 }
-                plan.destinationChecked = true
-            } catch is CancellationError {
-                throw CancellationError()
-            } catch {
-                plan.destinationError = "\(error)"
             }
+        }
+        plan.excludedFiles = cursor.excludedFiles
+        plan.excludedDirectories = cursor.excludedDirectories
+        for i in cursor.issues {
+            let issue = MigrateFileIssue(path: i.path, reason: i.reason)
+            if i.kind == .skipped { plan.skipped.append(issue) } else { plan.failed.append(issue) }
         }
         return plan
     }
@@ -407,6 +436,18 @@ public struct MigrateJob: Sendable {
 
     // MARK: helpers
 
+    /// Blocking: whether `path` (relative, `/`-separated) names an entry in the
+    /// source, looked up beneath the root's descriptor without following a symlink.
+    static func sourceHasEntry(root: OpenFile, path: String) -> Bool {
+        var components = Beneath.components(Array(path.utf8))
+        guard let name = components.popLast() else { return false }
+        guard let dir = try? Beneath.openDirectory(root.fd, components) else { return false }
+        var st = stat()
+        return (name + [0]).withUnsafeBufferPointer { p in
+            p.withMemoryRebound(to: CChar.self) { fstatat(dir.fd, $0.baseAddress!, &st, AT_SYMLINK_NOFOLLOW) }
+        } == 0
+    }
+
     static func unquoted(_ etag: String) -> String {
         var s = Substring(etag)
         if s.hasPrefix("W/") { s = s.dropFirst(2) }
@@ -452,13 +493,14 @@ final class RunContext: Sendable {
     /// The source root as the walk opened it: every file is opened beneath it.
     let root: OpenFile
     let checkpoint: CheckpointStore
-    let existing: [String: ObjectInfo]
+    /// Sizes of the objects under the prefix when the run began (key to size).
+    let existing: [String: Int64]
     let limiter: BandwidthLimiter?
     let slots: TransferSlots
     /// Set when the state cannot be written: files not yet started are not started.
     let stop = CancellationFlag()
 
-    init(job: MigrateJob, root: OpenFile, checkpoint: CheckpointStore, existing: [String: ObjectInfo], limiter: BandwidthLimiter?) {
+    init(job: MigrateJob, root: OpenFile, checkpoint: CheckpointStore, existing: [String: Int64], limiter: BandwidthLimiter?) {
         self.job = job
         self.root = root
         self.checkpoint = checkpoint
@@ -561,7 +603,7 @@ final class RunContext: Sendable {
 
     /// HEADs `key` if the listing has an object of this size there.
     private func present(_ key: String, size: Int64, sha256: String, md5: String?) async throws -> ObjectInfo? {
-        guard let listed = existing[key], listed.size == size else { return nil }
+        guard let listed = existing[key], listed == size else { return nil }
         guard let info = try await store.head(key: key),
               MigrateJob.matches(info, size: size, sha256: sha256, md5: md5) else { return nil }
         return info

@@ -42,6 +42,8 @@ public final class MigrateProgress: @unchecked Sendable {
         _phase = "uploading"; _totalFiles = files; _totalBytes = bytes; transferStarted = .now
         lock.unlock()
     }
+    /// Files found to upload while the walk goes on: the totals grow with them.
+    func planned(files: Int, bytes: Int64) { lock.lock(); _totalFiles += files; _totalBytes += bytes; lock.unlock() }
     /// Bytes sent (a part or a whole small file).
     func sent(_ n: Int64) { lock.lock(); _uploadedBytes += n; _doneBytes += n; lock.unlock() }
     /// A file is finished; `unsentBytes` are its bytes that were not sent (found present, resumed parts, failed).

@@ -65,14 +65,29 @@ public struct TreeWalker: Sendable {
         self.exclude = exclude
     }
 
-    /// Blocking: call through `runBlocking`.
+    /// Blocking: call through `runBlocking`. The whole tree at once (tests,
+    /// small trees); a migration reads it in batches with `start()`.
+    public func walk(cancel: CancellationFlag? = nil) throws -> WalkResult {
+        let cursor = try start()
+        var files: [WalkedFile] = []
+        while true {
+            let batch = try cursor.next(max: 4096, cancel: cancel)
+            if batch.isEmpty { break }
+            files.append(contentsOf: batch)
+        }
+        return WalkResult(files: files, root: cursor.root, issues: cursor.issues,
+                          excludedFiles: cursor.excludedFiles, excludedDirectories: cursor.excludedDirectories)
+    }
+
+    /// Blocking: opens the root and returns a cursor that yields the files in
+    /// lexical (UTF-8 byte) order of their paths, a batch at a time.
     ///
     /// The root is opened once (a symlink as the root itself is followed, as
     /// configured); below it every directory is opened relative to its
     /// parent's descriptor with `O_NOFOLLOW | O_DIRECTORY` and every entry is
     /// looked at with `fstatat(AT_SYMLINK_NOFOLLOW)`, so nothing is reached
     /// through a symlink. At most the descriptors of one directory path are open.
-    public func walk(cancel: CancellationFlag? = nil) throws -> WalkResult {
+    public func start() throws -> TreeCursor {
         let rootFD = open(root, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
         guard rootFD >= 0 else {
             let e = errno
@@ -83,81 +98,81 @@ public struct TreeWalker: Sendable {
         guard let realRootC = realpath(root, nil) else { throw CairnError(.io, "migration source \(PathText.escape(root)): \(errnoString())", cause: SyscallError(errno)) }
         let realRoot = String(cString: realRootC)
         free(realRootC)
+        return TreeCursor(walker: self, root: rootFile, realRoot: realRoot)
+    }
 
-        var files: [(bytes: [UInt8], file: WalkedFile)] = []
-        var issues: [WalkIssue] = []
-        var excludedFiles = 0, excludedDirectories = 0
-        // depth-first over directories; relative paths as raw bytes
-        var stack: [[UInt8]] = [[]]
-        while let rel = stack.popLast() {
-            if cancel?.isSet == true { throw CancellationError() }
-            let dir: OpenFile
-            let names: [[UInt8]]
-            do {
-                dir = try Beneath.openDirectory(rootFile.fd, Beneath.components(rel))
-                names = try Self.readDirectory(dir.fd)
-            } catch let e as SyscallError {
-                if e.code == ENOENT && !rel.isEmpty { continue }   // vanished while walking
-                let why = e.code == ELOOP || e.code == ENOTDIR
-                    ? "replaced by a symlink or a file during the walk: not followed" : "cannot read directory: \(e)"
-                issues.append(WalkIssue(path: rel.isEmpty ? "." : PathText.escape(rel) + "/", kind: .failed, reason: why))
+    /// The entries of one directory, looked at and sorted so that a
+    /// depth-first walk yields full paths in byte order: a directory sorts as
+    /// `name/`, so its whole subtree comes where its paths belong
+    /// (`a.txt` < `a/b` < `a0`). Files are listed with their `WalkedFile`;
+    /// problems go to `issues`.
+    func readEntries(_ rel: [UInt8], rootFD: Int32, realRoot: String, into cursor: TreeCursor) -> [TreeCursor.Entry] {
+        let dir: OpenFile
+        let names: [[UInt8]]
+        do {
+            dir = try Beneath.openDirectory(rootFD, Beneath.components(rel))
+            names = try Self.readDirectory(dir.fd)
+        } catch let e as SyscallError {
+            if e.code == ENOENT && !rel.isEmpty { return [] }   // vanished while walking
+            let why = e.code == ELOOP || e.code == ENOTDIR
+                ? "replaced by a symlink or a file during the walk: not followed" : "cannot read directory: \(e)"
+            cursor.issues.append(WalkIssue(path: rel.isEmpty ? "." : PathText.escape(rel) + "/", kind: .failed, reason: why))
+            return []
+        } catch {
+            cursor.issues.append(WalkIssue(path: rel.isEmpty ? "." : PathText.escape(rel) + "/", kind: .failed, reason: "cannot read directory: \(error)"))
+            return []
+        }
+        var entries: [TreeCursor.Entry] = []
+        for name in names {
+            let relPath = rel.isEmpty ? name : rel + [UInt8(ascii: "/")] + name
+            var ls = stat()
+            let rc = (name + [0]).withUnsafeBufferPointer { p in
+                p.withMemoryRebound(to: CChar.self) { fstatat(dir.fd, $0.baseAddress!, &ls, AT_SYMLINK_NOFOLLOW) }
+            }
+            if rc != 0 {
+                let e = errno
+                if e == ENOENT { continue }   // vanished while walking
+                cursor.issues.append(WalkIssue(path: PathText.escape(relPath), kind: .failed, reason: "cannot stat: \(errnoString(e))"))
                 continue
             }
-            var subdirs: [[UInt8]] = []
-            for name in names {
-                let relPath = rel.isEmpty ? name : rel + [UInt8(ascii: "/")] + name
-                var ls = stat()
-                let rc = (name + [0]).withUnsafeBufferPointer { p in
-                    p.withMemoryRebound(to: CChar.self) { fstatat(dir.fd, $0.baseAddress!, &ls, AT_SYMLINK_NOFOLLOW) }
-                }
-                if rc != 0 {
-                    let e = errno
-                    if e == ENOENT { continue }   // vanished while walking
-                    issues.append(WalkIssue(path: PathText.escape(relPath), kind: .failed, reason: "cannot stat: \(errnoString(e))"))
-                    continue
-                }
-                let type = ls.st_mode & S_IFMT
-                if !exclude.isEmpty, exclude.exclusion(of: String(decoding: relPath, as: UTF8.self), isDirectory: type == S_IFDIR) != nil {
-                    if type == S_IFDIR { excludedDirectories += 1 } else { excludedFiles += 1 }
-                    continue
-                }
-                if type == S_IFDIR { subdirs.append(relPath); continue }
-                guard let relString = String(validating: relPath, as: UTF8.self) else {
-                    issues.append(WalkIssue(path: PathText.escape(relPath), kind: .failed,
-                                            reason: "name is not valid UTF-8, so it cannot be an object key; rename it"))
-                    continue
-                }
-                let shown = PathText.escape(relPath)
-                switch type {
-                case S_IFREG:
-                    if let issue = keyIssue(relString) { issues.append(issue); continue }
-                    files.append((relPath, WalkedFile(path: relString, readComponents: Beneath.components(relPath),
-                                                      size: Int64(ls.st_size), mtimeNs: Self.mtimeNs(ls),
-                                                      device: UInt64(ls.st_dev), inode: UInt64(ls.st_ino))))
-                case S_IFLNK:
-                    switch resolveLink(dirFD: dir.fd, name: name, abs: root + "/" + relString, realRoot: realRoot) {
-                    case .file(let target, let tst):
-                        if let issue = keyIssue(relString) { issues.append(issue); continue }
-                        files.append((relPath, WalkedFile(path: relString, readComponents: Beneath.components(Array(target.utf8)),
-                                                          size: Int64(tst.st_size), mtimeNs: Self.mtimeNs(tst),
-                                                          device: UInt64(tst.st_dev), inode: UInt64(tst.st_ino),
-                                                          symlinkTo: target)))
-                    case .skip(let why):
-                        issues.append(WalkIssue(path: shown, kind: .skipped, reason: why))
-                    }
-                case S_IFSOCK: issues.append(WalkIssue(path: shown, kind: .skipped, reason: "socket (not a regular file)"))
-                case S_IFIFO: issues.append(WalkIssue(path: shown, kind: .skipped, reason: "FIFO (not a regular file)"))
-                case S_IFCHR: issues.append(WalkIssue(path: shown, kind: .skipped, reason: "character device (not a regular file)"))
-                case S_IFBLK: issues.append(WalkIssue(path: shown, kind: .skipped, reason: "block device (not a regular file)"))
-                default: issues.append(WalkIssue(path: shown, kind: .skipped, reason: "not a regular file"))
-                }
+            let type = ls.st_mode & S_IFMT
+            if !exclude.isEmpty, exclude.exclusion(of: String(decoding: relPath, as: UTF8.self), isDirectory: type == S_IFDIR) != nil {
+                if type == S_IFDIR { cursor.excludedDirectories += 1 } else { cursor.excludedFiles += 1 }
+                continue
             }
-            // reversed so that the stack pops them in order
-            stack.append(contentsOf: subdirs.reversed())
+            if type == S_IFDIR { entries.append(TreeCursor.Entry(sortKey: name + [UInt8(ascii: "/")], directory: relPath)); continue }
+            guard let relString = String(validating: relPath, as: UTF8.self) else {
+                cursor.issues.append(WalkIssue(path: PathText.escape(relPath), kind: .failed,
+                                               reason: "name is not valid UTF-8, so it cannot be an object key; rename it"))
+                continue
+            }
+            let shown = PathText.escape(relPath)
+            switch type {
+            case S_IFREG:
+                if let issue = keyIssue(relString) { cursor.issues.append(issue); continue }
+                entries.append(TreeCursor.Entry(sortKey: name, file: WalkedFile(
+                    path: relString, readComponents: Beneath.components(relPath), size: Int64(ls.st_size), mtimeNs: Self.mtimeNs(ls),
+                    device: UInt64(ls.st_dev), inode: UInt64(ls.st_ino))))
+            case S_IFLNK:
+                switch resolveLink(dirFD: dir.fd, name: name, abs: root + "/" + relString, realRoot: realRoot) {
+                case .file(let target, let tst):
+                    if let issue = keyIssue(relString) { cursor.issues.append(issue); continue }
+                    entries.append(TreeCursor.Entry(sortKey: name, file: WalkedFile(
+                        path: relString, readComponents: Beneath.components(Array(target.utf8)),
+                        size: Int64(tst.st_size), mtimeNs: Self.mtimeNs(tst),
+                        device: UInt64(tst.st_dev), inode: UInt64(tst.st_ino), symlinkTo: target)))
+                case .skip(let why):
+                    cursor.issues.append(WalkIssue(path: shown, kind: .skipped, reason: why))
+                }
+            case S_IFSOCK: cursor.issues.append(WalkIssue(path: shown, kind: .skipped, reason: "socket (not a regular file)"))
+            case S_IFIFO: cursor.issues.append(WalkIssue(path: shown, kind: .skipped, reason: "FIFO (not a regular file)"))
+            case S_IFCHR: cursor.issues.append(WalkIssue(path: shown, kind: .skipped, reason: "character device (not a regular file)"))
+            case S_IFBLK: cursor.issues.append(WalkIssue(path: shown, kind: .skipped, reason: "block device (not a regular file)"))
+            default: cursor.issues.append(WalkIssue(path: shown, kind: .skipped, reason: "not a regular file"))
+            }
         }
-        files.sort { $0.bytes.lexicographicallyPrecedes($1.bytes) }
-        return WalkResult(files: files.map(\.file), root: rootFile, issues: issues,
-                          excludedFiles: excludedFiles, excludedDirectories: excludedDirectories)
+        entries.sort { $0.sortKey.lexicographicallyPrecedes($1.sortKey) }
+        return entries
     }
 
     private func keyIssue(_ rel: String) -> WalkIssue? {
@@ -214,6 +229,59 @@ public struct TreeWalker: Sendable {
         if errno != 0 { throw SyscallError(errno) }
         names.sort { $0.lexicographicallyPrecedes($1) }
         return names
+    }
+}
+
+/// A walk in progress: yields the tree's files in byte order of their paths,
+/// a batch at a time, holding only the entries of the directories on the
+/// current path (memory does not grow with the number of files). Not
+/// thread-safe: one caller at a time (the run calls it from blocking threads,
+/// one call after another). Blocking.
+public final class TreeCursor: @unchecked Sendable {
+    struct Entry {
+        var sortKey: [UInt8]
+        var file: WalkedFile?
+        var directory: [UInt8]?
+        init(sortKey: [UInt8], file: WalkedFile) { self.sortKey = sortKey; self.file = file }
+        init(sortKey: [UInt8], directory: [UInt8]) { self.sortKey = sortKey; self.directory = directory }
+    }
+    let walker: TreeWalker
+    /// The source root as opened by the walk: every file is opened beneath it.
+    public let root: OpenFile
+    let realRoot: String
+    /// Each directory on the current path: its entries not yet yielded, in order (reversed: the next is last).
+    private var frames: [[Entry]] = []
+    private var started = false
+    /// Problems found so far (complete once `next` returned an empty batch).
+    public internal(set) var issues: [WalkIssue] = []
+    public internal(set) var excludedFiles = 0
+    public internal(set) var excludedDirectories = 0
+    /// Files yielded so far.
+    public private(set) var filesSeen = 0
+
+    init(walker: TreeWalker, root: OpenFile, realRoot: String) {
+        self.walker = walker
+        self.root = root
+        self.realRoot = realRoot
+    }
+
+    /// The next files (at most `max`, at least one unless the walk is over).
+    public func next(max: Int, cancel: CancellationFlag? = nil) throws -> [WalkedFile] {
+        if !started {
+            started = true
+            frames = [walker.readEntries([], rootFD: root.fd, realRoot: realRoot, into: self).reversed()]
+        }
+        var out: [WalkedFile] = []
+        while out.count < max, !frames.isEmpty {
+            guard let e = frames[frames.count - 1].popLast() else { frames.removeLast(); continue }
+            if let f = e.file { out.append(f); continue }
+            if let d = e.directory {
+                if cancel?.isSet == true { throw CancellationError() }
+                frames.append(walker.readEntries(d, rootFD: root.fd, realRoot: realRoot, into: self).reversed())
+            }
+        }
+        filesSeen += out.count
+        return out
     }
 }
 
