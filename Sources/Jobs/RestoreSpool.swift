@@ -6,10 +6,10 @@ import Foundation
 /// downloads, and removed by `remove()` (the caller's `defer`) whatever happens.
 ///
 /// It is scratch, read back at once by pg_restore and then deleted: it is not
-/// fsync'ed (pg_restore reads it from the page cache; syncing half a
-/// gigabyte only to delete it cost seconds of disk writes), and it is
-/// written in place under a name of its own (O_EXCL), not through a
-/// temporary name and a rename.
+/// fsync'ed (pg_restore reads it from the page cache; a sync would only wait
+/// for disk writes of a file about to go: ~0.7 s for 455 MB on the benchmark
+/// machine, more on a slow disk), and it is written in place under a name of
+/// its own (O_EXCL), not through a temporary name and a rename.
 struct RestoreSpool: Sendable {
     let path: String
 
