@@ -77,11 +77,16 @@ public struct RestoreJob: Sendable {
         let bytes: Int64
         do {
             if jobs > 1 {
-                // pg_restore --jobs needs a seekable file: download first (0600, removed afterwards).
-                let dir = options.spoolDirectory.map { URL(fileURLWithPath: $0) } ?? FileManager.default.temporaryDirectory
-                let tmp = dir.appendingPathComponent("cairn-restore-\(manifest.id)-\(UUID().uuidString.prefix(8)).dump").path
-                defer { unlink(tmp) }
-                bytes = try await decrypt(into: { ch in try await FileWriter(path: tmp, mode: 0o600).drain(ch) })
+                // pg_restore --jobs needs a seekable file: download first (0600, removed afterwards),
+                // after checking the space for it, before a byte is downloaded.
+                let dir = options.spoolDirectory ?? FileManager.default.temporaryDirectory.path
+                let spool = try RestoreSpool(directory: dir, id: manifest.id, size: manifest.dump.plaintextSize,
+                                             remedy: options.spoolDirectory == nil
+                                                 ? "free space there, set TMPDIR to a directory that has it, or restore without --jobs to stream"
+                                                 : "free space there, or set restore_jobs = 1 to stream")
+                defer { spool.remove() }
+                let tmp = spool.path
+                bytes = try await decrypt(into: { ch in try await spool.write(ch) })
                 if let globals {
                     let toc = try await Self.readTOC(file: tmp)
                     try await applyGlobals(globals, referenced: toc.referencedRoles, existing: existingRoles, conninfo: conninfo)

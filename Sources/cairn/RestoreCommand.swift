@@ -41,7 +41,7 @@ struct RestoreCommand: AsyncParsableCommand {
     @Flag(inversion: .prefixedNo, help: "Apply the backup's roles and memberships before pg_restore (default: when the target lacks roles the backup names).") var globals: Bool?
     @Flag(name: .customLong("globals-with-passwords"), help: "Restore the roles' passwords too (default: roles are created without).") var globalsWithPasswords = false
     @Flag(help: "Replace an existing --to-file.") var force = false
-    @Option(help: "Parallel pg_restore jobs (downloads to a temporary file first).") var jobs: Int = 1
+    @Option(help: "Parallel pg_restore jobs (downloads to a 0600 file in TMPDIR first, refused unless the dump fits there; removed afterwards).") var jobs: Int = 1
     @Option(help: "Storage URL to read instead of the config (disaster recovery).") var storage: String?
     @Option(help: "Key prefix of the backups in --storage (default: find every job's prefix; --job picks one).") var prefix: String?
     @Flag(name: .customLong("trust-unauthenticated"), help: "Restore a backup whose manifest has no valid MAC (edited, written by Cairn before manifests had one, or its key is missing).") var trustUnauthenticated = false

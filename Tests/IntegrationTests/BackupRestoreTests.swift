@@ -137,9 +137,16 @@ func pgDumpPIDs(mentioning needle: String) -> [Int32] {
             defer { Task { await db.drop(); await TestDatabase.drop(restoredName) } }
             let keyring = try testKeyring()
             let m = try await BackupJob(name: "j", spec: spec(db), store: store, keyring: keyring).run()
-            let r = try await RestoreJob(manifest: m, store: store, keyring: keyring)
-                .run(to: .database(try TestDatabase.url(for: restoredName), create: true, jobs: 2))
+            // --jobs 2 spools the archive (RestoreSpool) in spoolDirectory and removes it afterwards.
+            let spoolDir = root + "/../spool-\(UUID().uuidString)"
+            try FileManager.default.createDirectory(atPath: spoolDir, withIntermediateDirectories: false)
+            defer { try? FileManager.default.removeItem(atPath: spoolDir) }
+            var parallel = RestoreJob(manifest: m, store: store, keyring: keyring)
+            parallel.options.spoolDirectory = spoolDir
+            let r = try await parallel.run(to: .database(try TestDatabase.url(for: restoredName), create: true, jobs: 2))
             #expect(r.mismatches.isEmpty)
+            #expect(r.rowCounts?.isEmpty == false)
+            #expect(try FileManager.default.contentsOfDirectory(atPath: spoolDir).isEmpty)
             let file = root + "/../plain-\(UUID().uuidString).dump"
             defer { unlink(file) }
             let f = try await RestoreJob(manifest: m, store: store, keyring: keyring).run(to: .file(file))

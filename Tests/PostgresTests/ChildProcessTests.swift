@@ -44,6 +44,23 @@ import Testing
         _ = await expectError(.process, containing: ["sh exited early"]) { try await early.waitForSuccess() }
     }
 
+    /// A child fed from a channel (pg_restore of a streamed restore) reads a
+    /// pipe of 1 MiB, not the default 64 KiB: python3 reports F_GETPIPE_SZ
+    /// (1032) of its stdin (when the system allows 1 MiB pipes, as Linux does by default).
+    @Test func stdinPipeIsEnlargedToAMebibyte() async throws {
+        let maxSize = try String(contentsOfFile: "/proc/sys/fs/pipe-max-size", encoding: .utf8).trimmingCharacters(in: .whitespacesAndNewlines)
+        let input = ByteChannel(capacity: 1 << 16), out = ByteChannel(capacity: 1 << 16)
+        let p = try ChildProcess(executable: "/usr/bin/python3",
+                                 arguments: ["-c", "import fcntl, sys; print(fcntl.fcntl(0, 1032)); sys.stdin.buffer.read()"],
+                                 stdin: .channel(input), stdout: .channel(out))
+        async let fed = feed(Data(count: 3 << 20), into: input)
+        let text = String(decoding: try await collect(out), as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
+        #expect(await fed == nil)
+        try await p.waitForSuccess()
+        // Below 1 MiB the enlargement fails (best effort) and the pipe keeps the default 64 KiB.
+        #expect(text == ((Int(maxSize) ?? 0) >= 1 << 20 ? "1048576" : "65536"), "F_GETPIPE_SZ of stdin: \(text), pipe-max-size \(maxSize)")
+    }
+
     /// The child exits while the pump is still waiting for its producer's
     /// first bytes: the run is "exited early", as the producer is told, not a
     /// success.

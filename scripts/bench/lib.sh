@@ -43,3 +43,31 @@ release_binary() {
 bench_db_name() {
   python3 -c "import sys; s=float(sys.argv[1]); print('cairn_bench' if s == 1 else 'cairn_bench_' + ('%g' % s).replace('.', '_'))" "$1"
 }
+
+# proc_cpu PID: CPU seconds of a process and its reaped children (the
+# postmaster reaps every backend; moto is one process).
+proc_cpu() { python3 -c "
+import os, sys
+f = open('/proc/%s/stat' % sys.argv[1]).read().rsplit(')', 1)[1].split()
+print(sum(int(x) for x in f[11:15]) / os.sysconf('SC_CLK_TCK'))" "$1"; }
+
+# measure_servers LABEL CMD...: `measure`, plus the CPU the PostgreSQL server
+# and moto of the test services spent meanwhile, appended to $EXTRA as
+# "LABEL pg_cpu S moto_cpu S" (needs bench_services).
+measure_servers() {
+  local label="$1"; shift
+  local pg_pid moto_pid pg0 moto0
+  pg_pid="$(head -n 1 "$CAIRN_SERVICES_DIR/pg/data/postmaster.pid")"
+  moto_pid="$(cat "$CAIRN_SERVICES_DIR/moto.pid")"
+  pg0="$(proc_cpu "$pg_pid")"; moto0="$(proc_cpu "$moto_pid")"
+  measure "$label" "$@" || return 1
+  # The server reaps a backend (and adds its CPU to the postmaster's) only after
+  # it exits, a moment after its client: wait until no other client backend is left.
+  local i
+  for i in $(seq 100); do
+    [ "$(psql -h 127.0.0.1 -p "$CAIRN_TEST_PGPORT" -U postgres -X -d postgres -Atc \
+      "select count(*) from pg_stat_activity where backend_type = 'client backend' and pid <> pg_backend_pid()")" = 0 ] && break
+    sleep 0.1
+  done
+  echo "$label pg_cpu $(python3 -c "print(round($(proc_cpu "$pg_pid") - $pg0, 2))") moto_cpu $(python3 -c "print(round($(proc_cpu "$moto_pid") - $moto0, 2))")" >> "$EXTRA"
+}
