@@ -454,21 +454,46 @@ public final class ChildProcess: @unchecked Sendable {
         if firstErrorLine != nil { stderrLine = [] }
     }
 
+    /// Reads the child's stdout into whole `chunkSize` buffers before sending
+    /// them: pg_dump writes through a 4 KiB stdio buffer, so a read returns
+    /// ~4–9 KiB on average, and one channel send per read cost a wake-up of
+    /// every stage downstream per 9 KiB (measured: 51,000 sends for a 0.45 GB
+    /// dump). The buffers come from a pool and go back to it when the last
+    /// stage drops them (no fresh mmap and page faults per chunk).
+    /// A read below this many bytes is short (see pumpStdout).
+    static let shortRead = 64 << 10
+    /// Pause after a short read, in microseconds.
+    static let shortReadPause: UInt32 = 1000
+
     private func pumpStdout(_ fd: Int32, to channel: ByteChannel, chunkSize: Int) {
-        let buf = UnsafeMutablePointer<UInt8>.allocate(capacity: chunkSize)
-        defer { buf.deallocate() }
+        let pool = BufferPool(bufferSize: chunkSize)
         var consumerGone = false
         var readError: String?
-        while true {
-            let n = read(fd, buf, chunkSize)
-            if n < 0 {
-                if errno == EINTR { continue }
-                readError = errnoString(errno)
-                break
+        var eof = false
+        while !eof && readError == nil {
+            let buf = pool.take()
+            var filled = 0
+            while filled < chunkSize {
+                let n = read(fd, buf + filled, chunkSize - filled)
+                if n < 0 {
+                    if errno == EINTR { continue }
+                    readError = errnoString(errno)
+                    break
+                }
+                if n == 0 { eof = true; break }
+                filled += n
+                // A short read means the pipe was (nearly) empty: the writer
+                // is slower than we are. Reading again at once would block
+                // and make each of its next writes (4 KiB for pg_dump) wake
+                // this thread: ~90,000 wake-ups per 0.45 GB, paid mostly in
+                // the writer's kernel time. Pausing lets the pipe (1 MiB)
+                // fill meanwhile; it costs no throughput, because a writer
+                // that fills the pipe in the pause gives a long read next.
+                if n < Self.shortRead && filled < chunkSize { usleep(Self.shortReadPause) }
             }
-            if n == 0 { break }
+            if filled == 0 { pool.give(buf); break }
             do {
-                try channel.sendBlocking(Data(bytes: buf, count: n))
+                try channel.sendBlocking(pool.data(buf, count: filled))
             } catch {
                 consumerGone = true  // the consumer cancelled the channel
                 break
