@@ -51,9 +51,12 @@ public struct BackupJob: Sendable {
     public var progress: BackupProgress?
     /// "archive" (default: count COPY rows in the stream) or "database" (count in the snapshot).
     public var rowCountSource: String = ProcessInfo.processInfo.environment["CAIRN_ROW_COUNTS"] ?? "archive"
-    /// zstd job size with workers (0: zstd's default). `CAIRN_ZSTD_JOB_SIZE`
-    /// (bytes) is for benchmarks (docs/BENCHMARKS.md "Backup, issue 15").
-    public var zstdJobSize: Int = Int(ProcessInfo.processInfo.environment["CAIRN_ZSTD_JOB_SIZE"] ?? "") ?? 0
+    /// zstd job size with workers. zstd's default at level 3 (8 MiB) costs
+    /// ~35 MiB of RSS with one worker; 2 MiB costs ~5 MiB for +0.24 % of output
+    /// (docs/BENCHMARKS.md "Backup, issue 15"). `CAIRN_ZSTD_JOB_SIZE` (bytes,
+    /// 0: zstd's default) is for benchmarks.
+    public var zstdJobSize: Int = Int(ProcessInfo.processInfo.environment["CAIRN_ZSTD_JOB_SIZE"] ?? "") ?? BackupJob.defaultZstdJobSize
+    public static let defaultZstdJobSize = 2 << 20
     /// S3 Object Lock for every object of the backup (from the storage's `object_lock`).
     public var objectLock: ObjectLock?
 
