@@ -448,7 +448,7 @@ public struct ConfigLoader: Sendable {
                 database: database,
                 passwordFile: k.string("password_file").map { secretPath($0, relativeTo: configDir) },
                 compressionLevel: k.int("compression_level", in: 1...19) ?? defaults?.compressionLevel ?? 3,
-                zstdWorkers: k.int("zstd_workers", in: 0...16) ?? 0,
+                zstdWorkers: k.int("zstd_workers", in: 0...16) ?? BackupSpec.defaultZstdWorkers,
                 prefix: prefix,
                 includeGlobals: k.bool("include_globals") ?? false,
                 partSize: partSize,

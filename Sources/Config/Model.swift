@@ -269,7 +269,11 @@ public struct BackupSpec: Sendable, Equatable, CustomStringConvertible {
     public var database: String
     public var passwordFile: String?
     public var compressionLevel: Int
+    /// zstd's own worker threads: 0 compresses on the pipeline's thread, 1
+    /// (the default) on a background thread of zstd, at the same output size
+    /// (docs/BENCHMARKS.md "Backup, issue 15").
     public var zstdWorkers: Int
+    public static let defaultZstdWorkers = 1
     /// Key prefix under the storage (default: the job name).
     public var prefix: String
     public var includeGlobals: Bool
@@ -278,7 +282,7 @@ public struct BackupSpec: Sendable, Equatable, CustomStringConvertible {
     public var uploadConcurrency: Int
     public var pgDumpPath: String?
 
-    public init(database: String, passwordFile: String? = nil, compressionLevel: Int = 3, zstdWorkers: Int = 0,
+    public init(database: String, passwordFile: String? = nil, compressionLevel: Int = 3, zstdWorkers: Int = BackupSpec.defaultZstdWorkers,
                 prefix: String, includeGlobals: Bool = false, partSize: Int64? = nil, uploadConcurrency: Int = 4,
                 pgDumpPath: String? = nil) {
         self.database = database

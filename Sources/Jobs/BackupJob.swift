@@ -7,14 +7,15 @@ import ObjectStore
 import Pipeline
 import Postgres
 
-/// Plaintext side of a dump: SHA-256, size, and COPY rows per table counted
-/// as the archive streams past (no extra scan of the database).
+/// Plaintext side of a dump: size, and COPY rows per table counted as the
+/// archive streams past (no extra scan of the database). No SHA-256 of the
+/// plaintext: the authenticated stream and zstd's frame checksum cover it
+/// (docs/FORMAT.md §9).
 final class DumpInspector: ByteTransform, @unchecked Sendable {
-    private let hasher = Hasher(.sha256)
     private var counter: ArchiveRowCounter?
     private let progress: BackupProgress?
     private(set) var byteCount: Int64 = 0
-    private(set) var sha256: Data?
+    private(set) var finished = false
     private(set) var rowCounts: TableRowCounts?
 
     init(countRows: Bool, progress: BackupProgress?) {
@@ -23,7 +24,6 @@ final class DumpInspector: ByteTransform, @unchecked Sendable {
     }
 
     func update(_ data: Data) throws -> Data {
-        hasher.update(data)
         byteCount += Int64(data.count)
         try counter?.consume(data)
         progress?.addDumped(Int64(data.count))
@@ -32,7 +32,7 @@ final class DumpInspector: ByteTransform, @unchecked Sendable {
 
     func finish() throws -> Data {
         progress?.dumpEnded()
-        sha256 = hasher.finalize()
+        finished = true
         rowCounts = try counter?.finish()
         return Data()
     }
@@ -51,6 +51,12 @@ public struct BackupJob: Sendable {
     public var progress: BackupProgress?
     /// "archive" (default: count COPY rows in the stream) or "database" (count in the snapshot).
     public var rowCountSource: String = ProcessInfo.processInfo.environment["CAIRN_ROW_COUNTS"] ?? "archive"
+    /// zstd job size with workers. zstd's default at level 3 (8 MiB) costs
+    /// ~35 MiB of RSS with one worker; 2 MiB costs ~5 MiB for +0.24 % of output
+    /// (docs/BENCHMARKS.md "Backup, issue 15"). `CAIRN_ZSTD_JOB_SIZE` (bytes,
+    /// 0: zstd's default) is for benchmarks.
+    public var zstdJobSize: Int = Int(ProcessInfo.processInfo.environment["CAIRN_ZSTD_JOB_SIZE"] ?? "") ?? BackupJob.defaultZstdJobSize
+    public static let defaultZstdJobSize = 2 << 20
     /// S3 Object Lock for every object of the backup (from the storage's `object_lock`).
     public var objectLock: ObjectLock?
 
@@ -155,7 +161,8 @@ public struct BackupJob: Sendable {
     func stream(key: String, context: StreamContext, partSize: Int, countRows: Bool, logger: Logger,
                 source: @escaping @Sendable (ByteChannel) async throws -> Void) async throws -> StreamResult {
         let inspector = DumpInspector(countRows: countRows, progress: progress)
-        let compressor = try ZstdCompressor(level: Int32(spec.compressionLevel), workers: Int32(spec.zstdWorkers))
+        let compressor = try ZstdCompressor(level: Int32(spec.compressionLevel), workers: Int32(spec.zstdWorkers),
+                                            jobSize: Int32(zstdJobSize))
         let encryptor = try EncryptingWriter(keyring: keyring, context: context)
         let cipherHash = HashingCounter()
         let uploader = MultipartUploader(store: store, partSize: partSize, concurrency: spec.uploadConcurrency,
@@ -164,17 +171,23 @@ public struct BackupJob: Sendable {
                                          logger: logger)
         let result = ResultBox<MultipartUploader.Result>()
         let progress = self.progress
-        try await Pipeline.run(source: source, stages: [inspector, compressor, encryptor, cipherHash], sink: { input in
+        // With zstd on its own worker thread, what is left (counting rows,
+        // feeding zstd, AES-GCM, SHA-256 of the ciphertext) is cheap next to
+        // a thread hand-off per chunk: one pipeline thread for all of it.
+        let stages: [any ByteTransform] = spec.zstdWorkers > 0
+            ? [ChainedTransform([inspector, compressor, encryptor, cipherHash])]
+            : [inspector, compressor, encryptor, cipherHash]
+        try await Pipeline.run(source: source, stages: stages, sink: { input in
             result.value = try await uploader.upload(key: key, from: input) { _, bytes in progress?.addPart(bytes) }
         })
-        guard let up = result.value, let plainSHA = inspector.sha256, let cipherSHA = cipherHash.sha256 else {
+        guard let up = result.value, inspector.finished, let cipherSHA = cipherHash.sha256 else {
             throw CairnError(.internal, "backup stream of \(key) ended without a result")
         }
         guard up.size == cipherHash.byteCount else {
             throw CairnError(.integrity, "uploaded \(up.size) bytes of \(key) but the stream had \(cipherHash.byteCount)")
         }
         return StreamResult(object: BackupObject(key: key, plaintextSize: inspector.byteCount,
-                                                 plaintextSHA256: plainSHA.hexString, ciphertextSize: cipherHash.byteCount,
+                                                 plaintextSHA256: nil, ciphertextSize: cipherHash.byteCount,
                                                  ciphertextSHA256: cipherSHA.hexString, partSize: up.partSize,
                                                  partCount: up.partCount, etag: up.info.etag),
                             rowCounts: inspector.rowCounts)

@@ -6,7 +6,12 @@ import Pipeline
 public struct BackupObject: Codable, Sendable, Equatable {
     public var key: String
     public var plaintextSize: Int64
-    public var plaintextSHA256: String
+    /// SHA-256 of the plaintext (the pg_dump archive): written by Cairn
+    /// before issue 15, no longer (nil, absent from the JSON). The plaintext
+    /// is the zstd decompression of the authenticated AES-GCM stream, whose
+    /// frame checksum zstd verifies: see docs/FORMAT.md §9. A manifest that
+    /// has it is still checked against it at restore.
+    public var plaintextSHA256: String?
     public var ciphertextSize: Int64
     public var ciphertextSHA256: String
     public var partSize: Int

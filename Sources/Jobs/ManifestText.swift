@@ -29,7 +29,7 @@ public struct ManifestText: Sendable {
         row("host", m.hostname)
         row("started", time(m.startedAt))
         row("finished", "\(time(m.finishedAt)) (\(String(format: "%.1f", m.duration)) s, \(ProgressLine.rate(bytes: m.dump.plaintextSize, seconds: m.duration)))")
-        row("dumped", "\(ByteFormat.human(m.dump.plaintextSize)) (\(m.dump.plaintextSize) bytes, SHA-256 \(m.dump.plaintextSHA256))")
+        row("dumped", "\(ByteFormat.human(m.dump.plaintextSize)) (\(m.dump.plaintextSize) bytes\(m.dump.plaintextSHA256.map { ", SHA-256 \($0)" } ?? ""))")
         row("stored", "\(ByteFormat.human(m.dump.ciphertextSize)) (\(m.dump.ciphertextSize) bytes, SHA-256 \(m.dump.ciphertextSHA256))")
         row("ratio", String(format: "%.2f", m.compressionRatio))
         row("parts", "\(m.dump.partCount) of \(ByteFormat.human(Int64(m.dump.partSize)))")

@@ -147,7 +147,10 @@ public struct RestoreJob: Sendable {
         let decryptor = DecryptingReader(keyring: keyring, expectedContext: manifest.streamContext(globals: object != manifest.dump),
                                          requireContext: manifest.requiresStreamContext)
         let decompressor = try ZstdDecompressor()
-        let plainHash = HashingCounter()
+        // Backups written before issue 15 recorded the plaintext's SHA-256:
+        // check it when it is there. Newer ones rely on the authenticated
+        // stream and zstd's frame checksum (docs/FORMAT.md §9): size only.
+        let plainHash = HashingCounter(hashing: object.plaintextSHA256 != nil)
         let cipherHash = HashingCounter()
         let progress = self.progress
         do {
@@ -171,7 +174,8 @@ public struct RestoreJob: Sendable {
         guard cipherHash.byteCount == object.ciphertextSize, cipherHash.sha256?.hexString == object.ciphertextSHA256 else {
             throw CairnError(.integrity, "backup \(manifest.id): stored object \(key) does not match its manifest (size or SHA-256)")
         }
-        guard plainHash.byteCount == object.plaintextSize, plainHash.sha256?.hexString == object.plaintextSHA256 else {
+        guard plainHash.byteCount == object.plaintextSize,
+              object.plaintextSHA256 == nil || plainHash.sha256?.hexString == object.plaintextSHA256 else {
             throw CairnError(.integrity, "backup \(manifest.id): restored \(object == manifest.dump ? "dump" : object.key) does not match the manifest's size or SHA-256")
         }
         return plainHash.byteCount

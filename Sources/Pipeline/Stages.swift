@@ -15,23 +15,58 @@ public protocol ByteTransform: AnyObject, Sendable {
 /// (manifest sizes and digests). Read `byteCount` / `sha256` after the
 /// pipeline has finished.
 public final class HashingCounter: ByteTransform, @unchecked Sendable {
-    private let hasher = Hasher(.sha256)
+    private let hasher: Hasher?
+    private var finished = false
     public private(set) var byteCount: Int64 = 0
-    /// Set by `finish()`.
+    /// Set by `finish()` (nil when made with `hashing: false`).
     public private(set) var sha256: Data?
 
-    public init() {}
+    /// - Parameter hashing: false: count bytes only (no SHA-256).
+    public init(hashing: Bool = true) {
+        hasher = hashing ? Hasher(.sha256) : nil
+    }
 
     public func update(_ data: Data) throws -> Data {
-        hasher.update(data)
+        hasher?.update(data)
         byteCount += Int64(data.count)
         return data
     }
 
     public func finish() throws -> Data {
-        guard sha256 == nil else { throw CairnError(.internal, "HashingCounter.finish called twice") }
-        sha256 = hasher.finalize()
+        guard !finished else { throw CairnError(.internal, "HashingCounter.finish called twice") }
+        finished = true
+        sha256 = hasher?.finalize()
         return Data()
+    }
+}
+
+/// Several transforms run one after the other on one thread, with no
+/// channel (and no thread hand-off) between them. For stages that are cheap
+/// next to the hand-off, e.g. when zstd compresses on its own worker thread
+/// and the rest (row counting, AES-GCM, SHA-256) is a fraction of a core.
+public final class ChainedTransform: ByteTransform, @unchecked Sendable {
+    public let stages: [any ByteTransform]
+
+    public init(_ stages: [any ByteTransform]) { self.stages = stages }
+
+    public func update(_ data: Data) throws -> Data {
+        var d = data
+        for s in stages {
+            if d.isEmpty { return d }
+            d = try s.update(d)
+        }
+        return d
+    }
+
+    /// Finishes each stage in order, feeding its tail through the stages after it.
+    public func finish() throws -> Data {
+        var out = Data()
+        for (i, s) in stages.enumerated() {
+            var tail = try s.finish()
+            for next in stages[(i + 1)...] where !tail.isEmpty { tail = try next.update(tail) }
+            out.append(tail)
+        }
+        return out
     }
 }
 

@@ -17,7 +17,10 @@ public final class ZstdCompressor: ByteTransform, @unchecked Sendable {
     /// - Parameters:
     ///   - level: zstd level (1 ... ZSTD_maxCLevel(), negative for the fast levels); default 3.
     ///   - workers: zstd's own worker threads (0 = compress on the calling thread).
-    public init(level: Int32 = ZstdCompressor.defaultLevel, workers: Int32 = 0) throws {
+    ///   - jobSize: with workers, bytes per zstd job (0: zstd's default, 4 × the
+    ///     window, 8 MiB at level 3; its input and output buffers are several
+    ///     jobs, hence the memory).
+    public init(level: Int32 = ZstdCompressor.defaultLevel, workers: Int32 = 0, jobSize: Int32 = 0) throws {
         guard let ctx = ZSTD_createCCtx() else { throw CairnError(.internal, "ZSTD_createCCtx failed: out of memory") }
         self.ctx = ctx
         outBuf = [UInt8](repeating: 0, count: ZSTD_CStreamOutSize())
@@ -25,6 +28,7 @@ public final class ZstdCompressor: ByteTransform, @unchecked Sendable {
         try check(ZSTD_CCtx_setParameter(ctx, ZSTD_c_checksumFlag, 1), "enable frame checksum")
         if workers > 0 {
             try check(ZSTD_CCtx_setParameter(ctx, ZSTD_c_nbWorkers, workers), "set \(workers) workers (is libzstd built with threads?)")
+            if jobSize > 0 { try check(ZSTD_CCtx_setParameter(ctx, ZSTD_c_jobSize, jobSize), "set job size \(jobSize)") }
         }
     }
 

@@ -460,21 +460,66 @@ public final class ChildProcess: @unchecked Sendable {
         if firstErrorLine != nil { stderrLine = [] }
     }
 
+    /// A read below this many bytes is short (see pumpStdout).
+    static let shortRead = 64 << 10
+    /// Pause after a short read, in microseconds.
+    static let shortReadPause: UInt32 = 1000
+
+    /// Reads the child's stdout into buffers of up to `chunkSize` bytes,
+    /// filling each while more is ready, before sending it: pg_dump writes
+    /// through a 4 KiB stdio buffer, so a read returns ~4–9 KiB on average,
+    /// and one channel send per read cost a wake-up of every stage
+    /// downstream per 9 KiB (measured: 51,000 sends for a 0.45 GB dump). A
+    /// buffer is sent as soon as the pipe is empty after a short pause, so
+    /// output is never held back while the child is quiet. The buffers come
+    /// from a pool and go back to it when the last stage drops them (no
+    /// fresh mmap and page faults per chunk).
     private func pumpStdout(_ fd: Int32, to channel: ByteChannel, chunkSize: Int) {
-        let buf = UnsafeMutablePointer<UInt8>.allocate(capacity: chunkSize)
-        defer { buf.deallocate() }
+        let pool = BufferPool(bufferSize: chunkSize)
         var consumerGone = false
         var readError: String?
-        while true {
-            let n = read(fd, buf, chunkSize)
-            if n < 0 {
-                if errno == EINTR { continue }
-                readError = errnoString(errno)
-                break
+        var eof = false
+        while !eof && readError == nil {
+            let buf = pool.take()
+            var filled = 0
+            var lastRead = 0
+            while filled < chunkSize {
+                if filled > 0 {
+                    // A short read means the pipe was (nearly) empty: the
+                    // writer is slower than we are. Reading again at once
+                    // would block and make each of its next writes (4 KiB for
+                    // pg_dump) wake this thread: ~90,000 wake-ups per 0.45 GB,
+                    // paid mostly in the writer's kernel time. A pause lets
+                    // the pipe (1 MiB) fill meanwhile; it costs no throughput,
+                    // because a writer that fills the pipe in the pause gives
+                    // a long read next.
+                    if lastRead < Self.shortRead { usleep(Self.shortReadPause) }
+                    // Never hold bytes while the writer is quiet: send what
+                    // there is when nothing more is ready (a consumer may
+                    // wait for a line, e.g. a child's "ready").
+                    var pfd = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
+                    if poll(&pfd, 1, 0) == 0 { break }
+                }
+                let n = read(fd, buf + filled, chunkSize - filled)
+                if n < 0 {
+                    if errno == EINTR { continue }
+                    readError = errnoString(errno)
+                    break
+                }
+                if n == 0 { eof = true; break }
+                filled += n
+                lastRead = n
             }
-            if n == 0 { break }
+            if filled == 0 { pool.give(buf); break }
+            // A buffer less than half full is copied out and reused: the
+            // channel bounds the bytes it holds, not the buffers behind them.
+            let chunk: Data
+            if filled >= chunkSize / 2 { chunk = pool.data(buf, count: filled) } else {
+                chunk = Data(bytes: buf, count: filled)
+                pool.give(buf)
+            }
             do {
-                try channel.sendBlocking(Data(bytes: buf, count: n))
+                try channel.sendBlocking(chunk)
             } catch {
                 consumerGone = true  // the consumer cancelled the channel
                 break

@@ -72,7 +72,8 @@ import Testing
         #expect(b.prefix == "db")                 // the job name
         #expect(b.uploadConcurrency == 4)
         #expect(b.partSize == nil)
-        #expect(b.zstdWorkers == 0)
+        #expect(b.zstdWorkers == BackupSpec.defaultZstdWorkers)
+        #expect(BackupSpec.defaultZstdWorkers == 1)
         #expect(b.includeGlobals == false)
 
         let v = try #require(c.jobs["db-verify"]?.verify)

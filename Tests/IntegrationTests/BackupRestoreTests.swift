@@ -179,7 +179,45 @@ func pgDumpPIDs(mentioning needle: String) -> [Int32] {
             try await waitForExit(p)
             let text = String(decoding: out.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
             #expect(p.terminationStatus == 0)
-            #expect(text.hasPrefix(m.dump.plaintextSHA256))
+            // The manifest no longer records the plaintext's SHA-256: compare
+            // with the archive Cairn's own restore writes.
+            #expect(m.dump.plaintextSHA256 == nil)
+            let file = root + "/../py-plain-\(UUID().uuidString).dump"
+            defer { unlink(file) }
+            let f = try await RestoreJob(manifest: m, store: store, keyring: keyring).run(to: .file(file))
+            #expect(f.bytes == m.dump.plaintextSize)
+            let plain = try Data(contentsOf: URL(fileURLWithPath: file))
+            #expect(text.hasPrefix(Digest.sha256(plain).hexString))
+        }
+    }
+
+    /// Manifests written before issue 15 carry the plaintext's SHA-256: a
+    /// restore still checks it (a manifest whose hash does not match the
+    /// archive fails, one whose hash matches restores).
+    @Test func plaintextHashOfAnOlderManifestIsStillChecked() async throws {
+        try await withDirectoryStore { store, root in
+            let db = try await TestDatabase.create("oldhash", sql: marketplaceSQL)
+            defer { Task { await db.drop() } }
+            let keyring = try testKeyring()
+            var m = try await BackupJob(name: "j", spec: spec(db), store: store, keyring: keyring).run()
+            let file = root + "/../oldhash-\(UUID().uuidString).dump"
+            defer { unlink(file) }
+            _ = try await RestoreJob(manifest: m, store: store, keyring: keyring).run(to: .file(file))
+            let plain = try Data(contentsOf: URL(fileURLWithPath: file))
+            m.dump.plaintextSHA256 = Digest.sha256(plain).hexString
+            let again = root + "/../oldhash2-\(UUID().uuidString).dump"
+            defer { unlink(again) }
+            let ok = try await RestoreJob(manifest: m, store: store, keyring: keyring).run(to: .file(again))
+            #expect(ok.bytes == m.dump.plaintextSize)
+            m.dump.plaintextSHA256 = String(repeating: "0", count: 64)
+            let bad = root + "/../oldhash3-\(UUID().uuidString).dump"
+            defer { unlink(bad) }
+            do {
+                _ = try await RestoreJob(manifest: m, store: store, keyring: keyring).run(to: .file(bad))
+                Issue.record("expected a plaintext hash mismatch")
+            } catch let e as CairnError {
+                #expect(e.code == .integrity)
+            }
         }
     }
 

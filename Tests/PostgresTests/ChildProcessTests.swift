@@ -25,6 +25,25 @@ import Testing
         try await p.waitForSuccess()
     }
 
+    /// Many small writes (pg_dump writes 4 KiB at a time) arrive in order, in
+    /// chunks of at most chunkSize bytes, and no more chunks than writes.
+    @Test func smallWritesArriveInOrderInBoundedChunks() async throws {
+        let out = ByteChannel(capacity: 1 << 20)
+        // 2,000 writes of 1,000 bytes each ("0000…", "1111…", …, cycling).
+        let script = #"BEGIN { for (i = 0; i < 2000; i++) { s = sprintf("%1000s", ""); gsub(/ /, i % 10, s); printf "%s", s; fflush() } }"#
+        let p = try ChildProcess(executable: "/usr/bin/awk", arguments: [script], stdout: .channel(out), chunkSize: 300_000)
+        var sizes: [Int] = []
+        var all = Data()
+        for try await c in out { sizes.append(c.count); all.append(c) }
+        try await p.waitForSuccess()
+        #expect(all.count == 2_000_000)
+        #expect(sizes.allSatisfy { $0 <= 300_000 })
+        #expect(sizes.count <= 2000)
+        for i in [0, 999, 1000, 1_234_567, 1_999_999] {
+            #expect(all[i] == UInt8(ascii: "0") + UInt8(i / 1000 % 10))
+        }
+    }
+
     @Test func stdinIsFedAndEarlyExitIsReported() async throws {
         // cat copies all of stdin.
         let input = ByteChannel(capacity: 1 << 16), out = ByteChannel(capacity: 1 << 16)
