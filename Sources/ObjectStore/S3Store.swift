@@ -44,6 +44,13 @@ public struct S3Configuration: Sendable {
     }
 }
 
+/// The S3 error code and HTTP status of a refused request, kept as the
+/// `cause` of the `CairnError` (callers test `code`, never the message).
+public struct S3ServiceError: Error, Sendable, Equatable {
+    public var code: String
+    public var status: Int
+}
+
 /// An S3 error response, parsed.
 struct S3ErrorBody: Sendable {
     var status: Int
@@ -254,6 +261,7 @@ public final class S3Store: ObjectStore {
             err = CairnError(.storage, "\(operation) \(location): \(e.code) (HTTP \(e.status))\(detail)")
         }
         err.isTransient = e.isRetryable
+        if err.cause == nil { err.cause = S3ServiceError(code: e.code, status: e.status) }
         return err
     }
 
