@@ -46,9 +46,11 @@ public struct S3Configuration: Sendable {
 
 /// The S3 error code and HTTP status of a refused request, kept as the
 /// `cause` of the `CairnError` (callers test `code`, never the message).
-public struct S3ServiceError: Error, Sendable, Equatable {
+/// Its description is the code alone, which the message already names.
+public struct S3ServiceError: Error, Sendable, Equatable, CustomStringConvertible {
     public var code: String
     public var status: Int
+    public var description: String { code }
 }
 
 /// An S3 error response, parsed.

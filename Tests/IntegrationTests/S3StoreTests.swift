@@ -253,10 +253,10 @@ import HTTP
         var crc = CRC32C(); crc.update(a)
         #expect(p1.checksumCRC32C == crc.base64)
         #expect(p2.checksumCRC32C != nil)
-        // A part known only by number and ETag (a resumed upload's checkpoint): completion
-        // still lists every part's checksum, as an upload that declared CRC32C requires.
-        let bare = CompletedPart(partNumber: 1, etag: p1.etag, size: p1.size)
-        _ = try await store.completeMultipartUpload(key: "c.bin", uploadId: id, parts: [bare, p2])
+        // Completion lists every part's checksum, as an upload that declared CRC32C requires
+        // (the proxy refuses it otherwise). The ListParts fallback for parts known only by
+        // ETag is not tested here: moto's ListParts omits part checksums.
+        _ = try await store.completeMultipartUpload(key: "c.bin", uploadId: id, parts: [p2, p1])
         #expect(try await store.getData(key: "c.bin", limit: 6 << 20) == a + b)
         #expect(try await proxy.violations(containing: store.config.prefix).isEmpty)
         try await store.delete(keys: ["c.bin"])
