@@ -27,7 +27,7 @@ let package = Package(
         .target(name: "Core", dependencies: [.product(name: "Logging", package: "swift-log")]),
         .target(name: "Crypto", dependencies: ["Core", "COpenSSL"]),
         .target(name: "HTTP", dependencies: ["Core", "CCurl", .product(name: "Logging", package: "swift-log")]),
-        .target(name: "ObjectStore", dependencies: ["Core", "HTTP", "Crypto", .product(name: "Logging", package: "swift-log")]),
+        .target(name: "ObjectStore", dependencies: ["Core", "HTTP", "Crypto", "CLinux", .product(name: "Logging", package: "swift-log")]),
         .target(name: "Pipeline", dependencies: ["Core", "Crypto", "CZstd", .product(name: "Logging", package: "swift-log")]),
         .target(name: "Postgres", dependencies: ["Core", "CLibPQ", .product(name: "Logging", package: "swift-log")]),
         .target(name: "Config", dependencies: ["Core", "Crypto", "TOMLKit"]),

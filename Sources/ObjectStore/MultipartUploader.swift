@@ -108,6 +108,58 @@ public struct MultipartUploader: Sendable {
         }
     }
 
+    /// Uploads a regular file of known `size` straight from disk: each part
+    /// is a `.file` range that the HTTP layer reads while it sends, so memory
+    /// does not grow with the part size or the concurrency (`cairn storage
+    /// put`). The file must not change during the upload. Parts as `upload(key:from:)`:
+    /// equal, the last may be shorter; a file of at most one part is one PUT.
+    public func upload(key: String, file path: String, size: Int64,
+                       onPart: @escaping @Sendable (_ partNumber: Int, _ bytes: Int64) -> Void = { _, _ in }) async throws -> Result {
+        let partSize = Self.partSize(forUpperBound: size, preferred: self.partSize)
+        let part = Int64(partSize)
+        if size <= part {
+            let info = try await store.put(key: key, body: .file(path: path, offset: 0, length: size), options: options)
+            onPart(1, size)
+            return Result(info: info, size: size, partCount: 1, partSize: partSize)
+        }
+        let count = Int((size + part - 1) / part)
+        let store = self.store, options = self.options, concurrency = self.concurrency
+        // Not cancellable, as in upload(key:from:): the upload id must come back to be aborted.
+        let uploadId = try await Task.detached { try await store.createMultipartUpload(key: key, options: options) }.value
+        if Task.isCancelled {
+            await abort(key: key, uploadId: uploadId)
+            throw CancellationError()
+        }
+        do {
+            let parts = try await withThrowingTaskGroup(of: CompletedPart.self) { group in
+                var parts: [CompletedPart] = []
+                var inFlight = 0
+                for n in 1...count {
+                    let offset = Int64(n - 1) * part
+                    let length = min(part, size - offset)
+                    group.addTask {
+                        let p = try await store.uploadPart(key: key, uploadId: uploadId, partNumber: n,
+                                                           body: .file(path: path, offset: offset, length: length))
+                        onPart(n, length)
+                        return p
+                    }
+                    inFlight += 1
+                    if inFlight >= concurrency, let p = try await group.next() {
+                        parts.append(p)
+                        inFlight -= 1
+                    }
+                }
+                for try await p in group { parts.append(p) }
+                return parts.sorted { $0.partNumber < $1.partNumber }
+            }
+            let info = try await store.completeMultipartUpload(key: key, uploadId: uploadId, parts: parts)
+            return Result(info: info, size: size, partCount: parts.count, partSize: partSize)
+        } catch {
+            await abort(key: key, uploadId: uploadId)
+            throw error
+        }
+    }
+
     /// Aborts an upload, even from a cancelled task (the abort must still go out).
     func abort(key: String, uploadId: String) async {
         let store = self.store

@@ -19,9 +19,12 @@ public struct S3Configuration: Sendable {
     public var pathStyle: Bool?
     public var caBundle: String?
     public var retry: RetryPolicy
+    /// How object bodies are integrity-protected; nil = `PayloadChecksum.automatic(endpoint:)`.
+    public var payloadChecksum: PayloadChecksum?
 
     public init(bucket: String, prefix: String = "", endpoint: String? = nil, region: String = "us-east-1",
-                pathStyle: Bool? = nil, caBundle: String? = nil, retry: RetryPolicy = RetryPolicy()) {
+                pathStyle: Bool? = nil, caBundle: String? = nil, retry: RetryPolicy = RetryPolicy(),
+                payloadChecksum: PayloadChecksum? = nil) {
         self.bucket = bucket
         self.prefix = prefix.isEmpty || prefix.hasSuffix("/") ? prefix : prefix + "/"
         self.endpoint = endpoint.map { $0.hasSuffix("/") ? String($0.dropLast()) : $0 }
@@ -29,12 +32,25 @@ public struct S3Configuration: Sendable {
         self.pathStyle = pathStyle
         self.caBundle = caBundle
         self.retry = retry
+        self.payloadChecksum = payloadChecksum
     }
+
+    /// The payload integrity mode in effect for object bodies.
+    public var effectivePayloadChecksum: PayloadChecksum { payloadChecksum ?? .automatic(endpoint: endpoint) }
 
     var usesPathStyle: Bool {
         if let p = pathStyle { return p }
         return endpoint != nil || bucket.contains(".")
     }
+}
+
+/// The S3 error code and HTTP status of a refused request, kept as the
+/// `cause` of the `CairnError` (callers test `code`, never the message).
+/// Its description is the code alone, which the message already names.
+public struct S3ServiceError: Error, Sendable, Equatable, CustomStringConvertible {
+    public var code: String
+    public var status: Int
+    public var description: String { code }
 }
 
 /// An S3 error response, parsed.
@@ -129,14 +145,26 @@ public final class S3Store: ObjectStore {
         var headers = HTTPHeaders()
         var body: UploadBody? = nil
         var operation: String
+        /// Object bodies (PutObject, UploadPart): the store's payload mode.
+        /// nil for the small XML bodies of other requests: signed SHA-256
+        /// plus Content-MD5 (DeleteObjects requires Content-MD5).
+        var integrity: PayloadChecksum? = nil
     }
 
-    /// Content digests of a body, computed off the cooperative pool.
-    struct BodyDigests: Sendable { var sha256Hex: String; var md5Base64: String }
+    /// Content digests of a body, computed off the cooperative pool in one
+    /// pass; only the requested ones are set.
+    struct BodyDigests: Sendable { var sha256Hex: String?; var md5Base64: String?; var crc32cBase64: String? }
 
-    static func digests(of body: UploadBody) async throws -> BodyDigests {
-        try await runBlocking {
-            let sha = Hasher(.sha256), md5 = Hasher(.md5)
+    /// The digests a body needs: `mode` nil = a control body (SHA-256 + MD5).
+    static func digests(of body: UploadBody, mode: PayloadChecksum?) async throws -> BodyDigests {
+        let wantSHA = mode == nil || mode == .sha256, wantMD5 = mode == nil || mode == .md5, wantCRC = mode == .crc32c
+        return try await runBlocking {
+            let sha = wantSHA ? Hasher(.sha256) : nil, md5 = wantMD5 ? Hasher(.md5) : nil
+            var crc = CRC32C()
+            func update(_ b: UnsafeRawBufferPointer) {
+                sha?.update(b); md5?.update(b)
+                if wantCRC { crc.update(b) }
+            }
             func hashRange(fd: Int32, offset: Int64, length: Int64, name path: String) throws {
                 var remaining = length
                 var pos = offset
@@ -146,14 +174,14 @@ public final class S3Store: ObjectStore {
                     let n = buf.withUnsafeMutableBytes { pread(fd, $0.baseAddress, want, off_t(pos)) }
                     if n < 0 && errno == EINTR { continue }
                     guard n > 0 else { throw CairnError(.io, "cannot read \(path): \(n < 0 ? errnoString() : "file is shorter than expected")") }
-                    buf.withUnsafeBytes { sha.update(UnsafeRawBufferPointer(rebasing: $0[0..<n])); md5.update(UnsafeRawBufferPointer(rebasing: $0[0..<n])) }
+                    buf.withUnsafeBytes { update(UnsafeRawBufferPointer(rebasing: $0[0..<n])) }
                     remaining -= Int64(n)
                     pos += Int64(n)
                 }
             }
             switch body {
             case .data(let d):
-                sha.update(d); md5.update(d)
+                d.withUnsafeBytes { update($0) }
             case .file(let path, let offset, let length):
                 let fd = open(path, O_RDONLY | O_CLOEXEC)
                 guard fd >= 0 else { throw CairnError(.io, "cannot open \(path): \(errnoString())") }
@@ -162,7 +190,8 @@ public final class S3Store: ObjectStore {
             case .descriptor(let file, let offset, let length):
                 try hashRange(fd: file.fd, offset: offset, length: length, name: "the file being uploaded")
             }
-            return BodyDigests(sha256Hex: sha.finalize().hexString, md5Base64: md5.finalize().base64EncodedString())
+            return BodyDigests(sha256Hex: sha?.finalize().hexString, md5Base64: md5?.finalize().base64EncodedString(),
+                               crc32cBase64: wantCRC ? crc.base64 : nil)
         }
     }
 
@@ -172,7 +201,7 @@ public final class S3Store: ObjectStore {
     func perform(_ r: Request, expectBody maxBody: Int = 16 << 20, digests known: BodyDigests? = nil,
                  allow: Set<Int> = [], errorIn200: Bool = false) async throws -> HTTPResponse {
         var computed = known
-        if computed == nil, let b = r.body { computed = try await Self.digests(of: b) }
+        if computed == nil, let b = r.body { computed = try await Self.digests(of: b, mode: r.integrity) }
         let digests = computed
         let fullKey = r.key.map { config.prefix + $0 }
         let url = url(fullKey: fullKey, query: r.query)
@@ -187,11 +216,14 @@ public final class S3Store: ObjectStore {
                 case .file(let p, let o, let l): req.body = .file(path: p, offset: o, length: l)
                 case .descriptor(let f, let o, let l): req.body = .descriptor(f, offset: o, length: l)
                 }
-                req.headers["Content-MD5"] = d.md5Base64
+                if let md5 = d.md5Base64 { req.headers["Content-MD5"] = md5 }
+                if let crc = d.crc32cBase64 { req.headers["x-amz-checksum-crc32c"] = crc }
             }
+            // Without a SHA-256 (crc32c, md5 modes) the body is not signed: TLS protects it in transit.
+            let payload = r.body == nil ? Self.emptySHA256 : (digests?.sha256Hex ?? SigV4Signer.unsignedPayload)
             let creds = try await self.credentials.credentials()
             SigV4Signer(credentials: creds, region: self.config.region, service: "s3")
-                .sign(&req, payloadSHA256: digests?.sha256Hex ?? Self.emptySHA256)
+                .sign(&req, payloadSHA256: payload)
             let resp = try await self.http.send(req, maxBodySize: maxBody)
             if errorIn200, resp.status == 200, let x = XMLElement.parse(resp.body), x.name == "Error" {
                 throw self.mapError(S3ErrorBody(status: 200, body: resp.body), operation: r.operation, location: loc)
@@ -231,13 +263,14 @@ public final class S3Store: ObjectStore {
             err = CairnError(.storage, "\(operation) \(location): \(e.code) (HTTP \(e.status))\(detail)")
         }
         err.isTransient = e.isRetryable
+        if err.cause == nil { err.cause = S3ServiceError(code: e.code, status: e.status) }
         return err
     }
 
     // MARK: ObjectStore
 
     public func put(key: String, body: UploadBody, options: PutOptions) async throws -> ObjectInfo {
-        var r = Request(method: "PUT", key: key, body: body, operation: "PutObject")
+        var r = Request(method: "PUT", key: key, body: body, operation: "PutObject", integrity: config.effectivePayloadChecksum)
         r.headers = headers(for: options)
         let resp = try await self.perform(r)
         return ObjectInfo(key: key, size: body.length, etag: resp.headers["ETag"], lastModified: Date(),
@@ -397,6 +430,8 @@ public final class S3Store: ObjectStore {
     public func createMultipartUpload(key: String, options: PutOptions) async throws -> String {
         var r = Request(method: "POST", key: key, query: [("uploads", nil)], body: .data(Data()), operation: "CreateMultipartUpload")
         r.headers = headers(for: options)
+        // Parts carry x-amz-checksum-crc32c: S3 refuses them unless the upload declares the algorithm.
+        if config.effectivePayloadChecksum == .crc32c { r.headers["x-amz-checksum-algorithm"] = "CRC32C" }
         let resp = try await self.perform(r)
         guard let id = XMLElement.parse(resp.body)?["UploadId"], !id.isEmpty else {
             throw CairnError(.storage, "CreateMultipartUpload \(location(key)): no UploadId in response")
@@ -405,19 +440,33 @@ public final class S3Store: ObjectStore {
     }
 
     public func uploadPart(key: String, uploadId: String, partNumber: Int, body: UploadBody) async throws -> CompletedPart {
+        let mode = config.effectivePayloadChecksum
         let r = Request(method: "PUT", key: key, query: [("partNumber", String(partNumber)), ("uploadId", uploadId)],
-                        body: body, operation: "UploadPart")
-        let resp = try await self.perform(r)
+                        body: body, operation: "UploadPart", integrity: mode)
+        let digests = try await Self.digests(of: body, mode: mode)
+        let resp = try await self.perform(r, digests: digests)
         guard let etag = resp.headers["ETag"] else {
             throw CairnError(.storage, "UploadPart \(location(key)) part \(partNumber): no ETag in response")
         }
-        return CompletedPart(partNumber: partNumber, etag: etag, size: body.length)
+        return CompletedPart(partNumber: partNumber, etag: etag, size: body.length, checksumCRC32C: digests.crc32cBase64)
     }
 
     public func completeMultipartUpload(key: String, uploadId: String, parts: [CompletedPart]) async throws -> ObjectInfo {
+        var parts = parts
+        // An upload that declared CRC32C must list every part's checksum. Parts known only
+        // from a checkpoint (a resumed migration) lack it: the server's ListParts has it.
+        if config.effectivePayloadChecksum == .crc32c, parts.contains(where: { $0.checksumCRC32C == nil }) {
+            let listed = Dictionary(try await listParts(key: key, uploadId: uploadId).map { ($0.partNumber, $0) }, uniquingKeysWith: { a, _ in a })
+            parts = parts.map { p in
+                var p = p
+                if p.checksumCRC32C == nil, let l = listed[p.partNumber], l.etag == p.etag { p.checksumCRC32C = l.checksumCRC32C }
+                return p
+            }
+        }
         var xml = "<?xml version=\"1.0\" encoding=\"UTF-8\"?><CompleteMultipartUpload xmlns=\"http://s3.amazonaws.com/doc/2006-03-01/\">"
         for p in parts.sorted(by: { $0.partNumber < $1.partNumber }) {
-            xml += "<Part><PartNumber>\(p.partNumber)</PartNumber><ETag>\(XMLEscape.escape(p.etag))</ETag></Part>"
+            let crc = p.checksumCRC32C.map { "<ChecksumCRC32C>\(XMLEscape.escape($0))</ChecksumCRC32C>" } ?? ""
+            xml += "<Part><PartNumber>\(p.partNumber)</PartNumber><ETag>\(XMLEscape.escape(p.etag))</ETag>\(crc)</Part>"
         }
         xml += "</CompleteMultipartUpload>"
         var r = Request(method: "POST", key: key, query: [("uploadId", uploadId)], body: .data(Data(xml.utf8)),
@@ -448,7 +497,7 @@ public final class S3Store: ObjectStore {
             guard let x = XMLElement.parse(resp.body) else { throw CairnError(.storage, "ListParts \(location(key)): unparsable response") }
             for p in x.all("Part") {
                 guard let n = p["PartNumber"].flatMap({ Int($0) }), let e = p["ETag"] else { continue }
-                out.append(CompletedPart(partNumber: n, etag: e, size: Int64(p["Size"] ?? "") ?? 0))
+                out.append(CompletedPart(partNumber: n, etag: e, size: Int64(p["Size"] ?? "") ?? 0, checksumCRC32C: p["ChecksumCRC32C"]))
             }
             marker = x["IsTruncated"] == "true" ? x["NextPartNumberMarker"] : nil
         } while marker != nil

@@ -5,8 +5,8 @@ import HTTP
 /// Opens an object store from a URL:
 ///
 /// - `file:///srv/backups` — a local directory (the embedded default).
-/// - `s3://BUCKET/PREFIX?endpoint=URL&region=REGION&path_style=true|false` — any
-///   S3-compatible store. Unset parameters come from the usual AWS variables:
+/// - `s3://BUCKET/PREFIX?endpoint=URL&region=REGION&path_style=true|false&checksum=sha256|crc32c|md5`
+///   — any S3-compatible store (`checksum`: `PayloadChecksum`, default by endpoint). Unset parameters come from the usual AWS variables:
 ///   `AWS_ENDPOINT_URL_S3` / `AWS_ENDPOINT_URL`, `AWS_REGION` /
 ///   `AWS_DEFAULT_REGION` / the profile's region, `AWS_CA_BUNDLE`; credentials
 ///   from the AWS chain (environment, shared files and `AWS_PROFILE`, EC2
@@ -36,8 +36,8 @@ public enum StorageLocation {
                 let kv = pair.split(separator: "=", maxSplits: 1).map(String.init)
                 let k = kv[0]
                 let v = kv.count > 1 ? AWSURI.decode(kv[1]) : ""
-                guard ["endpoint", "region", "path_style"].contains(k) else {
-                    throw CairnError(.usage, "storage URL \(url.prefix(while: { $0 != "?" })): unknown parameter '\(k)' (expected endpoint, region, path_style)")
+                guard ["endpoint", "region", "path_style", "checksum"].contains(k) else {
+                    throw CairnError(.usage, "storage URL \(url.prefix(while: { $0 != "?" })): unknown parameter '\(k)' (expected endpoint, region, path_style, checksum)")
                 }
                 params[k] = v
             }
@@ -54,9 +54,16 @@ public enum StorageLocation {
             default: throw CairnError(.usage, "storage URL: path_style must be true or false, not '\(p)'")
             }
         }
+        var checksum: PayloadChecksum? = nil
+        if let c = params["checksum"] {
+            guard let m = PayloadChecksum(rawValue: c.lowercased()) else {
+                throw CairnError(.usage, "storage URL: checksum must be sha256, crc32c or md5, not '\(c)'")
+            }
+            checksum = m
+        }
         let endpoint = params["endpoint"] ?? AWSConfigResolver.endpointURL(env: env)
         let region = params["region"] ?? AWSConfigResolver.region(env: env) ?? "us-east-1"
         return S3Configuration(bucket: bucket, prefix: prefix, endpoint: endpoint, region: region, pathStyle: pathStyle,
-                               caBundle: env["AWS_CA_BUNDLE"], retry: retry)
+                               caBundle: env["AWS_CA_BUNDLE"], retry: retry, payloadChecksum: checksum)
     }
 }

@@ -93,15 +93,20 @@ struct StorageCommand: AsyncParsableCommand {
             try global.bootstrap()
             try await reportingErrors {
                 let (store, key) = try StorageArgument(url).object(options: options)
+                let start = ContinuousClock.now
+                let uploader = MultipartUploader(store: store, partSize: partSizeMib << 20, concurrency: concurrency)
+                // A regular file is sent from disk part by part (memory independent of the
+                // part size and concurrency); standard input and pipes are streamed.
+                var st = stat()
+                let result: MultipartUploader.Result
+                if file != "-", stat(file, &st) == 0, (st.st_mode & S_IFMT) == S_IFREG {
+                    result = try await uploader.upload(key: key, file: file, size: Int64(st.st_size))
+                } else {
                 let input = ByteChannel(capacity: 4 << 20)
                 let reader = FileReader(path: file)
-                let start = ContinuousClock.now
-                let result = try await withThrowingTaskGroup(of: MultipartUploader.Result?.self) { group in
+                result = try await withThrowingTaskGroup(of: MultipartUploader.Result?.self) { group in
                     group.addTask { try await reader.pump(into: input); return nil }
-                    group.addTask {
-                        try await MultipartUploader(store: store, partSize: partSizeMib << 20, concurrency: concurrency)
-                            .upload(key: key, from: input)
-                    }
+                    group.addTask { try await uploader.upload(key: key, from: input) }
                     var r: MultipartUploader.Result?
                     do {
                         for try await x in group { if let x { r = x } }
@@ -110,6 +115,7 @@ struct StorageCommand: AsyncParsableCommand {
                         throw error
                     }
                     return r!
+                }
                 }
                 let secs = StorageCheck.ms(since: start) / 1000
                 print("uploaded \(ByteFormat.human(result.size)) (\(result.size) bytes) in \(result.partCount) part(s) to \(url) in \(String(format: "%.2f", secs)) s (\(ProgressLine.rate(bytes: result.size, seconds: secs)))")

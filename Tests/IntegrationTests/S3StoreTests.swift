@@ -206,3 +206,77 @@ import HTTP
         #expect(info.metadata["sha256"] == "abc")
     }
 }
+
+/// Payload integrity (PayloadChecksum) through the strict proxy, which checks
+/// bodies as S3 does (docs/TESTING.md): each mode's parts are accepted, and a
+/// part corrupted on its way (the proxy's "corrupt" fault) is refused.
+@Suite struct S3PayloadChecksumTests {
+    func store(_ mode: PayloadChecksum?, retry: RetryPolicy = RetryPolicy(maxAttempts: 5, baseDelay: 0.05, maxDelay: 0.5)) throws -> S3Store {
+        let base = try TestEnv.s3(retry: retry)
+        var cfg = base.config
+        cfg.payloadChecksum = mode
+        return S3Store(config: cfg, credentials: StaticCredentialsProvider(try TestEnv.credentials()))
+    }
+
+    @Test func plainHTTPDefaultsToTheSignedPayloadSHA256() throws {
+        #expect(try store(nil).config.effectivePayloadChecksum == .sha256)
+    }
+
+    @Test(arguments: [PayloadChecksum.sha256, .crc32c, .md5])
+    func multipartUploadInEachModeRoundTrips(_ mode: PayloadChecksum) async throws {
+        let store = try store(mode)
+        let proxy = try ProxyControl()
+        let data = testData((10 << 20) + 777, seed: 11)
+        let input = ByteChannel(capacity: 1 << 20)
+        let producer = Task {
+            var off = 0
+            while off < data.count { let n = min(1 << 20, data.count - off); try await input.send(data.subdata(in: off..<off + n)); off += n }
+            input.finish()
+        }
+        let result = try await MultipartUploader(store: store, partSize: 5 << 20, concurrency: 2).upload(key: "m.bin", from: input)
+        try await producer.value
+        #expect(result.partCount == 3)
+        #expect(try await store.getData(key: "m.bin", limit: 20 << 20) == data)
+        _ = try await store.put(key: "single", data: Data("one request".utf8))
+        #expect(try await store.getData(key: "single", limit: 100) == Data("one request".utf8))
+        #expect(try await proxy.violations(containing: store.config.prefix).isEmpty)
+        try await store.delete(keys: ["m.bin", "single"])
+    }
+
+    @Test func crc32cPartsCarryTheirChecksumIntoCompletion() async throws {
+        let store = try store(.crc32c)
+        let proxy = try ProxyControl()
+        let a = testData(5 << 20, seed: 21), b = testData(4096, seed: 22)
+        let id = try await store.createMultipartUpload(key: "c.bin", options: PutOptions())
+        let p1 = try await store.uploadPart(key: "c.bin", uploadId: id, partNumber: 1, body: .data(a))
+        let p2 = try await store.uploadPart(key: "c.bin", uploadId: id, partNumber: 2, body: .data(b))
+        var crc = CRC32C(); crc.update(a)
+        #expect(p1.checksumCRC32C == crc.base64)
+        #expect(p2.checksumCRC32C != nil)
+        // Completion lists every part's checksum, as an upload that declared CRC32C requires
+        // (the proxy refuses it otherwise). The ListParts fallback for parts known only by
+        // ETag is not tested here: moto's ListParts omits part checksums.
+        _ = try await store.completeMultipartUpload(key: "c.bin", uploadId: id, parts: [p2, p1])
+        #expect(try await store.getData(key: "c.bin", limit: 6 << 20) == a + b)
+        #expect(try await proxy.violations(containing: store.config.prefix).isEmpty)
+        try await store.delete(keys: ["c.bin"])
+    }
+
+    @Test(arguments: [(PayloadChecksum.sha256, "XAmzContentSHA256Mismatch"), (.crc32c, "BadDigest"), (.md5, "BadDigest")])
+    func aPartCorruptedOnItsWayIsRefused(_ mode: PayloadChecksum, _ expected: String) async throws {
+        let store = try store(mode, retry: RetryPolicy(maxAttempts: 1))
+        let proxy = try ProxyControl()
+        let id = try await store.createMultipartUpload(key: "bad.bin", options: PutOptions())
+        try await proxy.inject(.init(method: "PUT", path_contains: store.config.prefix + "bad.bin", query_contains: "partNumber=1", action: "corrupt"))
+        do {
+            _ = try await store.uploadPart(key: "bad.bin", uploadId: id, partNumber: 1, body: .data(testData(1 << 20, seed: 5)))
+            Issue.record("a corrupted part was accepted")
+        } catch let e as CairnError {
+            #expect((e.cause as? S3ServiceError)?.code == expected)
+            #expect((e.cause as? S3ServiceError)?.status == 400)
+        }
+        #expect(try await store.listParts(key: "bad.bin", uploadId: id).isEmpty)
+        #expect(try await proxy.violations(containing: store.config.prefix + "bad.bin").count == 1)
+        try await store.abortMultipartUpload(key: "bad.bin", uploadId: id)
+    }
+}

@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+import Core
 import Crypto
 import HTTP
 @testable import ObjectStore
@@ -395,5 +396,46 @@ struct RawRequest {
             #expect(!text.contains("SUPERSECRETKEY"))
             #expect(!text.contains("SESSIONTOKENVALUE"))
         }
+    }
+}
+
+@Suite struct PayloadChecksumTests {
+    @Test func theModeFollowsTheEndpoint() {
+        #expect(PayloadChecksum.automatic(endpoint: nil) == .crc32c)
+        #expect(PayloadChecksum.automatic(endpoint: "https://s3.eu-west-1.amazonaws.com") == .crc32c)
+        #expect(PayloadChecksum.automatic(endpoint: "https://acct.r2.cloudflarestorage.com") == .crc32c)
+        #expect(PayloadChecksum.automatic(endpoint: "HTTPS://minio.example:9000/") == .crc32c)
+        #expect(PayloadChecksum.automatic(endpoint: "http://127.0.0.1:9000") == .sha256)
+        #expect(PayloadChecksum.automatic(endpoint: "https://s3.us-west-004.backblazeb2.com") == .md5)
+        #expect(PayloadChecksum.automatic(endpoint: "https://backblazeb2.com.example.org") == .crc32c)
+    }
+
+    @Test func crc32cMatchesTheCheckValue() {
+        var c = CRC32C()
+        c.update(Data("123456789".utf8))
+        #expect(c.value == 0xE306_9283)
+        #expect(c.base64 == "4waSgw==")
+    }
+
+    @Test func crc32cInPiecesEqualsCRC32CInOne() {
+        var bytes = [UInt8](repeating: 0, count: 200_003)
+        var x: UInt32 = 12345
+        for i in bytes.indices { x = x &* 1_103_515_245 &+ 12345; bytes[i] = UInt8(truncatingIfNeeded: x >> 16) }
+        let data = Data(bytes)
+        var whole = CRC32C(); whole.update(data)
+        var parts = CRC32C(); parts.update(data.prefix(70_001)); parts.update(data.dropFirst(70_001))
+        // A bytewise reference (the table form) over the same bytes.
+        var table = [UInt32](repeating: 0, count: 256)
+        for i in 0..<256 { var c = UInt32(i); for _ in 0..<8 { c = (c >> 1) ^ (0x82F6_3B78 & (0 &- (c & 1))) }; table[i] = c }
+        var ref: UInt32 = 0xFFFF_FFFF
+        for b in bytes { ref = table[Int((ref ^ UInt32(b)) & 0xFF)] ^ (ref >> 8) }
+        #expect(whole.value == ~ref)
+        #expect(parts.value == whole.value)
+    }
+
+    @Test func theStorageURLTakesAChecksumParameter() throws {
+        let c = try StorageLocation.s3Configuration("s3://b/p?endpoint=https://x.example&checksum=md5", env: [:])
+        #expect(c.effectivePayloadChecksum == .md5)
+        #expect(throws: CairnError.self) { try StorageLocation.s3Configuration("s3://b/p?checksum=crc64", env: [:]) }
     }
 }

@@ -5,9 +5,21 @@ Sits in front of moto's S3 server and forwards every request unchanged (the
 Host header is kept exactly as received, since SigV4 signs it). It enforces
 rules moto does not check and can inject faults:
 
-  * UploadPart (PUT ?partNumber&uploadId, not a copy) and DeleteObjects
-    (POST ?delete) must carry Content-MD5; any request that carries
-    Content-MD5 must match the MD5 of its (decoded) body.
+  * Body integrity (as S3 checks it): a Content-MD5 must match the MD5 of
+    the (decoded) body (BadDigest); an x-amz-checksum-crc32/crc32c/sha1/
+    sha256 header must match the body (BadDigest); a hex
+    x-amz-content-sha256 must match the body's SHA-256
+    (XAmzContentSHA256Mismatch). DeleteObjects (POST ?delete) must carry
+    Content-MD5 or an x-amz-checksum-* header (S3: InvalidRequest).
+  * Cairn's rule, stricter than S3: every UploadPart (PUT
+    ?partNumber&uploadId, not a copy) must carry one of those checks
+    (Content-MD5, x-amz-checksum-*, or a signed payload SHA-256), so that a
+    part corrupted on the way is refused (InvalidDigest otherwise).
+  * Multipart checksum types, as S3: an upload created with
+    x-amz-checksum-algorithm A takes only parts carrying x-amz-checksum-A
+    (InvalidRequest "Checksum Type mismatch"), and its
+    CompleteMultipartUpload must list each part's Checksum<A> equal to the
+    part's (InvalidRequest / InvalidPart).
   * CompleteMultipartUpload: all listed parts but the last must have the same
     size and the last must not be larger.
   * Faults and inspection under /__proxy/ (never forwarded):
@@ -20,6 +32,8 @@ rules moto does not check and can inject faults:
       GET    /__proxy/violations  JSON list of rule violations
       DELETE /__proxy/log         clear log and violations
       GET    /__proxy/health      {"ok": true}
+    Fault action "corrupt" flips one byte of a matching request's body
+    before the rules, as a part damaged on its way would be.
 
 Usage: s3proxy.py --listen-port P --upstream-port U [--host 127.0.0.1]
 """
@@ -37,6 +51,7 @@ import threading
 import time
 import urllib.parse
 import xml.etree.ElementTree as ET
+import zlib
 from xml.sax.saxutils import escape as xml_escape
 
 MAX_BODY = 64 * 1024 * 1024 + 1024 * 1024  # bodies are <= 64 MiB (+ aws-chunked framing)
@@ -51,6 +66,8 @@ class State:
         self.log = []
         self.violations = []
         self.part_sizes = {}     # upload_id -> {part_number: size}
+        self.upload_algorithms = {}  # upload_id -> "" or "CRC32C", ... (uploads created through the proxy)
+        self.part_checksums = {}     # upload_id -> {part_number: base64 checksum}
 
     def take_fault(self, method, path, query, content=b""):
         with self.lock:
@@ -94,6 +111,46 @@ def s3_error_xml(code, message, resource=""):
         "<RequestId>s3proxy</RequestId></Error>"
         % (xml_escape(code), xml_escape(message), xml_escape(resource))
     ).encode()
+
+
+def _crc_table(poly):
+    table = []
+    for i in range(256):
+        c = i
+        for _ in range(8):
+            c = (c >> 1) ^ (poly if c & 1 else 0)
+        table.append(c)
+    return table
+
+
+CRC32C_TABLE = _crc_table(0x82F63B78)
+
+
+def crc32c(data):
+    # Pure Python (no crc32c module in the stdlib): ~10 MB/s, enough for tests.
+    t = CRC32C_TABLE
+    c = 0xFFFFFFFF
+    for b in data:
+        c = t[(c ^ b) & 0xFF] ^ (c >> 8)
+    return c ^ 0xFFFFFFFF
+
+
+def checksum_b64(algo, content):
+    algo = algo.lower()
+    if algo == "crc32":
+        raw = zlib.crc32(content).to_bytes(4, "big")
+    elif algo == "crc32c":
+        raw = crc32c(content).to_bytes(4, "big")
+    elif algo == "sha1":
+        raw = hashlib.sha1(content).digest()
+    elif algo == "sha256":
+        raw = hashlib.sha256(content).digest()
+    else:
+        return None
+    return base64.b64encode(raw).decode()
+
+
+CHECKSUM_ALGOS = ("crc32", "crc32c", "sha1", "sha256")
 
 
 def decode_aws_chunked(body):
@@ -270,6 +327,15 @@ class Handler(http.server.BaseHTTPRequestHandler):
                 # test that never does), then forward it.
                 STATE.record(dict(entry, status=None))
                 fault["event"].wait(float(fault.get("seconds") or 300))
+            if action == "corrupt":
+                # One byte of the body flipped on its way (after the client's
+                # digests): the integrity rules below must refuse it.
+                if content:
+                    plain = content is body
+                    i = len(content) // 2
+                    content = content[:i] + bytes([content[i] ^ 0xFF]) + content[i + 1:]
+                    if plain:
+                        body = content  # what is forwarded, should a server take it
             # drop_mid_response: forwarded below, cut after half the body
 
         # 2. strict rules
@@ -286,9 +352,11 @@ class Handler(http.server.BaseHTTPRequestHandler):
         # (killed mid-request) still had its request carried out upstream:
         # that is logged too, with the upstream status and client_gone.
         self.upstream_status = None
+        self.captured = None
         try:
             status = self.forward(method, body, chunked,
-                                  cut_half=bool(fault and fault["action"] == "drop_mid_response"))
+                                  cut_half=bool(fault and fault["action"] == "drop_mid_response"),
+                                  capture=(method == "POST" and "uploads" in q))
         except ConnectionError:
             if self.upstream_status is not None:
                 STATE.record(dict(entry, status=self.upstream_status, client_gone=True))
@@ -296,13 +364,24 @@ class Handler(http.server.BaseHTTPRequestHandler):
         entry["status"] = status
         STATE.record(entry)
 
-        # 4. bookkeeping for part sizes
+        # 4. bookkeeping for part sizes and checksum types
+        if status == 200 and method == "POST" and "uploads" in q and self.captured is not None:
+            m = re.search(rb"<UploadId>([^<]+)</UploadId>", self.captured)
+            if m:
+                with STATE.lock:
+                    STATE.upload_algorithms[m.group(1).decode()] = self.headers.get("x-amz-checksum-algorithm", "").upper()
         if status == 200 and upload_id:
             with STATE.lock:
                 if method == "PUT" and part_number and "x-amz-copy-source" not in self.headers:
                     STATE.part_sizes.setdefault(upload_id, {})[int(part_number)] = len(content)
+                    algo = STATE.upload_algorithms.get(upload_id)
+                    if algo:
+                        STATE.part_checksums.setdefault(upload_id, {})[int(part_number)] = \
+                            self.headers.get("x-amz-checksum-" + algo.lower())
                 elif method == "DELETE" or method == "POST":
                     STATE.part_sizes.pop(upload_id, None)
+                    STATE.part_checksums.pop(upload_id, None)
+                    STATE.upload_algorithms.pop(upload_id, None)
 
     def hard_close(self):
         self.close_connection = True
@@ -323,11 +402,18 @@ class Handler(http.server.BaseHTTPRequestHandler):
                           and "x-amz-copy-source" not in self.headers)
         is_delete_objects = method == "POST" and "delete" in q
         md5_header = self.headers.get("Content-MD5")
+        checksum_headers = [(a, self.headers.get("x-amz-checksum-" + a)) for a in CHECKSUM_ALGOS
+                            if self.headers.get("x-amz-checksum-" + a) is not None]
+        sha_hdr = self.headers.get("x-amz-content-sha256", "")
+        signed_sha = re.fullmatch(r"[0-9a-fA-F]{64}", sha_hdr or "") is not None
 
-        if md5_header is None and (is_upload_part or is_delete_objects):
-            what = "UploadPart" if is_upload_part else "DeleteObjects"
+        if is_delete_objects and md5_header is None and not checksum_headers:
+            return (400, "InvalidRequest",
+                    "Missing required header for this request: Content-MD5 or x-amz-checksum-* (DeleteObjects)")
+        if is_upload_part and md5_header is None and not checksum_headers and not signed_sha:
             return (400, "InvalidDigest",
-                    "Missing required header for this request: Content-MD5 (%s)" % what)
+                    "UploadPart without an integrity check: Content-MD5, x-amz-checksum-* or a signed "
+                    "x-amz-content-sha256 is required (Cairn's rule)")
         if md5_header is not None:
             try:
                 want = base64.b64decode(md5_header.strip(), validate=True)
@@ -340,6 +426,27 @@ class Handler(http.server.BaseHTTPRequestHandler):
                 return (400, "BadDigest",
                         "The Content-MD5 you specified did not match what we received "
                         "(header %s, body %s)" % (md5_header.strip(), base64.b64encode(got).decode()))
+        for algo, value in checksum_headers:
+            got = checksum_b64(algo, content)
+            if got != value.strip():
+                return (400, "BadDigest", "The %s you specified did not match the calculated checksum "
+                        "(header %s, body %s)" % (algo.upper(), value.strip(), got))
+        if signed_sha and hashlib.sha256(content).hexdigest() != sha_hdr.lower():
+            return (400, "XAmzContentSHA256Mismatch",
+                    "The provided 'x-amz-content-sha256' header does not match what was computed.")
+
+        if is_upload_part:
+            with STATE.lock:
+                algo = STATE.upload_algorithms.get(upload_id)
+            # Only the direction S3 is documented to refuse (a declared algorithm the part
+            # lacks); parts with a checksum on an undeclared upload are let through:
+            # botocore >= 1.36 sends CRC32 on every part by default.
+            if algo:
+                sent = [a for a, _ in checksum_headers]
+                if sent != [algo.lower()]:
+                    return (400, "InvalidRequest",
+                            "Checksum Type mismatch occurred, expected checksum Type: %s, actual checksum Type: %s"
+                            % (algo.lower() or "null", ",".join(sent) or "null"))
 
         if method == "POST" and upload_id is not None and "uploadId" in q:
             try:
@@ -357,6 +464,23 @@ class Handler(http.server.BaseHTTPRequestHandler):
                                 return None
             with STATE.lock:
                 sizes = dict(STATE.part_sizes.get(upload_id, {}))
+                algo = STATE.upload_algorithms.get(upload_id)
+                sums = dict(STATE.part_checksums.get(upload_id, {}))
+            if algo:
+                tag = "Checksum" + algo
+                for el in root.iter():
+                    if el.tag.split("}")[-1] != "Part":
+                        continue
+                    fields = {c.tag.split("}")[-1]: (c.text or "").strip() for c in el}
+                    n = int(fields.get("PartNumber") or 0)
+                    if tag not in fields:
+                        return (400, "InvalidRequest",
+                                "The upload was created using a %s checksum. The complete request must include "
+                                "the checksum for each part. It was missing for part %d in the request."
+                                % (algo.lower(), n))
+                    if n in sums and sums[n] != fields[tag]:
+                        return (400, "InvalidPart", "part %d: %s %s does not match the part's %s"
+                                % (n, tag, fields[tag], sums[n]))
             if len(numbers) >= 2 and all(n in sizes for n in numbers):
                 listed = [sizes[n] for n in numbers]
                 first = listed[0]
@@ -369,7 +493,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
 
     # ---- forwarding -----------------------------------------------------
 
-    def forward(self, method, body, chunked, cut_half=False):
+    def forward(self, method, body, chunked, cut_half=False, capture=False):
         conn = http.client.HTTPConnection(UPSTREAM[0], UPSTREAM[1], timeout=300)
         headers_sent = False
         try:
@@ -435,6 +559,8 @@ class Handler(http.server.BaseHTTPRequestHandler):
                 data = resp.read(CHUNK)
                 if not data:
                     break
+                if capture:
+                    self.captured = (self.captured or b"") + data
                 if upstream_chunked:
                     self.wfile.write(b"%x\r\n" % len(data) + data + b"\r\n")
                 else:
@@ -466,8 +592,8 @@ class Handler(http.server.BaseHTTPRequestHandler):
                     if not isinstance(rule, dict):
                         raise ValueError("rule must be a JSON object")
                     action = rule.get("action", "status")
-                    if action not in ("status", "drop", "drop_mid_response", "delay", "hold", "delete_error"):
-                        raise ValueError("action must be status, drop, drop_mid_response, delay, hold or delete_error")
+                    if action not in ("status", "drop", "drop_mid_response", "delay", "hold", "delete_error", "corrupt"):
+                        raise ValueError("action must be status, drop, drop_mid_response, delay, hold, delete_error or corrupt")
                     clean = {
                         "method": rule.get("method"),
                         "path_contains": rule.get("path_contains"),

@@ -140,7 +140,7 @@ check "drop_mid_response fault: headers and half the body, then closed ($r)" \
 r="$(rawget "$PREFIX/multi")"
 check "after the faults are used up the GET is whole ($r)" grep -q "status=200 content_length=10609217 received=10609217 error=none" <<<"$r"
 
-# 6. Content-MD5 rules
+# 6. integrity rules: Content-MD5, x-amz-checksum-*, signed payload SHA-256
 UPLOAD3="$(s3api create-multipart-upload --bucket "$B" --key "$PREFIX/md5" --query UploadId --output text)"
 if out="$(s3api upload-part --bucket "$B" --key "$PREFIX/md5" --upload-id "$UPLOAD3" --part-number 1 \
   --body "$TMP/p3" --content-md5 "$(md5b64 "$TMP/small")" 2>&1)"; then
@@ -149,16 +149,44 @@ else
   check "upload-part with a wrong Content-MD5 refused: $(echo "$out" | grep -o 'BadDigest' | head -n 1)" grep -q BadDigest <<<"$out"
 fi
 if out="$(s3api upload-part --bucket "$B" --key "$PREFIX/md5" --upload-id "$UPLOAD3" --part-number 1 \
-  --body "$TMP/p3" 2>&1)"; then
-  fail "upload-part without Content-MD5 was accepted"
+  --body "$TMP/p3" --checksum-crc32 AAAAAA== 2>&1)"; then
+  fail "upload-part with a wrong x-amz-checksum-crc32 was accepted"
 else
-  check "upload-part without Content-MD5 refused: $(echo "$out" | grep -o 'InvalidDigest' | head -n 1)" grep -q InvalidDigest <<<"$out"
+  check "upload-part with a wrong x-amz-checksum-crc32 refused: $(echo "$out" | grep -o 'BadDigest' | head -n 1)" grep -q BadDigest <<<"$out"
 fi
+ctl POST faults '{"action":"corrupt","method":"PUT","path_contains":"'"$PREFIX/md5"'","query_contains":"partNumber=1","count":1}' >/dev/null
+if out="$(s3api upload-part --bucket "$B" --key "$PREFIX/md5" --upload-id "$UPLOAD3" --part-number 1 \
+  --body "$TMP/p3" 2>&1)"; then
+  fail "upload-part corrupted on its way (corrupt fault) was accepted"
+else
+  check "upload-part corrupted on its way refused: $(echo "$out" | grep -oE 'BadDigest|XAmzContentSHA256Mismatch' | head -n 1)" grep -qE 'BadDigest|XAmzContentSHA256Mismatch' <<<"$out"
+fi
+# A part with no integrity check at all (UNSIGNED-PAYLOAD, no Content-MD5, no checksum):
+# botocore signs it by hand, since the CLI always adds a check.
+status="$(python3 - "$P/$B/$PREFIX/md5?partNumber=1&uploadId=$UPLOAD3" "$TMP/p3" <<'PY'
+import os, sys, urllib.request, urllib.error
+from botocore.auth import S3SigV4Auth
+from botocore.awsrequest import AWSRequest
+from botocore.credentials import Credentials
+class Unsigned(S3SigV4Auth):
+    def payload(self, request): return "UNSIGNED-PAYLOAD"
+url, path = sys.argv[1], sys.argv[2]
+body = open(path, "rb").read()
+req = AWSRequest(method="PUT", url=url, data=body)
+Unsigned(Credentials(os.environ["AWS_ACCESS_KEY_ID"], os.environ["AWS_SECRET_ACCESS_KEY"]), "s3", os.environ["AWS_DEFAULT_REGION"]).add_auth(req)
+r = urllib.request.Request(url, data=body, method="PUT", headers=dict(req.headers))
+try:
+    with urllib.request.urlopen(r) as resp: print(resp.status)
+except urllib.error.HTTPError as e:
+    print(e.code, "InvalidDigest" if b"InvalidDigest" in e.read() else "")
+PY
+)"
+check "upload-part without any integrity check refused: $status" grep -q "400 InvalidDigest" <<<"$status"
 s3api abort-multipart-upload --bucket "$B" --key "$PREFIX/md5" --upload-id "$UPLOAD3" >/dev/null
 nviol="$(ctl GET violations | python3 -c '
 import json, sys
 print(sum(1 for v in json.load(sys.stdin) if sys.argv[1] in v))' "$PREFIX")"
-check "violations recorded for this run: $nviol (unequal parts, bad MD5, missing MD5)" test "$nviol" = 3
+check "violations recorded for this run: $nviol (unequal parts, bad MD5, bad CRC32, corrupted part, no check)" test "$nviol" = 5
 ctl GET violations | python3 -c '
 import json, sys
 for v in json.load(sys.stdin):

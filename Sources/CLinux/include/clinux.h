@@ -1,9 +1,11 @@
 // Linux calls that Glibc's Swift module does not expose: timerfd (a wall-clock
-// timer that notices clock jumps) and SO_PEERCRED. Imported only by Scheduler.
+// timer that notices clock jumps) and SO_PEERCRED, imported by Scheduler; and
+// CRC32C (SSE4.2 where the CPU has it), imported by ObjectStore.
 #ifndef CAIRN_CLINUX_H
 #define CAIRN_CLINUX_H
 #include <sys/types.h>
 #include <stdint.h>
+#include <stddef.h>
 
 /// A CLOCK_REALTIME timerfd (close-on-exec); -1 and errno on error.
 int cairn_timerfd_create(void);
@@ -17,5 +19,10 @@ int cairn_timerfd_wait(int fd);
 int cairn_peer_credentials(int fd, uid_t *uid, pid_t *pid);
 /// CLOCK_MONOTONIC in microseconds (for sd_notify MONOTONIC_USEC).
 uint64_t cairn_monotonic_usec(void);
+/// CRC32C (Castagnoli) of `length` bytes, continuing from `crc` (0 to start);
+/// the value S3's x-amz-checksum-crc32c carries (big-endian, base64).
+uint32_t cairn_crc32c(uint32_t crc, const void *data, size_t length);
+/// 1 when cairn_crc32c uses the SSE4.2 instruction, 0 for the table.
+int cairn_crc32c_hardware(void);
 
 #endif
