@@ -1,4 +1,5 @@
 #define _GNU_SOURCE
+#include <malloc.h>
 #include "clinux.h"
 #include <errno.h>
 #include <sys/socket.h>
@@ -146,3 +147,4 @@ int cairn_crc32c_hardware(void) {
     return 0;
 #endif
 }
+void cairn_malloc_trim(void) { (void)malloc_trim(0); }

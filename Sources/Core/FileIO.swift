@@ -72,6 +72,27 @@ public struct FileWriter: Sendable {
     }
 }
 
+/// The whole text of a file the kernel generates (`/proc/self/maps`,
+/// `/proc/self/smaps`): read(2) until end of file. Such files report size 0
+/// and hand out a page per read, so a single read (what
+/// `String(contentsOfFile:)` does with size 0) sees only the first ~4 KiB.
+/// Blocking.
+public func readKernelFile(_ path: String) -> String? {
+    let fd = open(path, O_RDONLY | O_CLOEXEC)
+    guard fd >= 0 else { return nil }
+    defer { close(fd) }
+    var out = [UInt8]()
+    var buf = [UInt8](repeating: 0, count: 64 << 10)
+    while true {
+        let n = buf.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
+        if n < 0 && errno == EINTR { continue }
+        if n < 0 { return nil }
+        if n == 0 { break }
+        out.append(contentsOf: buf[0..<n])
+    }
+    return String(decoding: out, as: UTF8.self)
+}
+
 /// write(2) until every byte is written; the errno of a failure (0 when all is written).
 public func writeFully(_ fd: Int32, _ data: Data) -> Int32 {
     data.withUnsafeBytes { (p: UnsafeRawBufferPointer) -> Int32 in

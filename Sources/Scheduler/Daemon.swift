@@ -165,6 +165,7 @@ public actor Daemon {
         lastAdvance = Date()
         timer.arm(at: planner.nextWake)
         notifier?.ready(status: statusLine())
+        if running.isEmpty { releaseIdleMemory(after: "start-up") }
 
         for await event in events {
             switch event {
@@ -315,11 +316,25 @@ public actor Daemon {
     private func runEnded(_ id: Int, _ end: RunEnd, _ message: ControlMessage) {
         running[id] = nil
         apply(planner.finished(runID: id, end, now: Date()))
+        if running.isEmpty && !stopping { releaseIdleMemory(after: "run") }
         // Final unless the planner will retry it.
         if !planner.pendingRetries.contains(where: { $0.run.id == id }) {
             broadcast(id, message)
             watchers[id]?.forEach { $0.finish() }
             watchers[id] = nil
+        }
+    }
+
+    /// Nothing runs: give back the pages start-up or the last run touched
+    /// (`IdleMemory`), so that an idle daemon's RSS is what it needs to wait.
+    private func releaseIdleMemory(after what: String) {
+        let logger = self.logger
+        Task.detached {
+            guard let r = try? await runBlocking({ IdleMemory.release() }) else { return }
+            logger.debug("idle: memory released", metadata: [
+                "after": "\(what)", "rss_before_kib": "\(r.rssBefore >> 10)", "rss_kib": "\(r.rssAfter >> 10)",
+                "paged_out": "\(r.pagedOut)",
+            ])
         }
     }
 

@@ -1,6 +1,6 @@
 // Linux calls that Glibc's Swift module does not expose: timerfd (a wall-clock
-// timer that notices clock jumps) and SO_PEERCRED, imported by Scheduler; and
-// CRC32C (SSE4.2 where the CPU has it), imported by ObjectStore.
+// timer that notices clock jumps), SO_PEERCRED and malloc_trim, imported by
+// Scheduler; and CRC32C (SSE4.2 where the CPU has it), imported by ObjectStore.
 #ifndef CAIRN_CLINUX_H
 #define CAIRN_CLINUX_H
 #include <sys/types.h>
@@ -24,5 +24,8 @@ uint64_t cairn_monotonic_usec(void);
 uint32_t cairn_crc32c(uint32_t crc, const void *data, size_t length);
 /// 1 when cairn_crc32c uses the SSE4.2 instruction, 0 for the table.
 int cairn_crc32c_hardware(void);
+
+/// malloc_trim(0): returns the heap's free memory to the kernel.
+void cairn_malloc_trim(void);
 
 #endif
