@@ -59,16 +59,7 @@ public struct MultipartUploader: Sendable {
             onPart(1, Int64(whole.count))
             return Result(info: info, size: Int64(whole.count), partCount: 1, partSize: partSize)
         }
-        // Not cancellable: a CreateMultipartUpload cancelled in flight may have created an upload
-        // whose id never arrives, which nothing could abort. It always completes; a cancelled
-        // run then aborts the upload it created.
-        let store = self.store, options = self.options
-        let uploadId = try await Task.detached { try await store.createMultipartUpload(key: key, options: options) }.value
-        logger.debug("multipart upload started", metadata: ["key": "\(key)", "upload": "\(uploadId)"])
-        if Task.isCancelled {
-            await abort(key: key, uploadId: uploadId)
-            throw CancellationError()
-        }
+        let uploadId = try await create(key: key)
         do {
             let parts = try await withThrowingTaskGroup(of: CompletedPart.self) { group in
                 var parts: [CompletedPart] = []
@@ -123,13 +114,8 @@ public struct MultipartUploader: Sendable {
             return Result(info: info, size: size, partCount: 1, partSize: partSize)
         }
         let count = Int((size + part - 1) / part)
-        let store = self.store, options = self.options, concurrency = self.concurrency
-        // Not cancellable, as in upload(key:from:): the upload id must come back to be aborted.
-        let uploadId = try await Task.detached { try await store.createMultipartUpload(key: key, options: options) }.value
-        if Task.isCancelled {
-            await abort(key: key, uploadId: uploadId)
-            throw CancellationError()
-        }
+        let store = self.store, concurrency = self.concurrency
+        let uploadId = try await create(key: key)
         do {
             let parts = try await withThrowingTaskGroup(of: CompletedPart.self) { group in
                 var parts: [CompletedPart] = []
@@ -158,6 +144,21 @@ public struct MultipartUploader: Sendable {
             await abort(key: key, uploadId: uploadId)
             throw error
         }
+    }
+
+    /// Starts the multipart upload. Not cancellable: a CreateMultipartUpload
+    /// cancelled in flight may have created an upload whose id never arrives,
+    /// which nothing could abort. It always completes; a cancelled caller then
+    /// aborts the upload it created and gets `CancellationError`.
+    private func create(key: String) async throws -> String {
+        let store = self.store, options = self.options
+        let uploadId = try await Task.detached { try await store.createMultipartUpload(key: key, options: options) }.value
+        logger.debug("multipart upload started", metadata: ["key": "\(key)", "upload": "\(uploadId)"])
+        if Task.isCancelled {
+            await abort(key: key, uploadId: uploadId)
+            throw CancellationError()
+        }
+        return uploadId
     }
 
     /// Aborts an upload, even from a cancelled task (the abort must still go out).
