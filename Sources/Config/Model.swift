@@ -269,11 +269,12 @@ public struct BackupSpec: Sendable, Equatable, CustomStringConvertible {
     public var database: String
     public var passwordFile: String?
     public var compressionLevel: Int
-    /// zstd's own worker threads: 0 compresses on the pipeline's thread, 1
-    /// (the default) on a background thread of zstd, at the same output size
-    /// (docs/BENCHMARKS.md "Backup, issue 15").
+    /// zstd's own worker threads: 0 (the default) compresses on the
+    /// compression stage's own pipeline thread; 1 or more use zstd's
+    /// multithreaded mode. Measured on 2 cores, 0 costs the least CPU (1
+    /// costs ~10 % more: docs/BENCHMARKS.md "Backup, issue 15, quiet machine").
     public var zstdWorkers: Int
-    public static let defaultZstdWorkers = 1
+    public static let defaultZstdWorkers = 0
     /// Key prefix under the storage (default: the job name).
     public var prefix: String
     public var includeGlobals: Bool

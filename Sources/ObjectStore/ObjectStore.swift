@@ -66,7 +66,7 @@ public struct CompletedPart: Sendable, Equatable {
     public var etag: String
     public var size: Int64
     /// The part's CRC32C (base64) when it was sent with one (S3 stores with
-    /// `PayloadChecksum.crc32c`); CompleteMultipartUpload lists it.
+    /// every `PayloadChecksum` but `md5`); CompleteMultipartUpload lists it.
     public var checksumCRC32C: String?
     public init(partNumber: Int, etag: String, size: Int64, checksumCRC32C: String? = nil) {
         self.partNumber = partNumber; self.etag = etag; self.size = size; self.checksumCRC32C = checksumCRC32C

@@ -10,6 +10,12 @@ import Foundation
 ///   SigV4 signature. S3 recomputes it and refuses a mismatch
 ///   (`XAmzContentSHA256Mismatch`). The only mode that also protects the body
 ///   from tampering when there is no TLS: the default for `http://` endpoints.
+///   Bodies also carry `x-amz-checksum-crc32c` and multipart uploads declare
+///   CRC32C, as in `crc32c` (what AWS SDKs do over plain HTTP too): an upload
+///   that declares no algorithm gets a full-object CRC64NVME computed by the
+///   server over the whole object at completion (S3's default since 2025;
+///   moto computes it over a copy of the object, which cost it ~40 % more
+///   CPU per GiB than awscli's uploads: docs/BENCHMARKS.md).
 /// - `crc32c`: `x-amz-content-sha256: UNSIGNED-PAYLOAD` (TLS protects the
 ///   body in transit) and `x-amz-checksum-crc32c`, which S3, R2 and MinIO
 ///   verify (`BadDigest`); multipart uploads declare
@@ -23,6 +29,10 @@ public enum PayloadChecksum: String, Sendable, CaseIterable {
     case sha256
     case crc32c
     case md5
+
+    /// Whether bodies carry `x-amz-checksum-crc32c` and multipart uploads
+    /// declare `x-amz-checksum-algorithm: CRC32C` (all modes but `md5`).
+    public var carriesCRC32C: Bool { self != .md5 }
 
     /// The mode for an endpoint URL (nil = AWS, which is https).
     public static func automatic(endpoint: String?) -> PayloadChecksum {

@@ -157,7 +157,7 @@ public final class S3Store: ObjectStore {
 
     /// The digests a body needs: `mode` nil = a control body (SHA-256 + MD5).
     static func digests(of body: UploadBody, mode: PayloadChecksum?) async throws -> BodyDigests {
-        let wantSHA = mode == nil || mode == .sha256, wantMD5 = mode == nil || mode == .md5, wantCRC = mode == .crc32c
+        let wantSHA = mode == nil || mode == .sha256, wantMD5 = mode == nil || mode == .md5, wantCRC = mode?.carriesCRC32C ?? false
         return try await runBlocking {
             let sha = wantSHA ? Hasher(.sha256) : nil, md5 = wantMD5 ? Hasher(.md5) : nil
             var crc = CRC32C()
@@ -431,7 +431,7 @@ public final class S3Store: ObjectStore {
         var r = Request(method: "POST", key: key, query: [("uploads", nil)], body: .data(Data()), operation: "CreateMultipartUpload")
         r.headers = headers(for: options)
         // Parts carry x-amz-checksum-crc32c: S3 refuses them unless the upload declares the algorithm.
-        if config.effectivePayloadChecksum == .crc32c { r.headers["x-amz-checksum-algorithm"] = "CRC32C" }
+        if config.effectivePayloadChecksum.carriesCRC32C { r.headers["x-amz-checksum-algorithm"] = "CRC32C" }
         let resp = try await self.perform(r)
         guard let id = XMLElement.parse(resp.body)?["UploadId"], !id.isEmpty else {
             throw CairnError(.storage, "CreateMultipartUpload \(location(key)): no UploadId in response")
@@ -455,7 +455,7 @@ public final class S3Store: ObjectStore {
         var parts = parts
         // An upload that declared CRC32C must list every part's checksum. Parts known only
         // from a checkpoint (a resumed migration) lack it: the server's ListParts has it.
-        if config.effectivePayloadChecksum == .crc32c, parts.contains(where: { $0.checksumCRC32C == nil }) {
+        if config.effectivePayloadChecksum.carriesCRC32C, parts.contains(where: { $0.checksumCRC32C == nil }) {
             let listed = Dictionary(try await listParts(key: key, uploadId: uploadId).map { ($0.partNumber, $0) }, uniquingKeysWith: { a, _ in a })
             parts = parts.map { p in
                 var p = p

@@ -73,7 +73,7 @@ import Testing
         #expect(b.uploadConcurrency == 4)
         #expect(b.partSize == nil)
         #expect(b.zstdWorkers == BackupSpec.defaultZstdWorkers)
-        #expect(BackupSpec.defaultZstdWorkers == 1)
+        #expect(BackupSpec.defaultZstdWorkers == 0)   // docs/CONFIG.md, measured in docs/BENCHMARKS.md
         #expect(b.includeGlobals == false)
 
         let v = try #require(c.jobs["db-verify"]?.verify)

@@ -220,6 +220,8 @@ import HTTP
 
     @Test func plainHTTPDefaultsToTheSignedPayloadSHA256() throws {
         #expect(try store(nil).config.effectivePayloadChecksum == .sha256)
+        #expect(PayloadChecksum.sha256.carriesCRC32C && PayloadChecksum.crc32c.carriesCRC32C)
+        #expect(!PayloadChecksum.md5.carriesCRC32C)
     }
 
     @Test(arguments: [PayloadChecksum.sha256, .crc32c, .md5])
@@ -243,8 +245,11 @@ import HTTP
         try await store.delete(keys: ["m.bin", "single"])
     }
 
-    @Test func crc32cPartsCarryTheirChecksumIntoCompletion() async throws {
-        let store = try store(.crc32c)
+    /// Both the https mode (UNSIGNED-PAYLOAD + CRC32C) and the plain-HTTP
+    /// default (signed SHA-256, plus CRC32C) declare CRC32C on the upload.
+    @Test(arguments: [PayloadChecksum.crc32c, .sha256])
+    func crc32cPartsCarryTheirChecksumIntoCompletion(_ mode: PayloadChecksum) async throws {
+        let store = try store(mode)
         let proxy = try ProxyControl()
         let a = testData(5 << 20, seed: 21), b = testData(4096, seed: 22)
         let id = try await store.createMultipartUpload(key: "c.bin", options: PutOptions())
@@ -254,12 +259,31 @@ import HTTP
         #expect(p1.checksumCRC32C == crc.base64)
         #expect(p2.checksumCRC32C != nil)
         // Completion lists every part's checksum, as an upload that declared CRC32C requires
-        // (the proxy refuses it otherwise). The ListParts fallback for parts known only by
-        // ETag is not tested here: moto's ListParts omits part checksums.
+        // (the proxy refuses it otherwise).
         _ = try await store.completeMultipartUpload(key: "c.bin", uploadId: id, parts: [p2, p1])
         #expect(try await store.getData(key: "c.bin", limit: 6 << 20) == a + b)
         #expect(try await proxy.violations(containing: store.config.prefix).isEmpty)
         try await store.delete(keys: ["c.bin"])
+    }
+
+    /// A part known only by its number and ETag (a migration resumed from its
+    /// checkpoint) gets its CRC32C from ListParts, as S3 lists it (the proxy
+    /// adds it to moto's answer, docs/TESTING.md); without it the proxy, like
+    /// S3, refuses the completion.
+    @Test func aPartKnownOnlyByItsETagTakesItsChecksumFromListParts() async throws {
+        let store = try store(.sha256)
+        let proxy = try ProxyControl()
+        let a = testData(5 << 20, seed: 31), b = testData(1000, seed: 32)
+        let id = try await store.createMultipartUpload(key: "r.bin", options: PutOptions())
+        let p1 = try await store.uploadPart(key: "r.bin", uploadId: id, partNumber: 1, body: .data(a))
+        let p2 = try await store.uploadPart(key: "r.bin", uploadId: id, partNumber: 2, body: .data(b))
+        let listed = try await store.listParts(key: "r.bin", uploadId: id)
+        #expect(listed.map(\.checksumCRC32C) == [p1.checksumCRC32C, p2.checksumCRC32C])
+        let resumed = CompletedPart(partNumber: 1, etag: p1.etag, size: p1.size, checksumCRC32C: nil)
+        _ = try await store.completeMultipartUpload(key: "r.bin", uploadId: id, parts: [resumed, p2])
+        #expect(try await store.getData(key: "r.bin", limit: 6 << 20) == a + b)
+        #expect(try await proxy.violations(containing: store.config.prefix + "r.bin").isEmpty)
+        try await store.delete(keys: ["r.bin"])
     }
 
     @Test(arguments: [(PayloadChecksum.sha256, "XAmzContentSHA256Mismatch"), (.crc32c, "BadDigest"), (.md5, "BadDigest")])

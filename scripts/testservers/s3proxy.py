@@ -169,6 +169,30 @@ def decode_aws_chunked(body):
     return bytes(out)
 
 
+def list_parts_with_checksums(xml, upload_id):
+    """S3's ListParts names each part's checksum (ChecksumCRC32C, ...) when
+    the upload declared an algorithm; moto's does not. Adds, to each <Part>
+    that lacks it, the checksum the part carried through this proxy."""
+    with STATE.lock:
+        algo = STATE.upload_algorithms.get(upload_id)
+        sums = dict(STATE.part_checksums.get(upload_id, {}))
+    if not algo or not sums:
+        return xml
+    tag = ("Checksum" + algo).encode()
+
+    def amend(m):
+        part = m.group(0)
+        if tag in part:
+            return part
+        n = re.search(rb"<PartNumber>\s*(\d+)\s*</PartNumber>", part)
+        value = sums.get(int(n.group(1))) if n else None
+        if not value:
+            return part
+        return part.replace(b"</Part>", b"<" + tag + b">" + value.encode() + b"</" + tag + b"></Part>")
+
+    return re.sub(rb"<Part>.*?</Part>", amend, xml, flags=re.S)
+
+
 def parse_query(query):
     return urllib.parse.parse_qs(query, keep_blank_values=True)
 
@@ -354,9 +378,11 @@ class Handler(http.server.BaseHTTPRequestHandler):
         self.upstream_status = None
         self.captured = None
         try:
+            is_list_parts = method == "GET" and upload_id is not None and part_number is None
             status = self.forward(method, body, chunked,
                                   cut_half=bool(fault and fault["action"] == "drop_mid_response"),
-                                  capture=(method == "POST" and "uploads" in q))
+                                  capture=(method == "POST" and "uploads" in q),
+                                  rewrite=(lambda xml: list_parts_with_checksums(xml, upload_id)) if is_list_parts else None)
         except ConnectionError:
             if self.upstream_status is not None:
                 STATE.record(dict(entry, status=self.upstream_status, client_gone=True))
@@ -414,6 +440,11 @@ class Handler(http.server.BaseHTTPRequestHandler):
             return (400, "InvalidDigest",
                     "UploadPart without an integrity check: Content-MD5, x-amz-checksum-* or a signed "
                     "x-amz-content-sha256 is required (Cairn's rule)")
+        # The signed payload hash first: it is part of the request's signature,
+        # checked as the body arrives, before any checksum header.
+        if signed_sha and hashlib.sha256(content).hexdigest() != sha_hdr.lower():
+            return (400, "XAmzContentSHA256Mismatch",
+                    "The provided 'x-amz-content-sha256' header does not match what was computed.")
         if md5_header is not None:
             try:
                 want = base64.b64decode(md5_header.strip(), validate=True)
@@ -431,9 +462,6 @@ class Handler(http.server.BaseHTTPRequestHandler):
             if got != value.strip():
                 return (400, "BadDigest", "The %s you specified did not match the calculated checksum "
                         "(header %s, body %s)" % (algo.upper(), value.strip(), got))
-        if signed_sha and hashlib.sha256(content).hexdigest() != sha_hdr.lower():
-            return (400, "XAmzContentSHA256Mismatch",
-                    "The provided 'x-amz-content-sha256' header does not match what was computed.")
 
         if is_upload_part:
             with STATE.lock:
@@ -493,7 +521,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
 
     # ---- forwarding -----------------------------------------------------
 
-    def forward(self, method, body, chunked, cut_half=False, capture=False):
+    def forward(self, method, body, chunked, cut_half=False, capture=False, rewrite=None):
         conn = http.client.HTTPConnection(UPSTREAM[0], UPSTREAM[1], timeout=300)
         headers_sent = False
         try:
@@ -511,6 +539,22 @@ class Handler(http.server.BaseHTTPRequestHandler):
                 conn.send(body)
             resp = conn.getresponse()
             self.upstream_status = resp.status
+            if rewrite is not None and resp.status == 200 and not cut_half:
+                # a small XML answer, read whole and amended (see list_parts_with_checksums)
+                data = rewrite(resp.read())
+                headers_sent = True
+                self.send_response_only(resp.status, resp.reason)
+                for name, value in resp.getheaders():
+                    if name.lower() in HOP_BY_HOP or name.lower() in ("transfer-encoding", "content-length"):
+                        continue
+                    self.send_header(name, value)
+                self.send_header("Content-Length", str(len(data)))
+                if self.close_connection:
+                    self.send_header("Connection", "close")
+                self.end_headers()
+                self.wfile.write(data)
+                self.wfile.flush()
+                return resp.status
 
             headers_sent = True
             self.send_response_only(resp.status, resp.reason)
