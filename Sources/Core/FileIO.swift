@@ -168,6 +168,12 @@ public enum Beneath {
         return current
     }
 
+    /// Opens the directory `name` (one component) in `dirFD`, not following a
+    /// symlink: one `openat` (`openDirectory` also reopens `dirFD` itself).
+    public static func openSubdirectory(_ dirFD: Int32, _ name: [UInt8]) throws -> OpenFile {
+        try openAt(dirFD, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)
+    }
+
     /// Opens the regular file at `components` (a relative path, split at `/`)
     /// under `dirFD` for reading. Throws `SyscallError` (ELOOP: a component is a symlink).
     public static func openFile(_ dirFD: Int32, _ components: [[UInt8]]) throws -> OpenFile {

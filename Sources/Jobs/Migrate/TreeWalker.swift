@@ -5,10 +5,6 @@ import Foundation
 public struct WalkedFile: Sendable, Equatable {
     /// Path relative to the source, `/`-separated, exactly as on disk (no Unicode normalisation).
     public var path: String
-    /// The file to read, relative to the source root: the path itself, or for
-    /// a symlink inside the source, its resolved target. Opened component by
-    /// component from the root's descriptor, never following a symlink.
-    public var readComponents: [[UInt8]]
     public var size: Int64
     public var mtimeNs: Int64
     /// The identity the walk saw; the file opened later must be this one.
@@ -16,6 +12,17 @@ public struct WalkedFile: Sendable, Equatable {
     public var inode: UInt64
     /// For a symlink: its target, relative to the source.
     public var symlinkTo: String?
+
+    public init(path: String, size: Int64, mtimeNs: Int64, device: UInt64, inode: UInt64, symlinkTo: String? = nil) {
+        self.path = path; self.size = size; self.mtimeNs = mtimeNs
+        self.device = device; self.inode = inode; self.symlinkTo = symlinkTo
+    }
+
+    /// The file to read, relative to the source root: the path itself, or for
+    /// a symlink inside the source, its resolved target. Opened component by
+    /// component from the root's descriptor, never following a symlink.
+    /// Computed when a file is opened (most files of a re-run never are).
+    public var readComponents: [[UInt8]] { Beneath.components((symlinkTo ?? path).utf8) }
 }
 
 /// Something under the source that is not uploaded, and why.
@@ -105,22 +112,25 @@ public struct TreeWalker: Sendable {
     /// depth-first walk yields full paths in byte order: a directory sorts as
     /// `name/`, so its whole subtree comes where its paths belong
     /// (`a.txt` < `a/b` < `a0`). Files are listed with their `WalkedFile`;
-    /// problems go to `issues`.
-    func readEntries(_ rel: [UInt8], rootFD: Int32, realRoot: String, into cursor: TreeCursor) -> [TreeCursor.Entry] {
+    /// problems go to `issues`. The directory is `name` in the open directory
+    /// `parentFD` (one `openat`, no symlink followed), or for the root
+    /// (`name` nil) `parentFD` itself; it is returned open, for its
+    /// subdirectories to be opened from (nil when it could not be read).
+    func readEntries(_ rel: [UInt8], name dirName: [UInt8]?, parentFD: Int32, realRoot: String, into cursor: TreeCursor) -> (OpenFile?, [TreeCursor.Entry]) {
         let dir: OpenFile
         let names: [[UInt8]]
         do {
-            dir = try Beneath.openDirectory(rootFD, Beneath.components(rel))
+            dir = try dirName.map { try Beneath.openSubdirectory(parentFD, $0) } ?? Beneath.openDirectory(parentFD, [])
             names = try Self.readDirectory(dir.fd)
         } catch let e as SyscallError {
-            if e.code == ENOENT && !rel.isEmpty { return [] }   // vanished while walking
+            if e.code == ENOENT && !rel.isEmpty { return (nil, []) }   // vanished while walking
             let why = e.code == ELOOP || e.code == ENOTDIR
                 ? "replaced by a symlink or a file during the walk: not followed" : "cannot read directory: \(e)"
             cursor.issues.append(WalkIssue(path: rel.isEmpty ? "." : PathText.escape(rel) + "/", kind: .failed, reason: why))
-            return []
+            return (nil, [])
         } catch {
             cursor.issues.append(WalkIssue(path: rel.isEmpty ? "." : PathText.escape(rel) + "/", kind: .failed, reason: "cannot read directory: \(error)"))
-            return []
+            return (nil, [])
         }
         var entries: [TreeCursor.Entry] = []
         for name in names {
@@ -140,7 +150,7 @@ public struct TreeWalker: Sendable {
                 if type == S_IFDIR { cursor.excludedDirectories += 1 } else { cursor.excludedFiles += 1 }
                 continue
             }
-            if type == S_IFDIR { entries.append(TreeCursor.Entry(sortKey: name + [UInt8(ascii: "/")], directory: relPath)); continue }
+            if type == S_IFDIR { entries.append(TreeCursor.Entry(sortKey: name + [UInt8(ascii: "/")], directory: relPath, name: name)); continue }
             guard let relString = String(validating: relPath, as: UTF8.self) else {
                 cursor.issues.append(WalkIssue(path: PathText.escape(relPath), kind: .failed,
                                                reason: "name is not valid UTF-8, so it cannot be an object key; rename it"))
@@ -151,15 +161,14 @@ public struct TreeWalker: Sendable {
             case S_IFREG:
                 if let issue = keyIssue(relString) { cursor.issues.append(issue); continue }
                 entries.append(TreeCursor.Entry(sortKey: name, file: WalkedFile(
-                    path: relString, readComponents: Beneath.components(relPath), size: Int64(ls.st_size), mtimeNs: Self.mtimeNs(ls),
+                    path: relString, size: Int64(ls.st_size), mtimeNs: Self.mtimeNs(ls),
                     device: UInt64(ls.st_dev), inode: UInt64(ls.st_ino))))
             case S_IFLNK:
                 switch resolveLink(dirFD: dir.fd, name: name, abs: root + "/" + relString, realRoot: realRoot) {
                 case .file(let target, let tst):
                     if let issue = keyIssue(relString) { cursor.issues.append(issue); continue }
                     entries.append(TreeCursor.Entry(sortKey: name, file: WalkedFile(
-                        path: relString, readComponents: Beneath.components(Array(target.utf8)),
-                        size: Int64(tst.st_size), mtimeNs: Self.mtimeNs(tst),
+                        path: relString, size: Int64(tst.st_size), mtimeNs: Self.mtimeNs(tst),
                         device: UInt64(tst.st_dev), inode: UInt64(tst.st_ino), symlinkTo: target)))
                 case .skip(let why):
                     cursor.issues.append(WalkIssue(path: shown, kind: .skipped, reason: why))
@@ -172,7 +181,7 @@ public struct TreeWalker: Sendable {
             }
         }
         entries.sort { $0.sortKey.lexicographicallyPrecedes($1.sortKey) }
-        return entries
+        return (dir, entries)
     }
 
     private func keyIssue(_ rel: String) -> WalkIssue? {
@@ -242,15 +251,24 @@ public final class TreeCursor: @unchecked Sendable {
         var sortKey: [UInt8]
         var file: WalkedFile?
         var directory: [UInt8]?
+        /// A directory's own name (its last component).
+        var name: [UInt8] = []
         init(sortKey: [UInt8], file: WalkedFile) { self.sortKey = sortKey; self.file = file }
-        init(sortKey: [UInt8], directory: [UInt8]) { self.sortKey = sortKey; self.directory = directory }
+        init(sortKey: [UInt8], directory: [UInt8], name: [UInt8]) { self.sortKey = sortKey; self.directory = directory; self.name = name }
+    }
+    /// A directory on the current path: open (its subdirectories are opened
+    /// from it with one `openat` each) and its entries not yet yielded.
+    struct Frame {
+        var dir: OpenFile?
+        /// Reversed: the next is last.
+        var entries: [Entry]
     }
     let walker: TreeWalker
     /// The source root as opened by the walk: every file is opened beneath it.
     public let root: OpenFile
     let realRoot: String
-    /// Each directory on the current path: its entries not yet yielded, in order (reversed: the next is last).
-    private var frames: [[Entry]] = []
+    /// Each directory on the current path, open, with its entries not yet yielded.
+    private var frames: [Frame] = []
     private var started = false
     /// Problems found so far (complete once `next` returned an empty batch).
     public internal(set) var issues: [WalkIssue] = []
@@ -269,15 +287,18 @@ public final class TreeCursor: @unchecked Sendable {
     public func next(max: Int, cancel: CancellationFlag? = nil) throws -> [WalkedFile] {
         if !started {
             started = true
-            frames = [walker.readEntries([], rootFD: root.fd, realRoot: realRoot, into: self).reversed()]
+            let (dir, entries) = walker.readEntries([], name: nil, parentFD: root.fd, realRoot: realRoot, into: self)
+            frames = [Frame(dir: dir, entries: entries.reversed())]
         }
         var out: [WalkedFile] = []
+        out.reserveCapacity(max)
         while out.count < max, !frames.isEmpty {
-            guard let e = frames[frames.count - 1].popLast() else { frames.removeLast(); continue }
+            guard let e = frames[frames.count - 1].entries.popLast() else { frames.removeLast(); continue }
             if let f = e.file { out.append(f); continue }
-            if let d = e.directory {
+            if let d = e.directory, let parent = frames[frames.count - 1].dir {
                 if cancel?.isSet == true { throw CancellationError() }
-                frames.append(walker.readEntries(d, rootFD: root.fd, realRoot: realRoot, into: self).reversed())
+                let (dir, entries) = walker.readEntries(d, name: e.name, parentFD: parent.fd, realRoot: realRoot, into: self)
+                frames.append(Frame(dir: dir, entries: entries.reversed()))
             }
         }
         filesSeen += out.count
