@@ -186,7 +186,7 @@ public actor AlertCenter {
         await withTaskGroup(of: DeliveryAttempt?.self) { group in
             group.addTask { await send() }
             group.addTask {
-                try? await Task.sleep(until: deadline, clock: .continuous)
+                try? await Sleep.until(deadline)
                 return nil
             }
             let first = await group.next() ?? nil

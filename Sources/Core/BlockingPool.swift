@@ -41,8 +41,10 @@ public final class BlockingPool: @unchecked Sendable {
         let pending = queue.count - head
         if pending > idle && threads < maxThreads {
             threads += 1
-            let t = Thread { [self] in self.loop() }
-            t.name = "\(name)-\(threads)"
+            let t = Thread { [self] in
+                ThreadName.set(name)
+                self.loop()
+            }
             t.stackSize = 1 << 20
             t.start()
         } else {

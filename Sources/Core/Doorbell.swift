@@ -25,8 +25,7 @@ public final class Doorbell: @unchecked Sendable {
     public func wait(until deadline: Date?) async {
         let timer: Task<Void, Never>? = deadline.map { d in
             Task { [weak self] in
-                let ms = max(0, d.timeIntervalSinceNow * 1000)
-                do { try await Task.sleep(for: .milliseconds(Int(ms.rounded(.up)))) } catch { return }
+                do { try await Sleep.until(d) } catch { return }
                 self?.ring()
             }
         }

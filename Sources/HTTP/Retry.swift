@@ -57,7 +57,7 @@ public func withRetries<T: Sendable>(
             }
             let d = policy.delay(beforeRetry: attempt, random: Double.random(in: 0..<1))
             onRetry(attempt, error, d)
-            try await Task.sleep(for: .milliseconds(Int(d * 1000)))
+            try await Sleep.for(.milliseconds(Int(d * 1000)))
             attempt += 1
         }
     }

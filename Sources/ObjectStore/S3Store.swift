@@ -342,7 +342,7 @@ public final class S3Store: ObjectStore {
                     resumes += 1
                     logger.warning("resuming download", metadata: ["key": "\(key)", "offset": "\(start + received)", "error": "\(error)"])
                     do {
-                        try await Task.sleep(for: .milliseconds(Int(config.retry.delay(beforeRetry: resumes, random: Double.random(in: 0..<1)) * 1000)))
+                        try await Sleep.for(.milliseconds(Int(config.retry.delay(beforeRetry: resumes, random: Double.random(in: 0..<1)) * 1000)))
                         current = try await openGet(key: key, start: start + received, end: range?.end, etag: info.etag).body
                     } catch {
                         out.finish(throwing: error)

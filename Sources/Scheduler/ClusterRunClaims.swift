@@ -53,7 +53,7 @@ public struct ClusterRunClaims: RunClaims {
                             return .busy("job \(job) is still running on cluster node \(node ?? "?") (an earlier run)")
                         }
                     }
-                    try await Task.sleep(for: .milliseconds(sameInstant ? 1000 : 300))
+                    try await Sleep.for(.milliseconds(sameInstant ? 1000 : 300))
                 }
             }
         } catch is CancellationError {

@@ -144,7 +144,7 @@ public actor Daemon {
         if config.daemon.watchdog, let interval = notifier?.watchdogInterval {
             watchdogTask = Task {
                 while !Task.isCancelled {
-                    try? await Task.sleep(for: interval / 2)
+                    try? await Sleep.for(interval / 2)
                     emit.yield(.watchdog)
                 }
             }
@@ -194,7 +194,7 @@ public actor Daemon {
                     cancelAll()
                     let emit = self.emit
                     Task {
-                        try? await Task.sleep(for: .seconds(60))
+                        try? await Sleep.for(.seconds(60))
                         emit.yield(.giveUp)
                     }
                 }
@@ -230,7 +230,7 @@ public actor Daemon {
         }
         let emit = self.emit, grace = config.daemon.stopGracePeriod
         Task {
-            try? await Task.sleep(for: grace)
+            try? await Sleep.for(grace)
             emit.yield(.graceExpired)
         }
     }
@@ -386,7 +386,7 @@ public actor Daemon {
             let ticker = Task { [weak self] in
                 var last: String?
                 while !Task.isCancelled {
-                    try? await Task.sleep(for: .seconds(1))
+                    try? await Sleep.for(.seconds(1))
                     guard let line = await self?.progressLine(reply.run ?? -1), line != last else { continue }
                     last = line
                     if !(await conn.send(ControlMessage(type: "progress", job: job, run: reply.run, line: line))) { return }
@@ -474,7 +474,7 @@ public actor Daemon {
     nonisolated static func installSignals(_ handler: @escaping @Sendable (Int32) -> Void) -> [DispatchSourceSignal] {
         [SIGHUP, SIGTERM, SIGINT].map { sig in
             signal(sig, SIG_IGN)
-            let s = DispatchSource.makeSignalSource(signal: sig, queue: .global())
+            let s = DispatchSource.makeSignalSource(signal: sig, queue: ProcessSignals.queue)
             s.setEventHandler { handler(sig) }
             s.resume()
             return s

@@ -22,6 +22,7 @@ final class WallTimer: @unchecked Sendable {
         // The thread owns the descriptor's lifetime: it closes it when it
         // exits, so a read never lands on a number another thread reused.
         let thread = Thread { [self] in
+            ThreadName.set("cairn-timer")
             while true {
                 let rc = cairn_timerfd_wait(fd)
                 if self.isStopped { close(fd); return }
@@ -32,7 +33,6 @@ final class WallTimer: @unchecked Sendable {
                 }
             }
         }
-        thread.name = "cairn-timer"
         thread.stackSize = 64 << 10
         thread.start()
     }

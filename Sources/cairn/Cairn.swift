@@ -6,6 +6,14 @@ import Logging
 @main
 struct Cairn: AsyncParsableCommand {
     static func main() async {
+        // The daemon runs its tasks on Cairn's own pool, first thing (before
+        // any task starts a libdispatch worker): an idle daemon then sleeps
+        // with no wake-ups (CooperativePool). CAIRN_EXECUTOR=dispatch keeps
+        // libdispatch's pool, for comparison or if a problem is suspected.
+        if CommandLine.arguments.dropFirst().first == "serve",
+           ProcessInfo.processInfo.environment["CAIRN_EXECUTOR"] != "dispatch" {
+            CooperativePool.installAsGlobalExecutor()
+        }
         MemoryTuning.apply()
         _ = ProcessSignals.ignoreSIGPIPE
         do {

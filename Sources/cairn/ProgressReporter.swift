@@ -1,3 +1,4 @@
+import Core
 import Foundation
 import Jobs
 
@@ -20,7 +21,7 @@ final class ProgressReporter: @unchecked Sendable {
             let start = ContinuousClock.now
             var throttle = ProgressLogThrottle()
             while !Task.isCancelled {
-                try? await Task.sleep(for: interval)
+                try? await Sleep.for(interval)
                 if Task.isCancelled { break }
                 if tty {
                     var cols = winsize()

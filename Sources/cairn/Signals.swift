@@ -1,3 +1,4 @@
+import Core
 import Dispatch
 import Foundation
 
@@ -9,7 +10,7 @@ func withSignalCancellation<T: Sendable>(_ body: @escaping @Sendable () async th
     var sources: [DispatchSourceSignal] = []
     for sig in [SIGINT, SIGTERM] {
         signal(sig, SIG_IGN)
-        let s = DispatchSource.makeSignalSource(signal: sig, queue: .global())
+        let s = DispatchSource.makeSignalSource(signal: sig, queue: ProcessSignals.queue)
         s.setEventHandler {
             FileHandle.standardError.write(Data("\ncairn: \(sig == SIGINT ? "interrupted" : "terminated"), cleaning up…\n".utf8))
             task.cancel()

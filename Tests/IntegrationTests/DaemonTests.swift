@@ -331,6 +331,37 @@ func startWithHungUpload(_ fx: DaemonFixture, db: TestDatabase, jobKeys: String,
         #expect(await daemon.waitExit(timeout: 20) == 0)
     }
 
+    /// `cairn serve` runs its tasks on its own pool (CooperativePool), so
+    /// that libdispatch never starts a non-overcommit worker ("…-qos"
+    /// threads): the first one arms libdispatch's 1 Hz workqueue monitor,
+    /// which would wake the idle daemon every second for ever (issue 15).
+    /// A backup through the socket (progress ticker, S3 retries' sleeps,
+    /// blocking pool, signal sources) must leave no such thread behind.
+    @Test func theDaemonRunsItsTasksOnItsOwnPool() async throws {
+        let db = try await TestDatabase.create("pool", sql: marketplaceSQL)
+        defer { Task { await db.drop() } }
+        let fx = try DaemonFixture()
+        defer { fx.remove() }
+        try fx.writeJob("db", """
+        kind = "backup"
+        [backup]
+        database = "\(db.url)"
+        """)
+        let daemon = try DaemonProcess(config: fx.config, logPath: fx.dir + "/serve.log")
+        #expect(await eventually(20) { FileManager.default.fileExists(atPath: fx.socket) })
+        let run = try await CLI.run(["run", "-c", fx.config, "db", "--wait"])
+        #expect(run.status == 0, "\(run.stderr) \(daemon.log)")
+        let status = try await CLI.run(["status", "-c", fx.config])
+        #expect(status.status == 0, "\(status.stderr)")
+        let threads = ((try? FileManager.default.contentsOfDirectory(atPath: "/proc/\(daemon.pid)/task")) ?? []).map {
+            ((try? String(contentsOfFile: "/proc/\(daemon.pid)/task/\($0)/comm", encoding: .utf8)) ?? "").trimmingCharacters(in: .newlines)
+        }
+        #expect(threads.filter { $0.hasPrefix("cairn-pool-") }.count >= 2, "\(threads)")
+        #expect(!threads.contains { $0.hasSuffix("-qos") }, "libdispatch worker threads: \(threads)")
+        daemon.signal(SIGTERM)
+        #expect(await daemon.waitExit(timeout: 20) == 0)
+    }
+
     /// After downtime the latest missed instant runs once at start-up (catch_up), recorded as such.
     @Test func startUpCatchesUpTheLatestMissedRunOnce() async throws {
         let db = try await TestDatabase.create("catchup", sql: marketplaceSQL)

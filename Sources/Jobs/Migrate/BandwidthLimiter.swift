@@ -38,7 +38,7 @@ public final class BandwidthLimiter: @unchecked Sendable {
     /// Waits until `bytes` may be sent.
     public func acquire(_ bytes: Int64) async throws {
         let wait = reserve(bytes, now: clock.now)
-        if wait > .zero { try await Task.sleep(for: wait) }
+        if wait > .zero { try await Sleep.for(wait) }
     }
 
     /// Parses a rate the way rclone's `--bwlimit` reads one: a number with an

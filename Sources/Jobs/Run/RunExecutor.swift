@@ -172,7 +172,7 @@ public struct RunExecutor: Sendable {
                   request.attempt <= job.retries, !Task.isCancelled else { return r }
             let delay = RunRetry.delay(backoff: job.retryBackoff, afterAttempt: request.attempt)
             retrying(r, delay)
-            do { try await Task.sleep(for: delay) } catch { return r }
+            do { try await Sleep.for(delay) } catch { return r }
             request.attempt += 1
         }
     }
@@ -189,7 +189,7 @@ public struct RunExecutor: Sendable {
                 do { return .done(.success(try await body())) } catch { return .done(.failure(error)) }
             }
             group.addTask {
-                do { try await Task.sleep(for: timeout); return .timer } catch { return .timerCancelled }
+                do { try await Sleep.for(timeout); return .timer } catch { return .timerCancelled }
             }
             var timedOut = false
             while let event = await group.next() {
