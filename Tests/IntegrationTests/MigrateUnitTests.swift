@@ -2,6 +2,7 @@ import Foundation
 import Testing
 import Core
 import Config
+import State
 @testable import Jobs
 @testable import ObjectStore
 
@@ -204,6 +205,42 @@ import Config
         #expect(MappingFile.location(store: aws, key: "x/y.png").url == "https://media-bucket.s3.eu-west-1.amazonaws.com/x/y.png")
         let dir = DirectoryStore(root: "/srv/objects")
         #expect(MappingFile.location(store: dir, key: "m/a b.jpg").url == "file:///srv/objects/m/a%20b.jpg")
+    }
+
+    @Test func mappingBasisChangesWithTheStorageAddressOnly() {
+        let creds = StaticCredentialsProvider(AWSCredentials(accessKeyId: "a", secretAccessKey: "b"))
+        func s3(_ c: S3Configuration) -> S3Store { S3Store(config: c, credentials: creds) }
+        let base = MappingFile.basis(store: s3(S3Configuration(bucket: "b", prefix: "cairn", endpoint: "http://127.0.0.1:9000")))
+        #expect(base == MappingFile.basis(store: s3(S3Configuration(bucket: "b", prefix: "cairn", endpoint: "http://127.0.0.1:9000"))))
+        for other in [S3Configuration(bucket: "b", prefix: "other", endpoint: "http://127.0.0.1:9000"),
+                      S3Configuration(bucket: "c", prefix: "cairn", endpoint: "http://127.0.0.1:9000"),
+                      S3Configuration(bucket: "b", prefix: "cairn", endpoint: "http://127.0.0.1:9001"),
+                      S3Configuration(bucket: "b", prefix: "cairn", endpoint: "http://127.0.0.1:9000", pathStyle: false)] {
+            #expect(MappingFile.basis(store: s3(other)) != base, "\(other)")
+        }
+        #expect(MappingFile.basis(store: DirectoryStore(root: "/srv/a")) != MappingFile.basis(store: DirectoryStore(root: "/srv/b")))
+        // a key's URL is the basis's URL with the encoded key appended, so the basis stands for every line's URL
+        let st = s3(S3Configuration(bucket: "b", prefix: "cairn", endpoint: "http://127.0.0.1:9000"))
+        let empty = MappingFile.location(store: st, key: "")
+        #expect(MappingFile.location(store: st, key: "m/a b.jpg").url == empty.url! + "m/a%20b.jpg")
+    }
+
+    @Test func unchangedTestUsesDoneAtKeySizeAndMtime() {
+        let f = WalkedFile(path: "a/b.jpg", size: 10, mtimeNs: 77, device: 1, inode: 2)
+        #expect(MigrateJob.isUnchanged(f, CheckpointStore.QuickRow(size: 10, mtimeNs: 77, doneAtKey: true)))
+        #expect(!MigrateJob.isUnchanged(f, nil))
+        #expect(!MigrateJob.isUnchanged(f, CheckpointStore.QuickRow(size: 10, mtimeNs: 77, doneAtKey: false)))
+        #expect(!MigrateJob.isUnchanged(f, CheckpointStore.QuickRow(size: 11, mtimeNs: 77, doneAtKey: true)))
+        #expect(!MigrateJob.isUnchanged(f, CheckpointStore.QuickRow(size: 10, mtimeNs: 78, doneAtKey: true)))
+    }
+
+    @Test func pathRangeIsInUTF8ByteOrder() {
+        func w(_ p: String) -> WalkedFile { WalkedFile(path: p, size: 1, mtimeNs: 1, device: 1, inode: 1) }
+        #expect(MigrateJob.pathRange([]) == nil)
+        #expect(MigrateJob.pathRange([w("x")])! == ("x", "x"))
+        // "é" (C3 A9) sorts after "z" in bytes; "a/b" < "a0" ('/' < '0'); "Z" < "a"
+        let r = MigrateJob.pathRange([w("a0"), w("é.jpg"), w("a/b"), w("z"), w("Z")])!
+        #expect(r.low == "Z" && r.high == "é.jpg")
     }
 
     @Test func reportListsAtMostTwentyFailuresThenCounts() {

@@ -42,6 +42,18 @@ public enum MappingFile {
         return (key, nil)
     }
 
+    /// The version of the line format: part of `basis`, so a change of format rewrites the file.
+    static let formatVersion = "mapping-v1"
+
+    /// What the mapping file's lines depend on besides the checkpoint's rows:
+    /// the line format and where the store puts a key (its key prefix and URL
+    /// base: `location` of any key is these with the key appended, encoded).
+    public static func basis(store: any ObjectStore) -> String {
+        let loc = location(store: store, key: "")
+        let kind = store is S3Store ? "s3" : store is DirectoryStore ? "dir" : "other"
+        return [formatVersion, kind, loc.key, loc.url ?? "-"].joined(separator: "\n")
+    }
+
     public static func entries(_ rows: [CheckpointFile], store: any ObjectStore) -> [MappingEntry] {
         rows.filter { $0.state == .done }.sorted { Array($0.path.utf8).lexicographicallyPrecedes(Array($1.path.utf8)) }.map { r in
             let loc = location(store: store, key: r.key)
@@ -77,8 +89,9 @@ public enum MappingFile {
 
     /// Blocking: writes the entries `produce` gives, one JSON line each, to
     /// `path` atomically, a buffer at a time (memory does not grow with the
-    /// number of entries). Returns the number of entries.
-    public static func write(to path: String, entries produce: ((MappingEntry) throws -> Void) throws -> Void) throws -> Int {
+    /// number of entries). Returns the number of entries and the file's
+    /// identity once in place (nil if it could not be read).
+    public static func write(to path: String, entries produce: ((MappingEntry) throws -> Void) throws -> Void) throws -> (entries: Int, file: FileIdentity?) {
         let enc = JSONEncoder()
         enc.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
         let w = try AtomicWriter(path)
@@ -96,8 +109,7 @@ public enum MappingFile {
             w.discard()
             throw error
         }
-        try w.commit()
-        return n
+        return (n, try w.commit())
     }
 
     /// A temporary file next to `path`, renamed over it once complete and synced.
@@ -128,17 +140,24 @@ public enum MappingFile {
             unlink(tmp)
         }
 
-        func commit() throws {
+        /// Syncs, renames into place; returns the file's identity after the
+        /// rename (which changes its ctime), read from the descriptor.
+        @discardableResult
+        func commit() throws -> FileIdentity? {
             var e: Int32 = 0
             if fsync(fd) != 0 { e = errno }
-            close(fd)
-            fd = -1
-            if e != 0 { unlink(tmp); throw failed("write", e) }
+            if e != 0 { close(fd); fd = -1; unlink(tmp); throw failed("write", e) }
             guard rename(tmp, path) == 0 else {
                 let e = errno
+                close(fd)
+                fd = -1
                 unlink(tmp)
                 throw failed("rename a temporary file to the", e)
             }
+            let identity = FileIdentity.of(fd: fd)
+            close(fd)
+            fd = -1
+            return identity
         }
     }
 }

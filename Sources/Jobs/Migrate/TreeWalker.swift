@@ -156,7 +156,7 @@ public struct TreeWalker: Sendable {
                                                reason: "name is not valid UTF-8, so it cannot be an object key; rename it"))
                 continue
             }
-            let shown = PathText.escape(relPath)
+            var shown: String { PathText.escape(relPath) }   // only for a problem
             switch type {
             case S_IFREG:
                 if let issue = keyIssue(relString) { cursor.issues.append(issue); continue }
