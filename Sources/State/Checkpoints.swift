@@ -253,18 +253,31 @@ public final class CheckpointStore: Sendable {
         }
     }
 
-    /// Calls `body` with each row in a state, ordered by path (UTF-8 byte
-    /// order), from a cursor: one row in memory at a time. The read
-    /// transaction lasts until the last row; `body` must not use this store.
-    /// Returns the change counter (`generation()`) the rows are of, read in
-    /// the same transaction.
+    /// What a mapping file line needs of a done row.
+    public struct DoneRow: Sendable, Equatable {
+        public var path: String
+        public var key: String
+        public var size: Int64
+        public var sha256: String?
+        public var contentType: String?
+        public init(path: String, key: String, size: Int64, sha256: String?, contentType: String?) {
+            self.path = path; self.key = key; self.size = size; self.sha256 = sha256; self.contentType = contentType
+        }
+    }
+
+    /// Calls `body` with each done row, ordered by path (UTF-8 byte order),
+    /// from a cursor reading only the columns a mapping line needs, by
+    /// position. Returns the change counter (`generation()`) the rows are of,
+    /// read in the same transaction; `body` must not use this store.
     @discardableResult
-    public func forEachFile(in state: CheckpointFile.State, _ body: (CheckpointFile) throws -> Void) throws -> Int64 {
+    public func forEachDone(_ body: (DoneRow) throws -> Void) throws -> Int64 {
         try wrap("read the checkpoint") {
             try db.read { db in
                 let generation = try Int64.fetchOne(db, sql: "SELECT n FROM generation WHERE id = 1") ?? 0
-                let rows = try Row.fetchCursor(db, sql: "SELECT * FROM files WHERE state = ? ORDER BY path", arguments: [state.rawValue])
-                while let row = try rows.next() { try body(Self.file(row)) }
+                let rows = try Row.fetchCursor(db, sql: "SELECT path, key, size, sha256, content_type FROM files WHERE state = 'done' ORDER BY path")
+                while let row = try rows.next() {
+                    try body(DoneRow(path: row[0], key: row[1], size: row[2], sha256: row[3], contentType: row[4]))
+                }
                 return generation
             }
         }

@@ -78,7 +78,9 @@ import GRDB
         // reads change nothing
         _ = try store.allFiles()
         _ = try store.quickRows(from: "a", to: "z", keyPrefix: "media/")
-        #expect(try store.forEachFile(in: .done) { _ in } == g1)
+        var done: [CheckpointStore.DoneRow] = []
+        #expect(try store.forEachDone { done.append($0) } == g1)
+        #expect(done == [CheckpointStore.DoneRow(path: "a.jpg", key: "media/a.jpg", size: 10, sha256: "ab", contentType: "image/jpeg")])
         #expect(try store.generation() == g1)
         // an update (same row again), a part, another row: each bumps it
         try store.put(row("a.jpg", state: .done))

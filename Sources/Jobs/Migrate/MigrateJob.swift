@@ -313,7 +313,7 @@ public struct MigrateJob: Sendable {
             }
             var generation: Int64 = 0
             let written = try MappingFile.write(to: path) { emit in
-                generation = try checkpoint.forEachFile(in: .done) { r in try emit(MappingFile.entry(r, store: store)) }
+                generation = try checkpoint.forEachDone { r in try emit(MappingFile.entry(r, store: store)) }
             }
             if let file = written.file {
                 // Without the stamp the next run only rewrites the file again.
