@@ -132,10 +132,89 @@ public final class CheckpointStore: Sendable {
                 t.primaryKey(["path", "part_number"])
             }
         }
+        // A change counter: any change to `files` bumps it, so a run can tell
+        // that nothing changed since the mapping file was written (kept in
+        // `mapping_stamp`) without reading the rows.
+        m.registerMigration("v2-generation-mapping-stamp") { db in
+            try db.execute(sql: """
+                CREATE TABLE generation (id INTEGER PRIMARY KEY CHECK (id = 1), n INTEGER NOT NULL);
+                INSERT INTO generation (id, n) VALUES (1, 0);
+                CREATE TRIGGER files_inserted AFTER INSERT ON files BEGIN UPDATE generation SET n = n + 1; END;
+                CREATE TRIGGER files_updated AFTER UPDATE ON files BEGIN UPDATE generation SET n = n + 1; END;
+                CREATE TRIGGER files_deleted AFTER DELETE ON files BEGIN UPDATE generation SET n = n + 1; END;
+                CREATE TABLE mapping_stamp (
+                  id INTEGER PRIMARY KEY CHECK (id = 1), path TEXT NOT NULL, generation INTEGER NOT NULL,
+                  basis TEXT NOT NULL, entries INTEGER NOT NULL, device INTEGER NOT NULL, inode INTEGER NOT NULL,
+                  size INTEGER NOT NULL, mtime_ns INTEGER NOT NULL, ctime_ns INTEGER NOT NULL);
+                """)
+        }
         return m
     }
 
     // MARK: reading
+
+    /// What the unchanged-file test of a migration needs of one row.
+    public struct QuickRow: Sendable, Equatable {
+        public var size: Int64
+        public var mtimeNs: Int64
+        /// The row is `done` and records the key the caller expects (key prefix + path).
+        public var doneAtKey: Bool
+        public init(size: Int64, mtimeNs: Int64, doneAtKey: Bool) { self.size = size; self.mtimeNs = mtimeNs; self.doneAtKey = doneAtKey }
+    }
+
+    /// The rows whose paths lie between `low` and `high` (inclusive, UTF-8 byte
+    /// order), with only the columns an unchanged-file test needs: one range
+    /// scan of the path index for a batch of walked files (which come in byte
+    /// order), columns read by position, no date decoded.
+    public func quickRows(from low: String, to high: String, keyPrefix: String) throws -> [String: QuickRow] {
+        try wrap("read the checkpoint") {
+            try db.read { db in
+                var out: [String: QuickRow] = [:]
+                let statement = try db.cachedStatement(sql: """
+                    SELECT path, size, mtime_ns, coalesce(state = 'done' AND key = (?3 || path), 0) FROM files WHERE path >= ?1 AND path <= ?2
+                    """)
+                let rows = try Row.fetchCursor(statement, arguments: [low, high, keyPrefix])
+                while let row = try rows.next() {
+                    let path: String = row[0]
+                    out[path] = QuickRow(size: row[1], mtimeNs: row[2], doneAtKey: row[3])
+                }
+                return out
+            }
+        }
+    }
+
+    /// The change counter of the `files` table: any insert, update or delete changes it.
+    public func generation() throws -> Int64 {
+        try wrap("read the checkpoint") {
+            try db.read { db in try Int64.fetchOne(db, sql: "SELECT n FROM generation WHERE id = 1") ?? 0 }
+        }
+    }
+
+    /// The stamp of the last mapping file written, if any.
+    public func mappingStamp() throws -> MappingStamp? {
+        try wrap("read the checkpoint") {
+            try db.read { db in
+                try Row.fetchOne(db, sql: "SELECT path, generation, basis, entries, device, inode, size, mtime_ns, ctime_ns FROM mapping_stamp WHERE id = 1").map { r in
+                    MappingStamp(path: r[0], generation: r[1], basis: r[2], entries: r[3],
+                                 file: FileIdentity(device: UInt64(bitPattern: r[4]), inode: UInt64(bitPattern: r[5]),
+                                                    size: r[6], mtimeNs: r[7], ctimeNs: r[8]))
+                }
+            }
+        }
+    }
+
+    /// Records the stamp of the mapping file just written (replacing the last one).
+    public func setMappingStamp(_ s: MappingStamp) throws {
+        try wrap("record the mapping file in the checkpoint", write: true) {
+            try db.write { db in
+                try db.execute(sql: """
+                    INSERT OR REPLACE INTO mapping_stamp (id, path, generation, basis, entries, device, inode, size, mtime_ns, ctime_ns)
+                    VALUES (1, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                    """, arguments: [s.path, s.generation, s.basis, s.entries, Int64(bitPattern: s.file.device),
+                                     Int64(bitPattern: s.file.inode), s.file.size, s.file.mtimeNs, s.file.ctimeNs])
+            }
+        }
+    }
 
     /// Every file row, by path.
     public func allFiles() throws -> [String: CheckpointFile] {
@@ -174,14 +253,32 @@ public final class CheckpointStore: Sendable {
         }
     }
 
-    /// Calls `body` with each row in a state, ordered by path (UTF-8 byte
-    /// order), from a cursor: one row in memory at a time. The read
-    /// transaction lasts until the last row; `body` must not use this store.
-    public func forEachFile(in state: CheckpointFile.State, _ body: (CheckpointFile) throws -> Void) throws {
+    /// What a mapping file line needs of a done row.
+    public struct DoneRow: Sendable, Equatable {
+        public var path: String
+        public var key: String
+        public var size: Int64
+        public var sha256: String?
+        public var contentType: String?
+        public init(path: String, key: String, size: Int64, sha256: String?, contentType: String?) {
+            self.path = path; self.key = key; self.size = size; self.sha256 = sha256; self.contentType = contentType
+        }
+    }
+
+    /// Calls `body` with each done row, ordered by path (UTF-8 byte order),
+    /// from a cursor reading only the columns a mapping line needs, by
+    /// position. Returns the change counter (`generation()`) the rows are of,
+    /// read in the same transaction; `body` must not use this store.
+    @discardableResult
+    public func forEachDone(_ body: (DoneRow) throws -> Void) throws -> Int64 {
         try wrap("read the checkpoint") {
             try db.read { db in
-                let rows = try Row.fetchCursor(db, sql: "SELECT * FROM files WHERE state = ? ORDER BY path", arguments: [state.rawValue])
-                while let row = try rows.next() { try body(Self.file(row)) }
+                let generation = try Int64.fetchOne(db, sql: "SELECT n FROM generation WHERE id = 1") ?? 0
+                let rows = try Row.fetchCursor(db, sql: "SELECT path, key, size, sha256, content_type FROM files WHERE state = 'done' ORDER BY path")
+                while let row = try rows.next() {
+                    try body(DoneRow(path: row[0], key: row[1], size: row[2], sha256: row[3], contentType: row[4]))
+                }
+                return generation
             }
         }
     }

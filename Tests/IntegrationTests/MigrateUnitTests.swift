@@ -2,6 +2,7 @@ import Foundation
 import Testing
 import Core
 import Config
+import State
 @testable import Jobs
 @testable import ObjectStore
 
@@ -206,6 +207,42 @@ import Config
         #expect(MappingFile.location(store: dir, key: "m/a b.jpg").url == "file:///srv/objects/m/a%20b.jpg")
     }
 
+    @Test func mappingBasisChangesWithTheStorageAddressOnly() {
+        let creds = StaticCredentialsProvider(AWSCredentials(accessKeyId: "a", secretAccessKey: "b"))
+        func s3(_ c: S3Configuration) -> S3Store { S3Store(config: c, credentials: creds) }
+        let base = MappingFile.basis(store: s3(S3Configuration(bucket: "b", prefix: "cairn", endpoint: "http://127.0.0.1:9000")))
+        #expect(base == MappingFile.basis(store: s3(S3Configuration(bucket: "b", prefix: "cairn", endpoint: "http://127.0.0.1:9000"))))
+        for other in [S3Configuration(bucket: "b", prefix: "other", endpoint: "http://127.0.0.1:9000"),
+                      S3Configuration(bucket: "c", prefix: "cairn", endpoint: "http://127.0.0.1:9000"),
+                      S3Configuration(bucket: "b", prefix: "cairn", endpoint: "http://127.0.0.1:9001"),
+                      S3Configuration(bucket: "b", prefix: "cairn", endpoint: "http://127.0.0.1:9000", pathStyle: false)] {
+            #expect(MappingFile.basis(store: s3(other)) != base, "\(other)")
+        }
+        #expect(MappingFile.basis(store: DirectoryStore(root: "/srv/a")) != MappingFile.basis(store: DirectoryStore(root: "/srv/b")))
+        // a key's URL is the basis's URL with the encoded key appended, so the basis stands for every line's URL
+        let st = s3(S3Configuration(bucket: "b", prefix: "cairn", endpoint: "http://127.0.0.1:9000"))
+        let empty = MappingFile.location(store: st, key: "")
+        #expect(MappingFile.location(store: st, key: "m/a b.jpg").url == empty.url! + "m/a%20b.jpg")
+    }
+
+    @Test func unchangedTestUsesDoneAtKeySizeAndMtime() {
+        let f = WalkedFile(path: "a/b.jpg", size: 10, mtimeNs: 77, device: 1, inode: 2)
+        #expect(MigrateJob.isUnchanged(f, CheckpointStore.QuickRow(size: 10, mtimeNs: 77, doneAtKey: true)))
+        #expect(!MigrateJob.isUnchanged(f, nil))
+        #expect(!MigrateJob.isUnchanged(f, CheckpointStore.QuickRow(size: 10, mtimeNs: 77, doneAtKey: false)))
+        #expect(!MigrateJob.isUnchanged(f, CheckpointStore.QuickRow(size: 11, mtimeNs: 77, doneAtKey: true)))
+        #expect(!MigrateJob.isUnchanged(f, CheckpointStore.QuickRow(size: 10, mtimeNs: 78, doneAtKey: true)))
+    }
+
+    @Test func pathRangeIsInUTF8ByteOrder() {
+        func w(_ p: String) -> WalkedFile { WalkedFile(path: p, size: 1, mtimeNs: 1, device: 1, inode: 1) }
+        #expect(MigrateJob.pathRange([]) == nil)
+        #expect(MigrateJob.pathRange([w("x")])! == ("x", "x"))
+        // "é" (C3 A9) sorts after "z" in bytes; "a/b" < "a0" ('/' < '0'); "Z" < "a"
+        let r = MigrateJob.pathRange([w("a0"), w("é.jpg"), w("a/b"), w("z"), w("Z")])!
+        #expect(r.low == "Z" && r.high == "é.jpg")
+    }
+
     @Test func reportListsAtMostTwentyFailuresThenCounts() {
         var r = MigrateReport(job: "media", source: "/src", destination: "s3://b/m/")
         r.failed = (1...25).map { MigrateFileIssue(path: "f\($0)", reason: "cannot read: Permission denied") }
@@ -260,11 +297,30 @@ import Config
     @Test func mappingFileKeepsExactNamesOnOneLineEach() throws {
         let names = ["a/line\nbreak.jpg", "b/\u{1B}[31mred.png", "c/back\\slash.txt"]
         let entries = names.map { MappingEntry(path: $0, key: "media/" + $0, size: 1, sha256: "00", content_type: "image/jpeg", url: nil) }
-        let text = String(decoding: try MappingFile.encode(entries), as: UTF8.self)
+        let text = String(decoding: MappingFile.encode(entries), as: UTF8.self)
         let lines = text.split(separator: "\n")
         #expect(lines.count == 3)
         #expect(!text.contains("\u{1B}"))
         #expect(try lines.map { try JSONDecoder().decode(MappingEntry.self, from: Data($0.utf8)).path } == names)
+    }
+
+    @Test func mappingLinesAreWhatJSONEncoderWrites() throws {
+        let enc = JSONEncoder()
+        enc.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
+        // every ASCII character, alone and in a name; some non-ASCII (NFD, emoji, U+2028, U+FEFF)
+        var names = (0..<128).map { String(UnicodeScalar(UInt8($0))) }
+        names += (0..<128).map { "dir/a\(UnicodeScalar(UInt8($0)))b.jpg" }
+        names += ["café-nfd-e\u{301}.jpg", "😀/x.png", "a\u{2028}b\u{2029}c", "\u{FEFF}bom", "\u{7F}del", "", "a b+c%#?é.jpg"]
+        for (i, n) in names.enumerated() {
+            for url in [nil, "http://h:9/b/" + n] as [String?] {
+                let e = MappingEntry(path: n, key: "media/" + n, size: Int64(i) * 1_000_003 - 5, sha256: n, content_type: n, url: url)
+                var line: [UInt8] = []
+                MappingFile.appendLine(e, to: &line)
+                let expected = try enc.encode(e) + Data([0x0A])
+                #expect(Data(line) == expected, "\(Array(n.utf8))")
+                #expect(try JSONDecoder().decode(MappingEntry.self, from: Data(line.dropLast())) == e)
+            }
+        }
     }
 
     @Test func aStoppedReportSaysWhyAndHowMuchWasLeft() {

@@ -85,11 +85,37 @@ public struct MigrateJob: Sendable {
 
     var destination: String { store.displayName + keyPrefix }
 
-    /// Done by an earlier run and unchanged since (same key, size and mtime):
-    /// not looked at again.
-    func isUnchanged(_ f: WalkedFile, _ row: CheckpointFile?) -> Bool {
+    /// Done by an earlier run and unchanged since (done, at key prefix + path,
+    /// same size and mtime): not looked at again. From the few columns
+    /// `CheckpointStore.quickRows` reads.
+    static func isUnchanged(_ f: WalkedFile, _ row: CheckpointStore.QuickRow?) -> Bool {
         guard let r = row else { return false }
-        return r.state == .done && r.size == f.size && r.mtimeNs == f.mtimeNs && r.key == keyPrefix + f.path
+        return r.doneAtKey && r.size == f.size && r.mtimeNs == f.mtimeNs
+    }
+
+    /// The first and last path of a batch in UTF-8 byte order (the order of
+    /// the checkpoint's path index). Nil for an empty batch.
+    static func pathRange(_ batch: [WalkedFile]) -> (low: String, high: String)? {
+        guard var low = batch.first?.path else { return nil }
+        var high = low
+        for f in batch.dropFirst() {
+            if f.path.utf8.lexicographicallyPrecedes(low.utf8) { low = f.path }
+            if high.utf8.lexicographicallyPrecedes(f.path.utf8) { high = f.path }
+        }
+        return (low, high)
+    }
+
+    /// A batch of walked files looked up in the checkpoint: those unchanged
+    /// since an earlier run (`unchanged`) from one range scan of a few columns,
+    /// and the full rows of the others (`rows`, only those that have one).
+    static func lookUp(_ batch: [WalkedFile], in checkpoint: CheckpointStore?, keyPrefix: String) throws
+        -> (unchanged: [Bool], rows: [String: CheckpointFile]) {
+        guard let checkpoint, let range = pathRange(batch) else { return (Array(repeating: false, count: batch.count), [:]) }
+        let quick = try checkpoint.quickRows(from: range.low, to: range.high, keyPrefix: keyPrefix)
+        let unchanged = batch.map { isUnchanged($0, quick[$0.path]) }
+        var others: [String] = []
+        for (f, u) in zip(batch, unchanged) where !u && quick[f.path] != nil { others.append(f.path) }
+        return (unchanged, others.isEmpty ? [:] : try checkpoint.files(paths: others))
     }
 
     /// The job's exclude patterns plus those given for this run.
@@ -188,12 +214,12 @@ public struct MigrateJob: Sendable {
             while fatal == nil {
                 let batch = try await runBlockingCancellable { flag in try cursor.next(max: batchSize, cancel: flag) }
                 if batch.isEmpty { break }
-                let paths = batch.map(\.path)
-                let rows = try await runBlocking { try checkpoint.files(paths: paths) }
+                let prefix = keyPrefix
+                let (unchanged, rows) = try await runBlocking { try Self.lookUp(batch, in: checkpoint, keyPrefix: prefix) }
                 report.filesSeen += batch.count
-                for f in batch {
+                for (i, f) in batch.enumerated() {
                     let row = rows[f.path]
-                    if isUnchanged(f, row) {
+                    if unchanged[i] {
                         report.unchanged += 1
                         report.unchangedBytes += f.size
                         continue
@@ -273,22 +299,41 @@ public struct MigrateJob: Sendable {
         return report
     }
 
-    private func writeMapping(_ checkpoint: CheckpointStore, into report: inout MigrateReport) async throws {
-        let store = self.store, path = mappingFile
-        let count = try await runBlocking {
-            try MappingFile.write(to: path) { emit in
-                try checkpoint.forEachFile(in: .done) { r in try emit(MappingFile.entry(r, store: store)) }
+    /// Writes the mapping file from the done rows, unless (without `force`)
+    /// the checkpoint records that the file at that path is still the one
+    /// written from rows that have not changed since, for the same storage
+    /// address (`MappingStamp`): a missing, replaced or edited file is rewritten.
+    private func writeMapping(_ checkpoint: CheckpointStore, into report: inout MigrateReport, force: Bool = false) async throws {
+        let store = self.store, path = mappingFile, logger = self.logger, name = self.name
+        let basis = MappingFile.basis(store: store)
+        let count = try await runBlocking { () throws -> Int in
+            if !force, let stamp = try checkpoint.mappingStamp(),
+               stamp.isCurrent(path: path, generation: try checkpoint.generation(), basis: basis, onDisk: FileIdentity.of(path: path)) {
+                return stamp.entries
             }
+            var generation: Int64 = 0
+            let written = try MappingFile.write(to: path) { emit in
+                generation = try checkpoint.forEachDone { r in try emit(MappingFile.entry(r, store: store)) }
+            }
+            if let file = written.file {
+                // Without the stamp the next run only rewrites the file again.
+                do {
+                    try checkpoint.setMappingStamp(MappingStamp(path: path, generation: generation, basis: basis, entries: written.entries, file: file))
+                } catch {
+                    logger.warning("could not record the mapping file in the checkpoint; the next run rewrites it", metadata: ["job": "\(name)", "error": "\(error)"])
+                }
+            }
+            return written.entries
         }
         report.mappingFile = path
         report.mappingEntries = count
     }
 
-    /// Writes the mapping file from the checkpoint without running the migration.
+    /// Writes the mapping file from the checkpoint without running the migration (always rewritten).
     public func writeMappingFile() async throws -> Int {
         let checkpoint = try await openExistingCheckpoint()
         var r = MigrateReport(job: name, source: spec.source, destination: destination)
-        try await writeMapping(checkpoint, into: &r)
+        try await writeMapping(checkpoint, into: &r, force: true)
         return r.mappingEntries
     }
 
@@ -317,12 +362,12 @@ public struct MigrateJob: Sendable {
         while true {
             let batch = try await runBlockingCancellable { flag in try cursor.next(max: 1000, cancel: flag) }
             if batch.isEmpty { break }
-            let paths = batch.map(\.path)
-            let rows = try await runBlocking { try checkpoint?.files(paths: paths) ?? [:] }
+            let prefix = keyPrefix
+            let (unchanged, rows) = try await runBlocking { try Self.lookUp(batch, in: checkpoint, keyPrefix: prefix) }
             plan.filesSeen += batch.count
-            for f in batch {
+            for (i, f) in batch.enumerated() {
                 let row = rows[f.path]
-                if isUnchanged(f, row) {
+                if unchanged[i] {
                     plan.unchanged += 1; plan.unchangedBytes += f.size
                     continue
                 }

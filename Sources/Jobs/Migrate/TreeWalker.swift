@@ -91,9 +91,10 @@ public struct TreeWalker: Sendable {
     ///
     /// The root is opened once (a symlink as the root itself is followed, as
     /// configured); below it every directory is opened relative to its
-    /// parent's descriptor with `O_NOFOLLOW | O_DIRECTORY` and every entry is
-    /// looked at with `fstatat(AT_SYMLINK_NOFOLLOW)`, so nothing is reached
-    /// through a symlink. At most the descriptors of one directory path are open.
+    /// parent's descriptor with `O_NOFOLLOW | O_DIRECTORY` and every entry
+    /// that `readdir` does not say is a directory is looked at with
+    /// `fstatat(AT_SYMLINK_NOFOLLOW)`, so nothing is reached through a
+    /// symlink. At most the descriptors of one directory path are open.
     public func start() throws -> TreeCursor {
         let rootFD = open(root, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
         guard rootFD >= 0 else {
@@ -116,12 +117,12 @@ public struct TreeWalker: Sendable {
     /// `parentFD` (one `openat`, no symlink followed), or for the root
     /// (`name` nil) `parentFD` itself; it is returned open, for its
     /// subdirectories to be opened from (nil when it could not be read).
-    func readEntries(_ rel: [UInt8], name dirName: [UInt8]?, parentFD: Int32, realRoot: String, into cursor: TreeCursor) -> (OpenFile?, [TreeCursor.Entry]) {
-        let dir: OpenFile
-        let names: [[UInt8]]
+    func readEntries(_ rel: [UInt8], name dirName: [UInt8]?, parentFD: Int32, realRoot: String, into cursor: TreeCursor) -> (DirectoryStream?, [TreeCursor.Entry]) {
+        let dir: DirectoryStream
+        let names: [(name: [UInt8], type: UInt8)]
         do {
-            dir = try dirName.map { try Beneath.openSubdirectory(parentFD, $0) } ?? Beneath.openDirectory(parentFD, [])
-            names = try Self.readDirectory(dir.fd)
+            dir = try DirectoryStream(parentFD, dirName)
+            names = try dir.entries()
         } catch let e as SyscallError {
             if e.code == ENOENT && !rel.isEmpty { return (nil, []) }   // vanished while walking
             let why = e.code == ELOOP || e.code == ENOTDIR
@@ -133,19 +134,26 @@ public struct TreeWalker: Sendable {
             return (nil, [])
         }
         var entries: [TreeCursor.Entry] = []
-        for name in names {
+        for (name, dType) in names {
             let relPath = rel.isEmpty ? name : rel + [UInt8(ascii: "/")] + name
             var ls = stat()
-            let rc = (name + [0]).withUnsafeBufferPointer { p in
-                p.withMemoryRebound(to: CChar.self) { fstatat(dir.fd, $0.baseAddress!, &ls, AT_SYMLINK_NOFOLLOW) }
+            let type: mode_t
+            if dType == UInt8(DT_DIR) {
+                // A directory needs no stat: it is opened with O_DIRECTORY | O_NOFOLLOW,
+                // which fails if it was replaced by anything else since.
+                type = S_IFDIR
+            } else {
+                let rc = (name + [0]).withUnsafeBufferPointer { p in
+                    p.withMemoryRebound(to: CChar.self) { fstatat(dir.fd, $0.baseAddress!, &ls, AT_SYMLINK_NOFOLLOW) }
+                }
+                if rc != 0 {
+                    let e = errno
+                    if e == ENOENT { continue }   // vanished while walking
+                    cursor.issues.append(WalkIssue(path: PathText.escape(relPath), kind: .failed, reason: "cannot stat: \(errnoString(e))"))
+                    continue
+                }
+                type = ls.st_mode & S_IFMT
             }
-            if rc != 0 {
-                let e = errno
-                if e == ENOENT { continue }   // vanished while walking
-                cursor.issues.append(WalkIssue(path: PathText.escape(relPath), kind: .failed, reason: "cannot stat: \(errnoString(e))"))
-                continue
-            }
-            let type = ls.st_mode & S_IFMT
             if !exclude.isEmpty, exclude.exclusion(of: String(decoding: relPath, as: UTF8.self), isDirectory: type == S_IFDIR) != nil {
                 if type == S_IFDIR { cursor.excludedDirectories += 1 } else { cursor.excludedFiles += 1 }
                 continue
@@ -156,7 +164,7 @@ public struct TreeWalker: Sendable {
                                                reason: "name is not valid UTF-8, so it cannot be an object key; rename it"))
                 continue
             }
-            let shown = PathText.escape(relPath)
+            var shown: String { PathText.escape(relPath) }   // only for a problem
             switch type {
             case S_IFREG:
                 if let issue = keyIssue(relString) { cursor.issues.append(issue); continue }
@@ -220,24 +228,47 @@ public struct TreeWalker: Sendable {
 
     static func mtimeNs(_ st: stat) -> Int64 { Int64(st.st_mtim.tv_sec) * 1_000_000_000 + Int64(st.st_mtim.tv_nsec) }
 
-    /// The entries of an open directory (not `.`/`..`), sorted by bytes. Throws `SyscallError`.
-    static func readDirectory(_ fd: Int32) throws -> [[UInt8]] {
-        let own = dup(fd)
-        guard own >= 0 else { throw SyscallError(errno) }
-        guard let dir = fdopendir(own) else { let e = errno; close(own); throw SyscallError(e) }
-        defer { closedir(dir) }
-        var names: [[UInt8]] = []
+}
+
+/// One open directory of a walk: its descriptor (for `openat`/`fstatat` of
+/// its entries) and the directory stream that reads it, both closed with it.
+/// Opening and reading costs `openat`, `fdopendir`'s `fstat` and `fcntl`,
+/// the `getdents64` calls and one `close`: no `dup`, no second descriptor.
+final class DirectoryStream {
+    private let stream: OpaquePointer
+    let fd: Int32
+
+    /// Opens `name` (one component) in the open directory `parentFD` without
+    /// following a symlink, or `parentFD` itself again (`name` nil). Throws `SyscallError`.
+    init(_ parentFD: Int32, _ name: [UInt8]?) throws {
+        let component = name ?? [UInt8(ascii: ".")]
+        if component.isEmpty || component == [46, 46] || component.contains(UInt8(ascii: "/")) { throw SyscallError(EINVAL) }
+        let fd = (component + [0]).withUnsafeBufferPointer { p in
+            p.withMemoryRebound(to: CChar.self) { openat(parentFD, $0.baseAddress!, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC) }
+        }
+        guard fd >= 0 else { throw SyscallError(errno) }
+        guard let s = fdopendir(fd) else { let e = errno; close(fd); throw SyscallError(e) }
+        stream = s
+        self.fd = fd
+    }
+
+    deinit { closedir(stream) }   // closes `fd`
+
+    /// The entries (not `.`/`..`) with their `d_type` (`DT_UNKNOWN` where the
+    /// file system does not say), sorted by name bytes. Once per stream. Throws `SyscallError`.
+    func entries() throws -> [(name: [UInt8], type: UInt8)] {
+        var out: [(name: [UInt8], type: UInt8)] = []
         errno = 0
-        while let ent = readdir(dir) {
+        while let ent = readdir(stream) {
             let name: [UInt8] = withUnsafePointer(to: &ent.pointee.d_name) { p in
                 p.withMemoryRebound(to: UInt8.self, capacity: 256) { c in Array(UnsafeBufferPointer(start: c, count: strlen(UnsafeRawPointer(c).assumingMemoryBound(to: CChar.self)))) }
             }
             if name == [46] || name == [46, 46] { continue }
-            names.append(name)
+            out.append((name, ent.pointee.d_type))
         }
         if errno != 0 { throw SyscallError(errno) }
-        names.sort { $0.lexicographicallyPrecedes($1) }
-        return names
+        out.sort { $0.name.lexicographicallyPrecedes($1.name) }
+        return out
     }
 }
 
@@ -259,7 +290,7 @@ public final class TreeCursor: @unchecked Sendable {
     /// A directory on the current path: open (its subdirectories are opened
     /// from it with one `openat` each) and its entries not yet yielded.
     struct Frame {
-        var dir: OpenFile?
+        var dir: DirectoryStream?
         /// Reversed: the next is last.
         var entries: [Entry]
     }
