@@ -20,11 +20,11 @@ let package = Package(
         .systemLibrary(name: "CLibPQ", pkgConfig: "libpq", providers: [.apt(["libpq-dev"])]),
         .systemLibrary(name: "COpenSSL", pkgConfig: "libcrypto", providers: [.apt(["libssl-dev"])]),
 
-        // Linux calls Glibc's module lacks (timerfd, SO_PEERCRED), for the Scheduler only.
+        // Linux calls Glibc's module lacks (timerfd, SO_PEERCRED, CRC32C, the Swift runtime's global-executor hook).
         .target(name: "CLinux"),
 
         // Shared bottom layer: error model, blocking-thread executor, bounded byte channels.
-        .target(name: "Core", dependencies: [.product(name: "Logging", package: "swift-log")]),
+        .target(name: "Core", dependencies: ["CLinux", .product(name: "Logging", package: "swift-log")]),
         .target(name: "Crypto", dependencies: ["Core", "COpenSSL"]),
         .target(name: "HTTP", dependencies: ["Core", "CCurl", .product(name: "Logging", package: "swift-log")]),
         .target(name: "ObjectStore", dependencies: ["Core", "HTTP", "Crypto", "CLinux", .product(name: "Logging", package: "swift-log")]),

@@ -148,3 +148,11 @@ int cairn_crc32c_hardware(void) {
 #endif
 }
 void cairn_malloc_trim(void) { (void)malloc_trim(0); }
+
+/* Declared by the Swift runtime (include/swift/Runtime/Concurrency.h) as a
+   function pointer; only its address and size matter here. */
+extern void *swift_task_enqueueGlobal_hook;
+
+void cairn_set_enqueue_global_hook(void *hook) {
+    swift_task_enqueueGlobal_hook = hook;
+}

@@ -1,3 +1,4 @@
+import CLinux
 import Foundation
 #if canImport(Glibc)
 import Glibc
@@ -115,18 +116,16 @@ public final class CooperativePool: @unchecked Sendable {
 
     /// Makes a new pool of `threads` threads the process's global executor:
     /// every task not bound to an actor runs on it from now on. Call it once,
-    /// first thing in `main`; returns nil (and changes nothing) when the
-    /// runtime has no hook to install it with.
+    /// first thing in `main` (a second call returns the same pool).
     @discardableResult
-    public static func installAsGlobalExecutor(threads: Int = defaultThreadCount) -> CooperativePool? {
+    public static func installAsGlobalExecutor(threads: Int = defaultThreadCount) -> CooperativePool {
         if let installed { return installed }
-        guard let symbol = dlsym(dlopen(nil, RTLD_NOW), "swift_task_enqueueGlobal_hook") else { return nil }
         let pool = CooperativePool(threads: threads, name: "cairn-pool")
         installed = pool
         typealias Original = @convention(thin) (UnownedJob) -> Void
         typealias Hook = @convention(thin) (UnownedJob, Original) -> Void
         let hook: Hook = { job, _ in CooperativePool.installed!.push(.job(job)) }
-        symbol.assumingMemoryBound(to: Hook?.self).pointee = hook
+        cairn_set_enqueue_global_hook(unsafeBitCast(hook, to: UnsafeMutableRawPointer.self))
         return pool
     }
 

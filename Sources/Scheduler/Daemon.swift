@@ -330,7 +330,10 @@ public actor Daemon {
     private func releaseIdleMemory(after what: String) {
         let logger = self.logger
         Task.detached {
-            guard let r = try? await runBlocking({ IdleMemory.release() }) else { return }
+            guard let r = try? await runBlocking({ () -> IdleMemory.Release in
+                CheckpointStore.releaseMemoryOfOpenStores()
+                return IdleMemory.release()
+            }) else { return }
             logger.debug("idle: memory released", metadata: [
                 "after": "\(what)", "rss_before_kib": "\(r.rssBefore >> 10)", "rss_kib": "\(r.rssAfter >> 10)",
                 "paged_out": "\(r.pagedOut)",

@@ -78,6 +78,47 @@ public final class CheckpointStore: Sendable {
         try self.init(path: dir + "/\(job).sqlite")
     }
 
+    /// Stores opened by `reusable`, by path, with the identity of the file
+    /// each opened (device, inode).
+    nonisolated(unsafe) private static var openStores: [String: (store: CheckpointStore, device: UInt64, inode: UInt64)] = [:]
+    private static let openStoresLock = NSLock()
+
+    /// The checkpoint database of `job`, opened once per process and handed
+    /// to every later run while the file at its path is still the file it
+    /// opened (same device and inode; a checkpoint deleted or replaced in
+    /// between is opened afresh).
+    ///
+    /// Why not open and close it per run: closing releases GRDB's dispatch
+    /// queue, and libdispatch disposes a queue's specifics on its default
+    /// global queue, whose first worker thread arms libdispatch's 1 Hz
+    /// workqueue monitor: a daemon that had run one migration would wake every
+    /// second from then on (see Core's `CooperativePool`). Kept open, a store
+    /// costs its SQLite connection; the daemon releases its cache when idle
+    /// (`releaseMemoryOfOpenStores`).
+    public static func reusable(stateDir: String, job: String) throws -> CheckpointStore {
+        let path = Self.path(stateDir: stateDir, job: job)
+        openStoresLock.lock(); defer { openStoresLock.unlock() }
+        var st = stat()
+        if let open = openStores[path], lstat(path, &st) == 0,
+           UInt64(st.st_dev) == open.device, UInt64(st.st_ino) == open.inode {
+            return open.store
+        }
+        let store = try CheckpointStore(stateDir: stateDir, job: job)
+        guard lstat(path, &st) == 0 else {
+            throw CairnError(.io, "cannot stat checkpoint database \(path): \(errnoString())")
+        }
+        openStores[path] = (store, UInt64(st.st_dev), UInt64(st.st_ino))
+        return store
+    }
+
+    /// Frees the SQLite caches of the stores `reusable` keeps open. Blocking.
+    public static func releaseMemoryOfOpenStores() {
+        openStoresLock.lock()
+        let stores = openStores.values.map(\.store)
+        openStoresLock.unlock()
+        for s in stores { s.db.releaseMemory() }
+    }
+
     /// The path of a job's checkpoint database, without opening it.
     public static func path(stateDir: String, job: String) -> String { stateDir + "/migrate/\(job).sqlite" }
 

@@ -347,10 +347,24 @@ func startWithHungUpload(_ fx: DaemonFixture, db: TestDatabase, jobKeys: String,
         [backup]
         database = "\(db.url)"
         """)
+        // A migration twice: its checkpoint database is kept open between runs
+        // (closing it would have libdispatch dispose GRDB's queue on a worker).
+        let src = fx.dir + "/uploads"
+        try FileManager.default.createDirectory(atPath: src + "/a", withIntermediateDirectories: true)
+        for i in 0..<5 { try testData(500 * (i + 1), seed: UInt64(i)).write(to: URL(fileURLWithPath: src + "/a/f\(i).bin")) }
+        try fx.writeJob("media", """
+        kind = "migrate"
+        [migrate]
+        source = "\(src)"
+        prefix = "media/"
+        """)
         let daemon = try DaemonProcess(config: fx.config, logPath: fx.dir + "/serve.log")
         #expect(await eventually(20) { FileManager.default.fileExists(atPath: fx.socket) })
-        let run = try await CLI.run(["run", "-c", fx.config, "db", "--wait"])
-        #expect(run.status == 0, "\(run.stderr) \(daemon.log)")
+        for job in ["db", "media", "media"] {
+            let run = try await CLI.run(["run", "-c", fx.config, job, "--wait"])
+            #expect(run.status == 0, "\(job): \(run.stderr) \(daemon.log)")
+        }
+        #expect(try fx.history("media").count == 2)
         let status = try await CLI.run(["status", "-c", fx.config])
         #expect(status.status == 0, "\(status.stderr)")
         let threads = ((try? FileManager.default.contentsOfDirectory(atPath: "/proc/\(daemon.pid)/task")) ?? []).map {

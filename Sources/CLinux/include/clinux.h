@@ -1,6 +1,7 @@
 // Linux calls that Glibc's Swift module does not expose: timerfd (a wall-clock
 // timer that notices clock jumps), SO_PEERCRED and malloc_trim, imported by
-// Scheduler; and CRC32C (SSE4.2 where the CPU has it), imported by ObjectStore.
+// Scheduler; CRC32C (SSE4.2 where the CPU has it), imported by ObjectStore;
+// the Swift runtime's global-executor hook, imported by Core.
 #ifndef CAIRN_CLINUX_H
 #define CAIRN_CLINUX_H
 #include <sys/types.h>
@@ -27,5 +28,11 @@ int cairn_crc32c_hardware(void);
 
 /// malloc_trim(0): returns the heap's free memory to the kernel.
 void cairn_malloc_trim(void);
+
+/// Sets the Swift runtime's swift_task_enqueueGlobal_hook (libswift_Concurrency)
+/// to `hook`, a Swift-calling-convention function (Core's CooperativePool).
+/// Referenced at link time, so it works in the static build too, where the
+/// symbol is not in the dynamic symbol table and dlsym cannot find it.
+void cairn_set_enqueue_global_hook(void *hook);
 
 #endif

@@ -134,7 +134,7 @@ public struct MigrateJob: Sendable {
         let t0 = clock.now
         var report = MigrateReport(job: name, source: spec.source, destination: destination)
         let stateDir = self.stateDir, name = self.name
-        let checkpoint = try await runBlocking { try CheckpointStore(stateDir: stateDir, job: name) }
+        let checkpoint = try await runBlocking { try CheckpointStore.reusable(stateDir: stateDir, job: name) }
         progress.setPhase("walking \(spec.source)")
         // The tree is walked and looked up in the checkpoint a batch at a time
         // while the uploads go: memory does not grow with the number of files.
