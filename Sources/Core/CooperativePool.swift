@@ -35,16 +35,14 @@ public final class CooperativePool: @unchecked Sendable {
     private var head = 0
     private var count = 0
     private var idle = 0
-    /// Jobs run so far (for tests and `cairn status` diagnostics).
+    /// Jobs run so far (for tests).
     private var ran: UInt64 = 0
-    public let threadCount: Int
 
     /// Starts `threads` threads named `name-1`, `name-2`, ...
     public init(threads: Int, name: String = "cairn-pool") {
-        threadCount = max(1, threads)
         pthread_mutex_init(mutex, nil)
         pthread_cond_init(cond, nil)
-        for i in 1...threadCount {
+        for i in 1...max(1, threads) {
             let t = Thread { [self] in
                 ThreadName.set("\(name)-\(i)")
                 self.work()
@@ -128,9 +126,6 @@ public final class CooperativePool: @unchecked Sendable {
         cairn_set_enqueue_global_hook(unsafeBitCast(hook, to: UnsafeMutableRawPointer.self))
         return pool
     }
-
-    /// The pool installed as the global executor, if any.
-    public static var global: CooperativePool? { installed }
 }
 
 /// The runtime's entry point to run a job on an executor (what the stdlib's

@@ -144,12 +144,6 @@ final class TimerThread: @unchecked Sendable {
         resume?.resume(throwing: CancellationError())
     }
 
-    /// Sleeps pending now (for tests).
-    var pendingCount: Int {
-        pthread_mutex_lock(mutex); defer { pthread_mutex_unlock(mutex) }
-        return pending.count
-    }
-
     private func loop() {
         pthread_mutex_lock(mutex)
         while true {

@@ -71,3 +71,26 @@ import Testing
         #expect(woke == 200)
     }
 }
+
+/// The idle daemon stays quiet only if nothing in it reaches libdispatch's
+/// global queues (docs/ARCHITECTURE.md, "The daemon's executor"): code sleeps
+/// with `Sleep`, and dispatch sources deliver on a serial queue.
+@Suite struct NoGlobalDispatchTests {
+    @Test func sourcesUseSleepAndNoGlobalQueue() throws {
+        let sources = URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent("../../Sources").standardized
+        let files = FileManager.default.enumerator(atPath: sources.path)!.compactMap { $0 as? String }.filter { $0.hasSuffix(".swift") }
+        #expect(files.count > 50)
+        var offenders: [String] = []
+        for f in files {
+            let text = try String(contentsOfFile: sources.path + "/" + f, encoding: .utf8)
+            for (n, line) in text.split(separator: "\n", omittingEmptySubsequences: false).enumerated() {
+                let code = line.trimmingCharacters(in: .whitespaces)
+                if code.hasPrefix("//") { continue }
+                if code.contains("Task.sleep(") || code.contains(".global(") || code.contains("Task.yield(") {
+                    offenders.append("\(f):\(n + 1): \(code)")
+                }
+            }
+        }
+        #expect(offenders.isEmpty, "\(offenders)")
+    }
+}
