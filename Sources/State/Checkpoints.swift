@@ -105,7 +105,8 @@ public final class CheckpointStore: Sendable {
         }
         let store = try CheckpointStore(stateDir: stateDir, job: job)
         guard lstat(path, &st) == 0 else {
-            throw CairnError(.io, "cannot stat checkpoint database \(path): \(errnoString())")
+            let e = errno
+            throw CairnError(.io, "cannot stat checkpoint database \(path): \(errnoString(e))", cause: ErrnoError(e))
         }
         openStores[path] = (store, UInt64(st.st_dev), UInt64(st.st_ino))
         return store
