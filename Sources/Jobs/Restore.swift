@@ -152,6 +152,10 @@ public struct RestoreJob: Sendable {
         // stream and zstd's frame checksum (docs/FORMAT.md §9): size only.
         let plainHash = HashingCounter(hashing: object.plaintextSHA256 != nil)
         let cipherHash = HashingCounter()
+        // The four stages run on one thread: together they use a fraction
+        // of a core, and each decrypted segment goes straight into zstd
+        // (its buffer reused at once) instead of through a channel and a
+        // thread hand-off.
         let progress = self.progress
         do {
             try await Pipeline.run(source: { out in
@@ -167,7 +171,7 @@ public struct RestoreJob: Sendable {
                     dl.body.cancel(error)
                     throw error
                 }
-            }, stages: [cipherHash, decryptor, decompressor, plainHash], sink: sink)
+            }, stages: [ChainedTransform([cipherHash, decryptor, decompressor, plainHash])], sink: sink)
         } catch let e as CairnError where e.streamFormatError == .contextMismatch {
             throw CairnError(e.code, "backup \(manifest.id): stored object \(key): \(e.message)", cause: e.cause)
         }

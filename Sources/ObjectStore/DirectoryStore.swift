@@ -436,16 +436,20 @@ public final class DirectoryStore: ObjectStore {
     /// Reads `length` bytes from `start` in 1 MiB chunks into the channel; runs on a pool thread.
     private static func produce(fd: Int32, start: Int64, length: Int64, into channel: ByteChannel, store: String, key: String) {
         defer { close(fd) }
-        let buf = UnsafeMutableRawPointer.allocate(byteCount: chunkSize, alignment: 16)
-        defer { buf.deallocate() }
+        // Each chunk is read into a pooled buffer and sent without a copy; the
+        // buffer comes back when the consumer releases it (no fresh 1 MiB
+        // allocation, with its page faults, per chunk).
+        let pool = BufferPool(bufferSize: chunkSize, maxFree: 4)
         var done: Int64 = 0
         while done < length {
             let want = Int(min(Int64(chunkSize), length - done))
+            let buf = pool.take()
             let n = pread(fd, buf, want, off_t(start + done))
+            if n <= 0 { pool.give(buf) }
             if n < 0 {
                 let e = errno
                 if e == EINTR { continue }
-                channel.finish(throwing: CairnError(.io, "\(store): cannot read \(key): \(errnoString(e))"))
+                channel.finish(throwing: CairnError(.io, "\(store): cannot read \(key): \(errnoString(e))", cause: ErrnoError(e)))
                 return
             }
             if n == 0 {
@@ -453,7 +457,7 @@ public final class DirectoryStore: ObjectStore {
                 return
             }
             do {
-                try channel.sendBlocking(Data(bytes: buf, count: n))
+                try channel.sendBlocking(pool.data(buf, count: n))
             } catch {
                 return // the consumer cancelled
             }

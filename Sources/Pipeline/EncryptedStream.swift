@@ -296,7 +296,15 @@ public final class DecryptingReader: ByteTransform, @unchecked Sendable {
 
     private var gcm: AESGCM?
     private var noncePrefix = Data()
+    /// The header's bytes until it is complete.
     private var buffer = Data()
+    /// Ciphertext of the segment not yet opened (at most one sealed segment,
+    /// held until a byte after it shows it is not the last); allocated once
+    /// the header gives the segment size.
+    private var pending: UnsafeMutableRawPointer?
+    private var pendingCount = 0
+    /// Segment-sized output buffers, reused once their `Data` is released.
+    private var outputs: BufferPool?
     private var counter: UInt32 = 0
     private var finished = false
     private var failed = false
@@ -314,16 +322,38 @@ public final class DecryptingReader: ByteTransform, @unchecked Sendable {
         self.requireContext = requireContext
     }
 
+    deinit { pending?.deallocate() }
+
     public func update(_ data: Data) throws -> Data {
-        try guarded {
-            buffer.append(data)
-            if gcm == nil { guard try parseHeader() else { return Data() } }
-            return try openFullSegments()
-        }
+        try collected { try update(data, emit: $0) }
     }
 
     /// Decrypts the last segment; throws if it is missing, altered, or followed by data.
     public func finalize() throws -> Data {
+        try collected { try finish(emit: $0) }
+    }
+
+    public func finish() throws -> Data { try finalize() }
+
+    /// Hands out each authenticated segment as it is opened: segments that
+    /// lie whole in `data` are opened from it in place, and only a segment
+    /// split across inputs is gathered (in one reused buffer) first.
+    public func update(_ data: Data, emit: (Data) throws -> Void) throws {
+        try guarded {
+            if gcm == nil {
+                buffer.append(data)
+                guard try parseHeader() else { return }
+                let rest = buffer
+                buffer = Data()
+                try consume(rest, emit)
+            } else {
+                try consume(data, emit)
+            }
+        }
+    }
+
+    /// Decrypts the last segment; throws if it is missing, altered, or followed by data.
+    public func finish(emit: (Data) throws -> Void) throws {
         try guarded {
             guard !finished else { throw CairnError(.internal, "DecryptingReader.finalize called twice") }
             finished = true
@@ -331,18 +361,17 @@ public final class DecryptingReader: ByteTransform, @unchecked Sendable {
                 guard try parseHeader() else {
                     throw StreamFormatError.truncated.error("encrypted stream is truncated: it ends inside the header (\(buffer.count) bytes)")
                 }
+                let rest = buffer
+                buffer = Data()
+                try consume(rest, emit)
             }
-            var out = try openFullSegments()
-            out.append(try openFinal())
-            return out
+            try openFinal(emit)
         }
     }
 
-    public func finish() throws -> Data { try finalize() }
-
-    private func guarded(_ body: () throws -> Data) throws -> Data {
+    private func guarded(_ body: () throws -> Void) throws {
         guard !failed else { throw CairnError(.internal, "DecryptingReader used after an error") }
-        do { return try body() } catch { failed = true; buffer = Data(); throw error }
+        do { try body() } catch { failed = true; buffer = Data(); pendingCount = 0; throw error }
     }
 
     // MARK: header
@@ -435,73 +464,111 @@ public final class DecryptingReader: ByteTransform, @unchecked Sendable {
         segmentSize = seg
         keyId = id
         buffer = b.subdata(in: base + total ..< base + n)
-        buffer.reserveCapacity(seg + EncryptedStream.tagSize + 1)
+        pending = UnsafeMutableRawPointer.allocate(byteCount: seg + EncryptedStream.tagSize, alignment: 16)
+        outputs = BufferPool(bufferSize: seg, maxFree: 4)
         return true
     }
 
     // MARK: segments
 
-    /// Opens every full segment that is followed by at least one more byte
-    /// (so it cannot be the last one).
-    private func openFullSegments() throws -> Data {
+    /// Opens every segment of `pending` + `data` that is followed by at least
+    /// one more byte (so it cannot be the last one), and keeps the rest
+    /// (at most one sealed segment) in `pending`.
+    private func consume(_ data: Data, _ emit: (Data) throws -> Void) throws {
+        guard let pending, !data.isEmpty else { return }
         let cs = segmentSize + EncryptedStream.tagSize
-        guard buffer.count > cs else { return Data() }
-        let count = (buffer.count - 1) / cs
-        var out = Data(count: count * segmentSize)
-        try buffer.withUnsafeBytes { inp in
-            try out.withUnsafeMutableBytes { o in
-                for i in 0..<count {
-                    let sealed = UnsafeRawBufferPointer(rebasing: inp[i * cs ..< (i + 1) * cs])
-                    let dst = UnsafeMutableRawBufferPointer(rebasing: o[i * segmentSize ..< (i + 1) * segmentSize])
-                    if try !open(sealed, last: false, into: dst) {
-                        if try open(sealed, last: true, into: dst) {
-                            throw StreamFormatError.trailingData.error("encrypted stream has trailing data after the last segment (segment \(counter)): \(inp.count - (i + 1) * cs) extra bytes or more")
-                        }
-                        if let len = try lastSegmentLength(in: sealed, scratch: dst) {
-                            throw StreamFormatError.trailingData.error("encrypted stream has trailing data after the last segment (segment \(counter)): \(inp.count - i * cs - len) extra bytes or more")
-                        }
-                        throw StreamFormatError.authenticationFailed.error("encrypted stream authentication failed at segment \(counter) (data altered, reordered, repeated or from another stream)")
-                    }
-                    if counter == UInt32.max {
-                        throw StreamFormatError.malformedHeader.error("malformed encrypted stream header: more than 2^32 segments")
-                    }
-                    counter += 1
-                }
+        try data.withUnsafeBytes { inp in
+            let n = inp.count
+            var off = 0
+            if pendingCount > 0 {
+                let take = min(cs - pendingCount, n)
+                if take > 0 { (pending + pendingCount).copyMemory(from: inp.baseAddress!, byteCount: take) }
+                pendingCount += take
+                off = take
+                guard pendingCount == cs && off < n else { return }
+                try openSegment(UnsafeRawBufferPointer(start: pending, count: cs), bytesAfter: n - off, emit)
+                pendingCount = 0
+            }
+            while n - off > cs {
+                try openSegment(UnsafeRawBufferPointer(rebasing: inp[off ..< off + cs]), bytesAfter: n - off - cs, emit)
+                off += cs
+            }
+            if off < n {
+                pending.copyMemory(from: inp.baseAddress! + off, byteCount: n - off)
+                pendingCount = n - off
             }
         }
-        buffer = buffer.subdata(in: buffer.startIndex + count * cs ..< buffer.endIndex)
-        plaintextBytes += Int64(out.count)
-        return out
+    }
+
+    /// Opens one full segment known not to be the last (`bytesAfter` > 0
+    /// bytes of the stream follow it) and hands out its plaintext.
+    private func openSegment(_ sealed: UnsafeRawBufferPointer, bytesAfter: Int, _ emit: (Data) throws -> Void) throws {
+        let pool = outputs!
+        let buffer = pool.take()
+        let dst = UnsafeMutableRawBufferPointer(start: buffer, count: segmentSize)
+        do {
+            if try !open(sealed, last: false, into: dst) {
+                if try open(sealed, last: true, into: dst) {
+                    throw StreamFormatError.trailingData.error("encrypted stream has trailing data after the last segment (segment \(counter)): \(bytesAfter) extra bytes or more")
+                }
+                if let len = try lastSegmentLength(in: sealed, scratch: dst) {
+                    throw StreamFormatError.trailingData.error("encrypted stream has trailing data after the last segment (segment \(counter)): \(sealed.count - len + bytesAfter) extra bytes or more")
+                }
+                throw StreamFormatError.authenticationFailed.error("encrypted stream authentication failed at segment \(counter) (data altered, reordered, repeated or from another stream)")
+            }
+            if counter == UInt32.max {
+                throw StreamFormatError.malformedHeader.error("malformed encrypted stream header: more than 2^32 segments")
+            }
+        } catch {
+            pool.give(buffer)
+            throw error
+        }
+        counter += 1
+        plaintextBytes += Int64(segmentSize)
+        try emit(pool.data(buffer, count: segmentSize))
     }
 
     /// At EOF: the remaining 0 ... segmentSize+16 bytes must be the last segment.
-    private func openFinal() throws -> Data {
-        let r = buffer.count
+    private func openFinal(_ emit: (Data) throws -> Void) throws {
+        let r = pendingCount
         let cs = segmentSize + EncryptedStream.tagSize
         if r < EncryptedStream.tagSize {
             throw StreamFormatError.truncated.error("encrypted stream is truncated: it ends \(r) bytes into segment \(counter), before the last segment")
         }
-        var out = Data(count: r - EncryptedStream.tagSize)
-        let result = try buffer.withUnsafeBytes { inp -> Int? in
-            try out.withUnsafeMutableBytes { o in
-                if try open(inp, last: true, into: o) { return r }
+        let pool = outputs!
+        let buffer = pool.take()
+        let inp = UnsafeRawBufferPointer(start: pending, count: r)
+        let o = UnsafeMutableRawBufferPointer(start: buffer, count: r - EncryptedStream.tagSize)
+        let result: Int?
+        do {
+            if try open(inp, last: true, into: o) {
+                result = r
+            } else if r == cs, try open(inp, last: false, into: o) {
                 // A complete non-last segment: the stream stops at a segment boundary.
-                if r == cs, try open(inp, last: false, into: o) { return nil }
-                // Trailing bytes after a shorter last segment?
-                if let len = try lastSegmentLength(in: inp, scratch: o) { return len }
-                return -1
+                result = nil
+            } else if let len = try lastSegmentLength(in: inp, scratch: o) {
+                // Trailing bytes after a shorter last segment.
+                result = len
+            } else {
+                result = -1
             }
+        } catch {
+            pool.give(buffer)
+            throw error
         }
         switch result {
         case .some(r):
-            plaintextBytes += Int64(out.count)
-            buffer = Data()
-            return out
+            pendingCount = 0
+            plaintextBytes += Int64(r - EncryptedStream.tagSize)
+            if r > EncryptedStream.tagSize { try emit(pool.data(buffer, count: r - EncryptedStream.tagSize)) } else { pool.give(buffer) }
         case .none:
+            pool.give(buffer)
             throw StreamFormatError.truncated.error("encrypted stream is truncated: it ends after segment \(counter), which is not the last segment")
         case .some(-1):
+            pool.give(buffer)
             throw StreamFormatError.truncated.error("encrypted stream is truncated: it ends without an authentic last segment (cut inside segment \(counter), or that final segment is corrupted)")
         case .some(let len):
+            pool.give(buffer)
             throw StreamFormatError.trailingData.error("encrypted stream has trailing data after the last segment (segment \(counter)): \(r - len) extra bytes")
         }
     }

@@ -9,6 +9,37 @@ import Crypto
 public protocol ByteTransform: AnyObject, Sendable {
     func update(_ data: Data) throws -> Data
     func finish() throws -> Data
+    /// The same as `update`, handing each piece of output to `emit` as soon
+    /// as it is ready instead of joining them into one `Data`. Stages whose
+    /// output can be large (zstd -d) implement it to hand out reused buffers
+    /// without a copy; the default calls `update`.
+    func update(_ data: Data, emit: (Data) throws -> Void) throws
+    /// `finish` with its output handed to `emit` (default: calls `finish`).
+    func finish(emit: (Data) throws -> Void) throws
+}
+
+extension ByteTransform {
+    public func update(_ data: Data, emit: (Data) throws -> Void) throws {
+        let out = try update(data)
+        if !out.isEmpty { try emit(out) }
+    }
+
+    public func finish(emit: (Data) throws -> Void) throws {
+        let out = try finish()
+        if !out.isEmpty { try emit(out) }
+    }
+}
+
+/// Joins what an emitting transform hands out (for the `update`/`finish`
+/// that return one `Data`: tests and small callers).
+func collected(_ body: ((Data) throws -> Void) throws -> Void) rethrows -> Data {
+    var parts: [Data] = []
+    var total = 0
+    try body { d in parts.append(d); total += d.count }
+    if parts.count == 1 { return parts[0] }
+    var out = Data(capacity: total)
+    for p in parts { out.append(p) }
+    return out
 }
 
 /// A pass-through stage that counts bytes and computes their SHA-256
@@ -50,23 +81,31 @@ public final class ChainedTransform: ByteTransform, @unchecked Sendable {
     public init(_ stages: [any ByteTransform]) { self.stages = stages }
 
     public func update(_ data: Data) throws -> Data {
-        var d = data
-        for s in stages {
-            if d.isEmpty { return d }
-            d = try s.update(d)
-        }
-        return d
+        try collected { try update(data, emit: $0) }
+    }
+
+    public func finish() throws -> Data {
+        try collected { try finish(emit: $0) }
+    }
+
+    /// Each piece a stage emits goes through the stages after it at once, so
+    /// a stage's output buffer is consumed (and can be reused) before the
+    /// stage produces the next one.
+    public func update(_ data: Data, emit: (Data) throws -> Void) throws {
+        try feed(data, into: 0, emit: emit)
     }
 
     /// Finishes each stage in order, feeding its tail through the stages after it.
-    public func finish() throws -> Data {
-        var out = Data()
-        for (i, s) in stages.enumerated() {
-            var tail = try s.finish()
-            for next in stages[(i + 1)...] where !tail.isEmpty { tail = try next.update(tail) }
-            out.append(tail)
+    public func finish(emit: (Data) throws -> Void) throws {
+        for i in stages.indices {
+            try stages[i].finish { try feed($0, into: i + 1, emit: emit) }
         }
-        return out
+    }
+
+    private func feed(_ data: Data, into i: Int, emit: (Data) throws -> Void) throws {
+        if data.isEmpty { return }
+        if i == stages.count { return try emit(data) }
+        try stages[i].update(data) { try feed($0, into: i + 1, emit: emit) }
     }
 }
 
@@ -78,11 +117,9 @@ public func transform(input: ByteChannel, output: ByteChannel, stage: some ByteT
         do {
             while let chunk = try input.receiveBlocking() {
                 if flag.isSet { throw CancellationError() }
-                let out = try stage.update(chunk)
-                if !out.isEmpty { try output.sendBlocking(out) }
+                try stage.update(chunk) { if !$0.isEmpty { try output.sendBlocking($0) } }
             }
-            let tail = try stage.finish()
-            if !tail.isEmpty { try output.sendBlocking(tail) }
+            try stage.finish { if !$0.isEmpty { try output.sendBlocking($0) } }
             output.finish()
         } catch {
             input.cancel(error)

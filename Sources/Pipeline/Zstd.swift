@@ -77,9 +77,20 @@ public final class ZstdCompressor: ByteTransform, @unchecked Sendable {
 /// Streaming zstd decompression (one or more concatenated frames). Errors
 /// (`.integrity`) on corrupt input and, in `finish`, on input that ends
 /// inside a frame or holds no frame at all. A final class owns the ZSTD_DCtx.
+///
+/// Output is written straight into 1 MiB buffers from a pool of its own and
+/// handed out (`update(_:emit:)`) as each fills, without a copy; a buffer
+/// returns to the pool when the last `Data` over it is released, so a
+/// restore decompresses into the same few buffers (no fresh allocation, page
+/// faults and `memmove` per input chunk). The last, partly filled buffer is
+/// handed out by `finish`.
 public final class ZstdDecompressor: ByteTransform, @unchecked Sendable {
+    /// Size of each output buffer.
+    public static let outputBufferSize = 1 << 20
     private let ctx: OpaquePointer
-    private var outBuf: [UInt8]
+    private let pool = BufferPool(bufferSize: ZstdDecompressor.outputBufferSize, maxFree: 8)
+    private var out: UnsafeMutableRawPointer?   // the buffer being filled
+    private var outFill = 0
     private var frameOpen = false   // bytes of a frame consumed, frame not complete
     private var sawFrame = false
     private var finished = false
@@ -90,50 +101,73 @@ public final class ZstdDecompressor: ByteTransform, @unchecked Sendable {
     public init(windowLogMax: Int32 = 27) throws {
         guard let ctx = ZSTD_createDCtx() else { throw CairnError(.internal, "ZSTD_createDCtx failed: out of memory") }
         self.ctx = ctx
-        outBuf = [UInt8](repeating: 0, count: ZSTD_DStreamOutSize())
         let rc = ZSTD_DCtx_setParameter(ctx, ZSTD_d_windowLogMax, windowLogMax)
-        if ZSTD_isError(rc) != 0 { throw CairnError(.internal, "zstd: cannot set windowLogMax: \(zstdErrorName(rc))") }
+        if ZSTD_isError(rc) != 0 {
+            ZSTD_freeDCtx(ctx)
+            throw CairnError(.internal, "zstd: cannot set windowLogMax: \(zstdErrorName(rc))")
+        }
     }
 
-    deinit { ZSTD_freeDCtx(ctx) }
+    deinit {
+        if let out { pool.give(out) }
+        ZSTD_freeDCtx(ctx)
+    }
 
     public func update(_ data: Data) throws -> Data {
-        guard !finished else { throw CairnError(.internal, "ZstdDecompressor.update after finish") }
-        if data.isEmpty { return Data() }
-        inputBytes += Int64(data.count)
-        var result = Data()
-        try data.withUnsafeBytes { inp in
-            var input = ZSTD_inBuffer(src: inp.baseAddress, size: inp.count, pos: 0)
-            try outBuf.withUnsafeMutableBytes { ob in
-                var outputFull = false
-                while input.pos < input.size || outputFull {
-                    var output = ZSTD_outBuffer(dst: ob.baseAddress, size: ob.count, pos: 0)
-                    let before = input.pos
-                    let rc = ZSTD_decompressStream(ctx, &output, &input)
-                    if ZSTD_isError(rc) != 0 {
-                        throw CairnError(.integrity, "zstd: corrupt compressed data at input byte \(inputBytes - Int64(inp.count) + Int64(input.pos)): \(zstdErrorName(rc))")
-                    }
-                    if output.pos > 0 { result.append(ob.baseAddress!.assumingMemoryBound(to: UInt8.self), count: output.pos) }
-                    let progressed = input.pos > before || output.pos > 0
-                    if progressed { sawFrame = true }
-                    // rc == 0: a frame ended and is fully flushed. A call that
-                    // neither read nor wrote (flush probe at a frame boundary)
-                    // returns a size hint for the next frame: no state change.
-                    if rc == 0 { frameOpen = false } else if progressed { frameOpen = true }
-                    outputFull = rc != 0 && output.pos == output.size
-                }
-            }
-        }
-        outputBytes += Int64(result.count)
-        return result
+        try collected { try update(data, emit: $0) }
     }
 
-    /// Checks that the input ended at the end of a complete frame.
     public func finish() throws -> Data {
+        try collected { try finish(emit: $0) }
+    }
+
+    public func update(_ data: Data, emit: (Data) throws -> Void) throws {
+        guard !finished else { throw CairnError(.internal, "ZstdDecompressor.update after finish") }
+        if data.isEmpty { return }
+        inputBytes += Int64(data.count)
+        let size = pool.bufferSize
+        try data.withUnsafeBytes { inp in
+            var input = ZSTD_inBuffer(src: inp.baseAddress, size: inp.count, pos: 0)
+            var outputFull = false
+            while input.pos < input.size || outputFull {
+                let buffer: UnsafeMutableRawPointer
+                if let out { buffer = out } else { buffer = pool.take(); out = buffer; outFill = 0 }
+                var output = ZSTD_outBuffer(dst: buffer, size: size, pos: outFill)
+                let before = input.pos
+                let rc = ZSTD_decompressStream(ctx, &output, &input)
+                if ZSTD_isError(rc) != 0 {
+                    throw CairnError(.integrity, "zstd: corrupt compressed data at input byte \(inputBytes - Int64(inp.count) + Int64(input.pos)): \(zstdErrorName(rc))")
+                }
+                let produced = output.pos - outFill
+                outFill = output.pos
+                outputBytes += Int64(produced)
+                let progressed = input.pos > before || produced > 0
+                if progressed { sawFrame = true }
+                // rc == 0: a frame ended and is fully flushed. A call that
+                // neither read nor wrote (flush probe at a frame boundary)
+                // returns a size hint for the next frame: no state change.
+                if rc == 0 { frameOpen = false } else if progressed { frameOpen = true }
+                outputFull = rc != 0 && output.pos == output.size
+                if outFill == size { try handOut(emit) }
+            }
+        }
+    }
+
+    /// Checks that the input ended at the end of a complete frame, and hands out the rest.
+    public func finish(emit: (Data) throws -> Void) throws {
         guard !finished else { throw CairnError(.internal, "ZstdDecompressor.finish called twice") }
         finished = true
         if !sawFrame { throw CairnError(.integrity, "zstd: input is empty (no compressed frame)") }
         if frameOpen { throw CairnError(.integrity, "zstd: compressed data is truncated (the input ends inside a frame)") }
-        return Data()
+        if outFill > 0 { try handOut(emit) }
+    }
+
+    /// Hands the current buffer out (it goes back to the pool when released).
+    private func handOut(_ emit: (Data) throws -> Void) throws {
+        guard let buffer = out else { return }
+        let d = pool.data(buffer, count: outFill)
+        out = nil
+        outFill = 0
+        try emit(d)
     }
 }

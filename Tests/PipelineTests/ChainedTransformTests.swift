@@ -46,4 +46,26 @@ import Crypto
         #expect(after.byteCount == Int64(a.count + b.count))
         #expect(b.count > 0)
     }
+
+    /// The restore's chain (hash → decrypt → zstd -d → count) through the
+    /// emitting calls: pieces held until the end are intact (no pooled buffer
+    /// is reused while held), and every stage counted every byte.
+    @Test func emittingChainKeepsHeldPiecesIntact() throws {
+        let input = compressibleData(6 << 20, seed: 11) + randomBytes(1 << 20)
+        let stored = try encrypt(try runTransform(ZstdCompressor(), input, chunk: 1 << 20), segmentSize: 1 << 18)
+        let cipher = HashingCounter()
+        let dec = DecryptingReader(keyring: testRing)
+        let unz = try ZstdDecompressor()
+        let plain = HashingCounter()
+        let chain = ChainedTransform([cipher, dec, unz, plain])
+        var pieces: [Data] = []
+        for off in stride(from: 0, to: stored.count, by: 99_999) {
+            try chain.update(stored.subdata(in: off..<min(off + 99_999, stored.count))) { pieces.append($0) }
+        }
+        try chain.finish { pieces.append($0) }
+        #expect(pieces.reduce(Data(), +) == input)
+        #expect(cipher.byteCount == Int64(stored.count) && cipher.sha256 == Digest.sha256(stored))
+        #expect(plain.byteCount == Int64(input.count) && plain.sha256 == Digest.sha256(input))
+        #expect(dec.plaintextBytes == unz.inputBytes)
+    }
 }

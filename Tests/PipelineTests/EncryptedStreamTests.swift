@@ -31,6 +31,29 @@ import Crypto
             #expect(try runTransform(r, ct, chunk: 1 << 20 + 3) == pt)
             #expect(r.keyId == testKeyId)
             #expect(r.segmentSize == s)
+            #expect(r.plaintextBytes == Int64(size))
+            #expect(try runTransform(DecryptingReader(keyring: testRing), ct, chunk: 777_777, joined: true) == pt)
+        }
+    }
+
+    /// Each segment is handed out on its own, in a reused buffer that is not
+    /// written again while it is held: segments kept until the end are
+    /// intact, whether they were opened in place from the input (chunks of
+    /// several segments) or gathered across inputs (chunks smaller than one).
+    @Test func handsOutSegmentsThatStayIntactWhileHeld() throws {
+        let s = 4096
+        let pt = randomBytes(40 * s + 100)
+        let ct = try encrypt(pt, segmentSize: s)
+        for chunk in [1000, s + 16, 3 * s + 50, 1 << 20] {
+            let r = DecryptingReader(keyring: testRing)
+            var pieces: [Data] = []
+            for off in stride(from: 0, to: ct.count, by: chunk) {
+                try r.update(ct.subdata(in: off..<min(ct.count, off + chunk))) { pieces.append($0) }
+            }
+            try r.finish { pieces.append($0) }
+            #expect(pieces.count == 41, "chunk \(chunk)")
+            #expect(pieces.dropLast().allSatisfy { $0.count == s }, "chunk \(chunk)")
+            #expect(pieces.reduce(Data(), +) == pt, "chunk \(chunk)")
         }
     }
 

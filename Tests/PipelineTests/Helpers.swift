@@ -9,16 +9,19 @@ let testRing = try! Keyring(keyId: testKeyId, key: testKey)
 
 func randomBytes(_ n: Int) -> Data { n == 0 ? Data() : try! SecureRandom.bytes(n) }
 
-/// Feeds `data` to `t` in chunks of `chunk` bytes, then finishes.
-func runTransform(_ t: some ByteTransform, _ data: Data, chunk: Int) throws -> Data {
+/// Feeds `data` to `t` in chunks of `chunk` bytes, then finishes, through
+/// the emitting calls the pipeline uses (`joined: true`: through the calls
+/// that return one `Data`).
+func runTransform(_ t: some ByteTransform, _ data: Data, chunk: Int, joined: Bool = false) throws -> Data {
     var out = Data()
     var off = 0
     while off < data.count {
         let end = min(data.count, off + chunk)
-        out.append(try t.update(data.subdata(in: off..<end)))
+        let piece = data.subdata(in: off..<end)
+        if joined { out.append(try t.update(piece)) } else { try t.update(piece) { out.append($0) } }
         off = end
     }
-    out.append(try t.finish())
+    if joined { out.append(try t.finish()) } else { try t.finish { out.append($0) } }
     return out
 }
 

@@ -51,4 +51,37 @@ import Core
         let empty = #expect(throws: CairnError.self) { try runTransform(ZstdDecompressor(), Data(), chunk: 1) }
         #expect(empty?.message.contains("empty") == true)
     }
+
+    /// The decompressor hands out whole 1 MiB buffers (only the last one
+    /// short), and a buffer handed out is never written again while someone
+    /// holds it: pieces kept until the end still hold what they held.
+    @Test func handsOutWholeBuffersThatStayIntactWhileHeld() throws {
+        let data = compressibleData(9 << 20 + 12345, seed: 7)
+        let z = try runTransform(ZstdCompressor(), data, chunk: 1 << 20)
+        let d = try ZstdDecompressor()
+        var pieces: [Data] = []
+        for off in stride(from: 0, to: z.count, by: 70_001) {
+            try d.update(z.subdata(in: off..<min(z.count, off + 70_001))) { pieces.append($0) }
+        }
+        try d.finish { pieces.append($0) }
+        #expect(pieces.count == 10)
+        #expect(pieces.dropLast().allSatisfy { $0.count == ZstdDecompressor.outputBufferSize })
+        #expect(pieces.reduce(Data(), +) == data)
+        #expect(d.outputBytes == Int64(data.count) && d.inputBytes == Int64(z.count))
+        // Released pieces' buffers are reused: the output is still right.
+        let again = try ZstdDecompressor()
+        var out = Data()
+        for off in stride(from: 0, to: z.count, by: 1 << 20) {
+            try again.update(z.subdata(in: off..<min(z.count, off + (1 << 20)))) { out.append($0) }
+        }
+        try again.finish { out.append($0) }
+        #expect(out == data)
+    }
+
+    /// `update`/`finish` returning one `Data` give the same bytes.
+    @Test func joinedCallsGiveTheSameOutput() throws {
+        let data = compressibleData(3 << 20, seed: 3)
+        let z = try runTransform(ZstdCompressor(), data, chunk: 1 << 20)
+        #expect(try runTransform(ZstdDecompressor(), z, chunk: 50_000, joined: true) == data)
+    }
 }
