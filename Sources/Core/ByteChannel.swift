@@ -223,6 +223,44 @@ public final class ByteChannel: @unchecked Sendable {
     }
 }
 
+extension ByteChannel {
+    /// `read(exactly:carry:)` into a buffer taken from `pool` (whose
+    /// `bufferSize` is at least `count`), handed out without a copy: the
+    /// buffer goes back to the pool when the returned `Data` is released.
+    /// For a producer of large parts (the multipart uploader), which would
+    /// otherwise map, fault in and unmap a fresh part-sized buffer per part.
+    /// An empty result at the end of the stream holds no buffer.
+    public func read(exactly count: Int, carry: inout Data, pool: BufferPool) async throws -> Data {
+        precondition(count <= pool.bufferSize, "read(exactly:) of \(count) bytes from a pool of \(pool.bufferSize)-byte buffers")
+        let buffer = pool.take()
+        var filled = 0
+        var pending = carry
+        carry = Data()
+        do {
+            while true {
+                if !pending.isEmpty {
+                    let take = Swift.min(count - filled, pending.count)
+                    pending.withUnsafeBytes { (buffer + filled).copyMemory(from: $0.baseAddress!, byteCount: take) }
+                    filled += take
+                    if take < pending.count {
+                        carry = pending.dropFirst(take)   // a slice: no copy
+                        return pool.data(buffer, count: filled)
+                    }
+                }
+                if filled == count { return pool.data(buffer, count: filled) }
+                guard let d = try await receive() else {
+                    if filled == 0 { pool.give(buffer); return Data() }
+                    return pool.data(buffer, count: filled)
+                }
+                pending = d
+            }
+        } catch {
+            pool.give(buffer)
+            throw error
+        }
+    }
+}
+
 extension ByteChannel: AsyncSequence {
     public typealias Element = Data
     public struct AsyncIterator: AsyncIteratorProtocol {

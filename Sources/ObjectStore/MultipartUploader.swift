@@ -48,10 +48,15 @@ public struct MultipartUploader: Sendable {
     public func upload(key: String, from input: ByteChannel,
                        onPart: @escaping @Sendable (_ partNumber: Int, _ bytes: Int64) -> Void = { _, _ in }) async throws -> Result {
         var carry = Data()
+        // Parts are read into reused buffers (a part's buffer is back in the
+        // pool once its upload has finished with it): no fresh part-sized
+        // mapping, with its page faults, per part. At most concurrency + 1
+        // parts exist at once, in use or idle.
+        let pool = BufferPool(bufferSize: partSize, maxFree: concurrency + 1)
         // `next` is the only reference the uploader keeps to a part's bytes; it
         // is cleared as soon as the part's task owns them, so memory stays at
         // concurrency × partSize plus the input channel.
-        var next: Data? = try await input.read(exactly: partSize, carry: &carry)
+        var next: Data? = try await input.read(exactly: partSize, carry: &carry, pool: pool)
         if let whole = next, whole.count < partSize {
             // the whole stream fits into one part: a plain PUT
             next = nil
@@ -83,7 +88,7 @@ public struct MultipartUploader: Sendable {
                         parts.append(p)
                         inFlight -= 1
                     }
-                    let d = try await input.read(exactly: partSize, carry: &carry)
+                    let d = try await input.read(exactly: partSize, carry: &carry, pool: pool)
                     next = d.isEmpty ? nil : d   // a short read is the last part
                 }
                 for try await p in group { parts.append(p) }

@@ -36,6 +36,37 @@ import Foundation
         #expect(total == 40)
     }
 
+    /// Parts read into pooled buffers: exact sizes across chunk boundaries
+    /// (a chunk split between two parts carries over), the short last part,
+    /// an empty read at the end that holds no buffer, and every buffer back
+    /// in the pool once the parts are released.
+    @Test func readsExactPartsIntoPooledBuffers() async throws {
+        let ch = ByteChannel(capacity: 1 << 20)
+        let input = Data((0..<10_000).map { UInt8(truncatingIfNeeded: $0 &* 31 &+ 7) })
+        let producer = Task {
+            var off = 0
+            for size in [1, 999, 3000, 1, 2500, 3499] {
+                try await ch.send(input.subdata(in: off..<off + size))
+                off += size
+            }
+            ch.finish()
+        }
+        let pool = BufferPool(bufferSize: 4096, maxFree: 4)
+        var carry = Data()
+        var parts: [Data] = []
+        while true {
+            let part = try await ch.read(exactly: 3000, carry: &carry, pool: pool)
+            if part.isEmpty { break }
+            parts.append(part)
+        }
+        try await producer.value
+        #expect(parts.map(\.count) == [3000, 3000, 3000, 1000])
+        #expect(parts.reduce(Data(), +) == input)
+        #expect(pool.idleCount == 1)   // the empty read's buffer went straight back
+        parts.removeAll()
+        #expect(pool.idleCount == 4)
+    }
+
     @Test func blockingProducerAndAsyncConsumer() async throws {
         let ch = ByteChannel(capacity: 1024)
         BlockingPool.shared.submit {
