@@ -146,6 +146,8 @@ public final class EncryptingWriter: ByteTransform, @unchecked Sendable {
     private let noncePrefix: Data
     private var pendingHeader: Data?
     private var buffer = Data()
+    /// Sealed-segment buffers, reused once their `Data` is released.
+    private let outputs: BufferPool
     private var counter: UInt32 = 0
     private var finished = false
 
@@ -170,6 +172,8 @@ public final class EncryptingWriter: ByteTransform, @unchecked Sendable {
         self.keyId = id
         self.segmentSize = segmentSize
         self.context = context
+        let sealedSize = segmentSize + EncryptedStream.tagSize
+        outputs = BufferPool(bufferSize: sealedSize, maxFree: max(2, min(8, (8 << 20) / sealedSize)))
 
         let dataKey = try SecureRandom.bytes(EncryptedStream.dataKeySize)
         let salt = try SecureRandom.bytes(EncryptedStream.saltSize)
@@ -202,65 +206,77 @@ public final class EncryptingWriter: ByteTransform, @unchecked Sendable {
     /// Consumes plaintext; returns the ciphertext ready so far (the header
     /// and every complete non-last segment).
     public func update(_ data: Data) throws -> Data {
-        guard !finished else { throw CairnError(.internal, "EncryptingWriter.update after finalize") }
-        plaintextBytes += Int64(data.count)
-        let seg = segmentSize
-        // Segments are sealed straight from `data` where possible; only the
-        // tail (1 ... segmentSize bytes) is copied into `buffer`, because a
-        // segment is sealed only once a byte after it proves it is not the last.
-        let fill = buffer.isEmpty ? 0 : min(seg - buffer.count, data.count)
-        let sealBuffer = !buffer.isEmpty && buffer.count + fill == seg && data.count > fill
-        let direct = sealBuffer || buffer.isEmpty ? (data.count - fill - 1) / seg : 0
-        let segments = (sealBuffer ? 1 : 0) + max(0, direct)
-        var out = takeHeader()
-        let headerCount = out.count
-        out.count += segments * (seg + EncryptedStream.tagSize)
-        try data.withUnsafeBytes { d in
-            try out.withUnsafeMutableBytes { o in
-                var outOff = headerCount
-                if fill > 0 { buffer.append(d.bindMemory(to: UInt8.self).baseAddress!, count: fill) }
-                if sealBuffer {
-                    try buffer.withUnsafeBytes { b in try sealSegment(b, last: false, into: o, at: &outOff) }
-                    buffer.removeAll(keepingCapacity: true)
-                }
-                var off = fill
-                for _ in 0..<max(0, direct) {
-                    try sealSegment(UnsafeRawBufferPointer(rebasing: d[off ..< off + seg]), last: false, into: o, at: &outOff)
-                    off += seg
-                }
-                if off < d.count { buffer.append(d.bindMemory(to: UInt8.self).baseAddress! + off, count: d.count - off) }
-            }
-        }
-        emitted(out)
-        return out
+        try collected { try update(data, emit: $0) }
     }
 
     /// Seals the remaining 0 ... segmentSize bytes as the last segment.
     public func finalize() throws -> Data {
+        try collected { try finish(emit: $0) }
+    }
+
+    /// Hands out the header, then each sealed segment on its own, in a
+    /// reused segment-sized buffer (no fresh allocation per segment).
+    /// Segments are sealed straight from `data` where possible; only the
+    /// tail (1 ... segmentSize bytes) is copied into `buffer`, because a
+    /// segment is sealed only once a byte after it proves it is not the last.
+    public func update(_ data: Data, emit: (Data) throws -> Void) throws {
+        guard !finished else { throw CairnError(.internal, "EncryptingWriter.update after finalize") }
+        plaintextBytes += Int64(data.count)
+        if let h = takeHeader() { try hand(h, emit) }
+        let seg = segmentSize
+        try data.withUnsafeBytes { d in
+            let n = d.count
+            var off = 0
+            if !buffer.isEmpty {
+                let fill = min(seg - buffer.count, n)
+                if fill > 0 { buffer.append(d.bindMemory(to: UInt8.self).baseAddress!, count: fill) }
+                off = fill
+                guard buffer.count == seg && off < n else { return }
+                try buffer.withUnsafeBytes { b in try seal(b, last: false, emit) }
+                buffer.removeAll(keepingCapacity: true)
+            }
+            while n - off > seg {
+                try seal(UnsafeRawBufferPointer(rebasing: d[off ..< off + seg]), last: false, emit)
+                off += seg
+            }
+            if off < n { buffer.append(d.bindMemory(to: UInt8.self).baseAddress! + off, count: n - off) }
+        }
+    }
+
+    /// Seals the remaining 0 ... segmentSize bytes as the last segment.
+    public func finish(emit: (Data) throws -> Void) throws {
         guard !finished else { throw CairnError(.internal, "EncryptingWriter.finalize called twice") }
         finished = true
-        var out = takeHeader()
-        let headerCount = out.count
-        out.count += buffer.count + EncryptedStream.tagSize
-        try buffer.withUnsafeBytes { b in
-            try out.withUnsafeMutableBytes { o in
-                var outOff = headerCount
-                try sealSegment(b, last: true, into: o, at: &outOff)
-            }
-        }
+        if let h = takeHeader() { try hand(h, emit) }
+        try buffer.withUnsafeBytes { b in try seal(b, last: true, emit) }
         buffer = Data()
-        emitted(out)
-        return out
     }
 
     public func finish() throws -> Data { try finalize() }
 
-    private func takeHeader() -> Data {
-        if let h = pendingHeader { pendingHeader = nil; return h }
-        return Data()
+    private func takeHeader() -> Data? {
+        defer { pendingHeader = nil }
+        return pendingHeader
     }
 
-    private func emitted(_ out: Data) { ciphertextBytes += Int64(out.count) }
+    private func hand(_ out: Data, _ emit: (Data) throws -> Void) throws {
+        ciphertextBytes += Int64(out.count)
+        try emit(out)
+    }
+
+    /// Seals one segment into a pooled buffer and hands it out.
+    private func seal(_ plaintext: UnsafeRawBufferPointer, last: Bool, _ emit: (Data) throws -> Void) throws {
+        let buffer = outputs.take()
+        var size = 0
+        do {
+            try sealSegment(plaintext, last: last,
+                            into: UnsafeMutableRawBufferPointer(start: buffer, count: segmentSize + EncryptedStream.tagSize), at: &size)
+        } catch {
+            outputs.give(buffer)
+            throw error
+        }
+        try hand(outputs.data(buffer, count: size), emit)
+    }
 
     /// Seals one segment into `out` at `outOff` and advances both the offset and the counter.
     private func sealSegment(_ plaintext: UnsafeRawBufferPointer, last: Bool,

@@ -6,10 +6,19 @@ private func zstdErrorName(_ code: Int) -> String { String(cString: ZSTD_getErro
 
 /// Streaming zstd compression (one frame). Blocking and CPU-bound: run it on
 /// a BlockingPool thread. A final class owns the ZSTD_CCtx.
+///
+/// Compressed output is written straight into 1 MiB buffers from a pool of
+/// its own and handed out (`update(_:emit:)`) without a copy, when a buffer
+/// fills and at the end of each call; a buffer returns to the pool when the
+/// last `Data` over it is released.
 public final class ZstdCompressor: ByteTransform, @unchecked Sendable {
     public static let defaultLevel: Int32 = 3
+    /// Size of each output buffer.
+    public static let outputBufferSize = 1 << 20
     private let ctx: OpaquePointer
-    private var outBuf: [UInt8]
+    private let pool = BufferPool(bufferSize: ZstdCompressor.outputBufferSize, maxFree: 8)
+    private var out: UnsafeMutableRawPointer?   // the buffer being filled
+    private var outFill = 0
     private var finished = false
     public private(set) var inputBytes: Int64 = 0
     public private(set) var outputBytes: Int64 = 0
@@ -23,54 +32,85 @@ public final class ZstdCompressor: ByteTransform, @unchecked Sendable {
     public init(level: Int32 = ZstdCompressor.defaultLevel, workers: Int32 = 0, jobSize: Int32 = 0) throws {
         guard let ctx = ZSTD_createCCtx() else { throw CairnError(.internal, "ZSTD_createCCtx failed: out of memory") }
         self.ctx = ctx
-        outBuf = [UInt8](repeating: 0, count: ZSTD_CStreamOutSize())
-        try check(ZSTD_CCtx_setParameter(ctx, ZSTD_c_compressionLevel, level), "set compression level \(level)")
-        try check(ZSTD_CCtx_setParameter(ctx, ZSTD_c_checksumFlag, 1), "enable frame checksum")
-        if workers > 0 {
-            try check(ZSTD_CCtx_setParameter(ctx, ZSTD_c_nbWorkers, workers), "set \(workers) workers (is libzstd built with threads?)")
-            if jobSize > 0 { try check(ZSTD_CCtx_setParameter(ctx, ZSTD_c_jobSize, jobSize), "set job size \(jobSize)") }
+        do {
+            try check(ZSTD_CCtx_setParameter(ctx, ZSTD_c_compressionLevel, level), "set compression level \(level)")
+            try check(ZSTD_CCtx_setParameter(ctx, ZSTD_c_checksumFlag, 1), "enable frame checksum")
+            if workers > 0 {
+                try check(ZSTD_CCtx_setParameter(ctx, ZSTD_c_nbWorkers, workers), "set \(workers) workers (is libzstd built with threads?)")
+                if jobSize > 0 { try check(ZSTD_CCtx_setParameter(ctx, ZSTD_c_jobSize, jobSize), "set job size \(jobSize)") }
+            }
+        } catch {
+            ZSTD_freeCCtx(ctx)
+            throw error
         }
     }
 
-    deinit { ZSTD_freeCCtx(ctx) }
+    deinit {
+        if let out { pool.give(out) }
+        ZSTD_freeCCtx(ctx)
+    }
 
     private func check(_ rc: Int, _ what: String) throws {
         if ZSTD_isError(rc) != 0 { throw CairnError(.internal, "zstd: cannot \(what): \(zstdErrorName(rc))") }
     }
 
     public func update(_ data: Data) throws -> Data {
-        guard !finished else { throw CairnError(.internal, "ZstdCompressor.update after finish") }
-        inputBytes += Int64(data.count)
-        if data.isEmpty { return Data() }
-        return try run(data, ZSTD_e_continue)
+        try collected { try update(data, emit: $0) }
     }
 
     /// Ends the frame and returns the remaining compressed bytes.
     public func finish() throws -> Data {
-        guard !finished else { throw CairnError(.internal, "ZstdCompressor.finish called twice") }
-        finished = true
-        return try run(Data(), ZSTD_e_end)
+        try collected { try finish(emit: $0) }
     }
 
-    private func run(_ data: Data, _ mode: ZSTD_EndDirective) throws -> Data {
-        var result = Data()
+    public func update(_ data: Data, emit: (Data) throws -> Void) throws {
+        guard !finished else { throw CairnError(.internal, "ZstdCompressor.update after finish") }
+        inputBytes += Int64(data.count)
+        if data.isEmpty { return }
+        try run(data, ZSTD_e_continue, emit)
+        // What zstd has produced goes on now (as before pooling): a highly
+        // compressible stream must not sit here until a whole buffer fills.
+        if outFill > 0 { try handOut(emit) }
+    }
+
+    /// Ends the frame and hands out the remaining compressed bytes.
+    public func finish(emit: (Data) throws -> Void) throws {
+        guard !finished else { throw CairnError(.internal, "ZstdCompressor.finish called twice") }
+        finished = true
+        try run(Data(), ZSTD_e_end, emit)
+        if outFill > 0 { try handOut(emit) }
+    }
+
+    private func run(_ data: Data, _ mode: ZSTD_EndDirective, _ emit: (Data) throws -> Void) throws {
+        let size = pool.bufferSize
         try data.withUnsafeBytes { inp in
             var input = ZSTD_inBuffer(src: inp.baseAddress, size: inp.count, pos: 0)
-            try outBuf.withUnsafeMutableBytes { ob in
-                while true {
-                    var output = ZSTD_outBuffer(dst: ob.baseAddress, size: ob.count, pos: 0)
-                    let remaining = ZSTD_compressStream2(ctx, &output, &input, mode)
-                    if ZSTD_isError(remaining) != 0 {
-                        throw CairnError(.internal, "zstd compression failed: \(zstdErrorName(remaining))")
-                    }
-                    if output.pos > 0 { result.append(ob.baseAddress!.assumingMemoryBound(to: UInt8.self), count: output.pos) }
-                    let done = mode == ZSTD_e_end ? remaining == 0 : input.pos == input.size
-                    if done { break }
+            while true {
+                let buffer: UnsafeMutableRawPointer
+                if let out { buffer = out } else { buffer = pool.take(); out = buffer; outFill = 0 }
+                var output = ZSTD_outBuffer(dst: buffer, size: size, pos: outFill)
+                let remaining = ZSTD_compressStream2(ctx, &output, &input, mode)
+                if ZSTD_isError(remaining) != 0 {
+                    throw CairnError(.internal, "zstd compression failed: \(zstdErrorName(remaining))")
                 }
+                outputBytes += Int64(output.pos - outFill)
+                outFill = output.pos
+                if outFill == size { try handOut(emit) }
+                // With workers, zstd may still hold input after consuming it
+                // all; ZSTD_e_continue returns once the input is taken.
+                let done = mode == ZSTD_e_end ? remaining == 0 : input.pos == input.size
+                if done { break }
             }
         }
-        outputBytes += Int64(result.count)
-        return result
+    }
+
+    /// Hands the current buffer out (it goes back to the pool when released).
+    private func handOut(_ emit: (Data) throws -> Void) throws {
+        guard let buffer = out else { return }
+        let d = pool.data(buffer, count: outFill)
+        out = nil
+        outFill = 0
+        try emit(d)
     }
 }
 

@@ -84,4 +84,25 @@ import Core
         let z = try runTransform(ZstdCompressor(), data, chunk: 1 << 20)
         #expect(try runTransform(ZstdDecompressor(), z, chunk: 50_000, joined: true) == data)
     }
+
+    /// The compressor's pooled output: pieces kept until the end are intact,
+    /// output comes out at the end of every call (not only when a buffer
+    /// fills), and no piece is larger than a buffer.
+    @Test func compressorPiecesStayIntactWhileHeld() throws {
+        let data = compressibleData(12 << 20, seed: 5) + randomBytes(3 << 20)
+        let c = try ZstdCompressor()
+        var pieces: [Data] = []
+        var callsWithOutput = 0
+        for off in stride(from: 0, to: data.count, by: 1 << 20) {
+            let before = pieces.count
+            try c.update(data.subdata(in: off..<min(data.count, off + (1 << 20)))) { pieces.append($0) }
+            if pieces.count > before { callsWithOutput += 1 }
+        }
+        try c.finish { pieces.append($0) }
+        #expect(pieces.allSatisfy { $0.count <= ZstdCompressor.outputBufferSize })
+        #expect(callsWithOutput >= 10)
+        let z = pieces.reduce(Data(), +)
+        #expect(Int64(z.count) == c.outputBytes)
+        #expect(try runTransform(ZstdDecompressor(), z, chunk: 1 << 20) == data)
+    }
 }
