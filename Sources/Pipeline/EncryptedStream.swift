@@ -145,7 +145,11 @@ public final class EncryptingWriter: ByteTransform, @unchecked Sendable {
     private let gcm: AESGCM
     private let noncePrefix: Data
     private var pendingHeader: Data?
-    private var buffer = Data()
+    /// The plaintext not yet sealed (at most one segment), in one buffer
+    /// allocated once: a `Data` emptied with `removeAll(keepingCapacity:)`
+    /// was measured to get fresh pages (page faults) on the next append.
+    private let tail: UnsafeMutableRawPointer
+    private var tailCount = 0
     /// Sealed-segment buffers, reused once their `Data` is released.
     private let outputs: BufferPool
     private var counter: UInt32 = 0
@@ -200,8 +204,10 @@ public final class EncryptingWriter: ByteTransform, @unchecked Sendable {
         assert(h.count == EncryptedStream.headerSize(keyIdLength: idBytes.count, contextLength: contextBytes.count))
         pendingHeader = h
         gcm = try AESGCM(key: HKDF.sha256(key: dataKey, salt: salt, info: EncryptedStream.segmentKeyInfo, outputByteCount: 32))
-        buffer.reserveCapacity(segmentSize + 1)
+        tail = UnsafeMutableRawPointer.allocate(byteCount: segmentSize, alignment: 16)
     }
+
+    deinit { tail.deallocate() }
 
     /// Consumes plaintext; returns the ciphertext ready so far (the header
     /// and every complete non-last segment).
@@ -217,7 +223,7 @@ public final class EncryptingWriter: ByteTransform, @unchecked Sendable {
     /// Hands out the header, then each sealed segment on its own, in a
     /// reused segment-sized buffer (no fresh allocation per segment).
     /// Segments are sealed straight from `data` where possible; only the
-    /// tail (1 ... segmentSize bytes) is copied into `buffer`, because a
+    /// tail (1 ... segmentSize bytes) is copied into `tail`, because a
     /// segment is sealed only once a byte after it proves it is not the last.
     public func update(_ data: Data, emit: (Data) throws -> Void) throws {
         guard !finished else { throw CairnError(.internal, "EncryptingWriter.update after finalize") }
@@ -227,19 +233,23 @@ public final class EncryptingWriter: ByteTransform, @unchecked Sendable {
         try data.withUnsafeBytes { d in
             let n = d.count
             var off = 0
-            if !buffer.isEmpty {
-                let fill = min(seg - buffer.count, n)
-                if fill > 0 { buffer.append(d.bindMemory(to: UInt8.self).baseAddress!, count: fill) }
+            if tailCount > 0 {
+                let fill = min(seg - tailCount, n)
+                if fill > 0 { (tail + tailCount).copyMemory(from: d.baseAddress!, byteCount: fill) }
+                tailCount += fill
                 off = fill
-                guard buffer.count == seg && off < n else { return }
-                try buffer.withUnsafeBytes { b in try seal(b, last: false, emit) }
-                buffer.removeAll(keepingCapacity: true)
+                guard tailCount == seg && off < n else { return }
+                try seal(UnsafeRawBufferPointer(start: tail, count: seg), last: false, emit)
+                tailCount = 0
             }
             while n - off > seg {
                 try seal(UnsafeRawBufferPointer(rebasing: d[off ..< off + seg]), last: false, emit)
                 off += seg
             }
-            if off < n { buffer.append(d.bindMemory(to: UInt8.self).baseAddress! + off, count: n - off) }
+            if off < n {
+                tail.copyMemory(from: d.baseAddress! + off, byteCount: n - off)
+                tailCount = n - off
+            }
         }
     }
 
@@ -248,8 +258,8 @@ public final class EncryptingWriter: ByteTransform, @unchecked Sendable {
         guard !finished else { throw CairnError(.internal, "EncryptingWriter.finalize called twice") }
         finished = true
         if let h = takeHeader() { try hand(h, emit) }
-        try buffer.withUnsafeBytes { b in try seal(b, last: true, emit) }
-        buffer = Data()
+        try seal(UnsafeRawBufferPointer(start: tail, count: tailCount), last: true, emit)
+        tailCount = 0
     }
 
     public func finish() throws -> Data { try finalize() }
