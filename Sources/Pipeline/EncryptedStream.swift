@@ -177,7 +177,7 @@ public final class EncryptingWriter: ByteTransform, @unchecked Sendable {
         self.segmentSize = segmentSize
         self.context = context
         let sealedSize = segmentSize + EncryptedStream.tagSize
-        outputs = BufferPool(bufferSize: sealedSize, maxFree: max(2, min(8, (8 << 20) / sealedSize)))
+        outputs = BufferPool(bufferSize: sealedSize, maxFree: max(2, min(4, (4 << 20) / sealedSize)))
 
         let dataKey = try SecureRandom.bytes(EncryptedStream.dataKeySize)
         let salt = try SecureRandom.bytes(EncryptedStream.saltSize)
@@ -491,7 +491,7 @@ public final class DecryptingReader: ByteTransform, @unchecked Sendable {
         keyId = id
         buffer = b.subdata(in: base + total ..< base + n)
         pending = UnsafeMutableRawPointer.allocate(byteCount: seg + EncryptedStream.tagSize, alignment: 16)
-        outputs = BufferPool(bufferSize: seg, maxFree: 4)
+        outputs = BufferPool(bufferSize: seg, maxFree: max(1, min(4, (4 << 20) / seg)))
         return true
     }
 

@@ -16,7 +16,7 @@ public final class ZstdCompressor: ByteTransform, @unchecked Sendable {
     /// Size of each output buffer.
     public static let outputBufferSize = 1 << 20
     private let ctx: OpaquePointer
-    private let pool = BufferPool(bufferSize: ZstdCompressor.outputBufferSize, maxFree: 8)
+    private let pool = BufferPool(bufferSize: ZstdCompressor.outputBufferSize, maxFree: 4)
     private var out: UnsafeMutableRawPointer?   // the buffer being filled
     private var outFill = 0
     private var finished = false
@@ -128,7 +128,7 @@ public final class ZstdDecompressor: ByteTransform, @unchecked Sendable {
     /// Size of each output buffer.
     public static let outputBufferSize = 1 << 20
     private let ctx: OpaquePointer
-    private let pool = BufferPool(bufferSize: ZstdDecompressor.outputBufferSize, maxFree: 8)
+    private let pool = BufferPool(bufferSize: ZstdDecompressor.outputBufferSize, maxFree: 4)
     private var out: UnsafeMutableRawPointer?   // the buffer being filled
     private var outFill = 0
     private var frameOpen = false   // bytes of a frame consumed, frame not complete
