@@ -16,9 +16,7 @@ public final class ZstdCompressor: ByteTransform, @unchecked Sendable {
     /// Size of each output buffer.
     public static let outputBufferSize = 1 << 20
     private let ctx: OpaquePointer
-    private let pool = BufferPool(bufferSize: ZstdCompressor.outputBufferSize, maxFree: 4)
-    private var out: UnsafeMutableRawPointer?   // the buffer being filled
-    private var outFill = 0
+    private let out = PooledOutput(bufferSize: ZstdCompressor.outputBufferSize, maxFree: 4)
     private var finished = false
     public private(set) var inputBytes: Int64 = 0
     public private(set) var outputBytes: Int64 = 0
@@ -45,10 +43,7 @@ public final class ZstdCompressor: ByteTransform, @unchecked Sendable {
         }
     }
 
-    deinit {
-        if let out { pool.give(out) }
-        ZSTD_freeCCtx(ctx)
-    }
+    deinit { ZSTD_freeCCtx(ctx) }
 
     private func check(_ rc: Int, _ what: String) throws {
         if ZSTD_isError(rc) != 0 { throw CairnError(.internal, "zstd: cannot \(what): \(zstdErrorName(rc))") }
@@ -70,7 +65,7 @@ public final class ZstdCompressor: ByteTransform, @unchecked Sendable {
         try run(data, ZSTD_e_continue, emit)
         // What zstd has produced goes on now (as before pooling): a highly
         // compressible stream must not sit here until a whole buffer fills.
-        if outFill > 0 { try handOut(emit) }
+        try out.handOut(emit)
     }
 
     /// Ends the frame and hands out the remaining compressed bytes.
@@ -78,39 +73,28 @@ public final class ZstdCompressor: ByteTransform, @unchecked Sendable {
         guard !finished else { throw CairnError(.internal, "ZstdCompressor.finish called twice") }
         finished = true
         try run(Data(), ZSTD_e_end, emit)
-        if outFill > 0 { try handOut(emit) }
+        try out.handOut(emit)
     }
 
     private func run(_ data: Data, _ mode: ZSTD_EndDirective, _ emit: (Data) throws -> Void) throws {
-        let size = pool.bufferSize
+        let size = out.capacity
         try data.withUnsafeBytes { inp in
             var input = ZSTD_inBuffer(src: inp.baseAddress, size: inp.count, pos: 0)
             while true {
-                let buffer: UnsafeMutableRawPointer
-                if let out { buffer = out } else { buffer = pool.take(); out = buffer; outFill = 0 }
-                var output = ZSTD_outBuffer(dst: buffer, size: size, pos: outFill)
+                var output = ZSTD_outBuffer(dst: out.current(), size: size, pos: out.filled)
                 let remaining = ZSTD_compressStream2(ctx, &output, &input, mode)
                 if ZSTD_isError(remaining) != 0 {
                     throw CairnError(.internal, "zstd compression failed: \(zstdErrorName(remaining))")
                 }
-                outputBytes += Int64(output.pos - outFill)
-                outFill = output.pos
-                if outFill == size { try handOut(emit) }
+                outputBytes += Int64(output.pos - out.filled)
+                out.filled = output.pos
+                if output.pos == size { try out.handOut(emit) }
                 // With workers, zstd may still hold input after consuming it
                 // all; ZSTD_e_continue returns once the input is taken.
                 let done = mode == ZSTD_e_end ? remaining == 0 : input.pos == input.size
                 if done { break }
             }
         }
-    }
-
-    /// Hands the current buffer out (it goes back to the pool when released).
-    private func handOut(_ emit: (Data) throws -> Void) throws {
-        guard let buffer = out else { return }
-        let d = pool.data(buffer, count: outFill)
-        out = nil
-        outFill = 0
-        try emit(d)
     }
 }
 
@@ -128,9 +112,7 @@ public final class ZstdDecompressor: ByteTransform, @unchecked Sendable {
     /// Size of each output buffer.
     public static let outputBufferSize = 1 << 20
     private let ctx: OpaquePointer
-    private let pool = BufferPool(bufferSize: ZstdDecompressor.outputBufferSize, maxFree: 4)
-    private var out: UnsafeMutableRawPointer?   // the buffer being filled
-    private var outFill = 0
+    private let out = PooledOutput(bufferSize: ZstdDecompressor.outputBufferSize, maxFree: 4)
     private var frameOpen = false   // bytes of a frame consumed, frame not complete
     private var sawFrame = false
     private var finished = false
@@ -148,10 +130,7 @@ public final class ZstdDecompressor: ByteTransform, @unchecked Sendable {
         }
     }
 
-    deinit {
-        if let out { pool.give(out) }
-        ZSTD_freeDCtx(ctx)
-    }
+    deinit { ZSTD_freeDCtx(ctx) }
 
     public func update(_ data: Data) throws -> Data {
         try collected { try update(data, emit: $0) }
@@ -165,21 +144,19 @@ public final class ZstdDecompressor: ByteTransform, @unchecked Sendable {
         guard !finished else { throw CairnError(.internal, "ZstdDecompressor.update after finish") }
         if data.isEmpty { return }
         inputBytes += Int64(data.count)
-        let size = pool.bufferSize
+        let size = out.capacity
         try data.withUnsafeBytes { inp in
             var input = ZSTD_inBuffer(src: inp.baseAddress, size: inp.count, pos: 0)
             var outputFull = false
             while input.pos < input.size || outputFull {
-                let buffer: UnsafeMutableRawPointer
-                if let out { buffer = out } else { buffer = pool.take(); out = buffer; outFill = 0 }
-                var output = ZSTD_outBuffer(dst: buffer, size: size, pos: outFill)
+                var output = ZSTD_outBuffer(dst: out.current(), size: size, pos: out.filled)
                 let before = input.pos
                 let rc = ZSTD_decompressStream(ctx, &output, &input)
                 if ZSTD_isError(rc) != 0 {
                     throw CairnError(.integrity, "zstd: corrupt compressed data at input byte \(inputBytes - Int64(inp.count) + Int64(input.pos)): \(zstdErrorName(rc))")
                 }
-                let produced = output.pos - outFill
-                outFill = output.pos
+                let produced = output.pos - out.filled
+                out.filled = output.pos
                 outputBytes += Int64(produced)
                 let progressed = input.pos > before || produced > 0
                 if progressed { sawFrame = true }
@@ -188,7 +165,7 @@ public final class ZstdDecompressor: ByteTransform, @unchecked Sendable {
                 // returns a size hint for the next frame: no state change.
                 if rc == 0 { frameOpen = false } else if progressed { frameOpen = true }
                 outputFull = rc != 0 && output.pos == output.size
-                if outFill == size { try handOut(emit) }
+                if output.pos == size { try out.handOut(emit) }
             }
         }
     }
@@ -199,15 +176,6 @@ public final class ZstdDecompressor: ByteTransform, @unchecked Sendable {
         finished = true
         if !sawFrame { throw CairnError(.integrity, "zstd: input is empty (no compressed frame)") }
         if frameOpen { throw CairnError(.integrity, "zstd: compressed data is truncated (the input ends inside a frame)") }
-        if outFill > 0 { try handOut(emit) }
-    }
-
-    /// Hands the current buffer out (it goes back to the pool when released).
-    private func handOut(_ emit: (Data) throws -> Void) throws {
-        guard let buffer = out else { return }
-        let d = pool.data(buffer, count: outFill)
-        out = nil
-        outFill = 0
-        try emit(d)
+        try out.handOut(emit)
     }
 }
