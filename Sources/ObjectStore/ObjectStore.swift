@@ -36,11 +36,35 @@ public struct PutOptions: Sendable, Equatable {
     /// User metadata, sent as `x-amz-meta-NAME`.
     public var metadata: [String: String]
     public var objectLock: ObjectLock?
-    public init(contentType: String? = nil, cacheControl: String? = nil, metadata: [String: String] = [:], objectLock: ObjectLock? = nil) {
+    /// Digests of a `.data` body that the caller computed from the same bytes
+    /// (the migration hashes each small file as it reads it). `S3Store.put`
+    /// uses them instead of hashing the body a second time when they cover what
+    /// its payload-checksum mode sends; otherwise, and for other bodies, it
+    /// computes its own. A wrong digest is refused by the server (BadDigest,
+    /// XAmzContentSHA256Mismatch), never stored.
+    public var digests: ContentDigests?
+    public init(contentType: String? = nil, cacheControl: String? = nil, metadata: [String: String] = [:], objectLock: ObjectLock? = nil,
+                digests: ContentDigests? = nil) {
         self.contentType = contentType
         self.cacheControl = cacheControl
         self.metadata = metadata
         self.objectLock = objectLock
+        self.digests = digests
+    }
+}
+
+/// Content digests of an upload body, as the caller computed them.
+public struct ContentDigests: Sendable, Equatable {
+    /// Lowercase hex SHA-256.
+    public var sha256Hex: String
+    /// Base64 of the MD5 (as `Content-MD5` carries it).
+    public var md5Base64: String?
+    /// Base64 of the big-endian CRC32C (as `x-amz-checksum-crc32c` carries it).
+    public var crc32cBase64: String?
+    public init(sha256Hex: String, md5Base64: String? = nil, crc32cBase64: String? = nil) {
+        self.sha256Hex = sha256Hex
+        self.md5Base64 = md5Base64
+        self.crc32cBase64 = crc32cBase64
     }
 }
 

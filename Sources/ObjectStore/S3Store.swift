@@ -195,6 +195,15 @@ public final class S3Store: ObjectStore {
         }
     }
 
+    /// The caller's digests reduced to what `mode` sends, as `digests(of:mode:)`
+    /// would compute them; nil when one it needs is missing (then the body is hashed).
+    static func digests(_ d: ContentDigests, mode: PayloadChecksum?) -> BodyDigests? {
+        let wantSHA = mode == nil || mode == .sha256, wantMD5 = mode == nil || mode == .md5, wantCRC = mode?.carriesCRC32C ?? false
+        if wantMD5 && d.md5Base64 == nil || wantCRC && d.crc32cBase64 == nil { return nil }
+        return BodyDigests(sha256Hex: wantSHA ? d.sha256Hex : nil, md5Base64: wantMD5 ? d.md5Base64 : nil,
+                           crc32cBase64: wantCRC ? d.crc32cBase64 : nil)
+    }
+
     static let emptySHA256 = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
 
     /// Signs and sends one request with retries; returns a 2xx response or throws a mapped error.
@@ -272,7 +281,9 @@ public final class S3Store: ObjectStore {
     public func put(key: String, body: UploadBody, options: PutOptions) async throws -> ObjectInfo {
         var r = Request(method: "PUT", key: key, body: body, operation: "PutObject", integrity: config.effectivePayloadChecksum)
         r.headers = headers(for: options)
-        let resp = try await self.perform(r)
+        let known: BodyDigests?
+        if case .data = body, let d = options.digests { known = Self.digests(d, mode: r.integrity) } else { known = nil }
+        let resp = try await self.perform(r, digests: known)
         return ObjectInfo(key: key, size: body.length, etag: resp.headers["ETag"], lastModified: Date(),
                           metadata: options.metadata, contentType: options.contentType)
     }

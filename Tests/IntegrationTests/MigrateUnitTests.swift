@@ -287,6 +287,11 @@ import State
             let f = try files[p]!.open(beneath: walked.root)
             let h = try FileHashing.hash(f, md5: false, keepLimit: 100, cancel: nil)
             #expect(h.data == Data("d/ok.jpg".utf8))
+            // kept bytes come with the CRC32C their PUT sends (not hashed again by the store)
+            var crc = CRC32C(); crc.update(Data("d/ok.jpg".utf8))
+            #expect(h.crc32c == crc.base64)
+            let notKept = try FileHashing.hash(f, md5: false, keepLimit: 7, cancel: nil)
+            #expect(notKept.data == nil && notKept.crc32c == nil && notKept.sha256 == h.sha256)
         }
         // the root itself being renamed away does not matter: the walk's descriptor is used
         #expect(rename(root, root + "-moved") == 0)

@@ -292,6 +292,45 @@ import HTTP
         try await store.delete(keys: ["r.bin"])
     }
 
+    /// A PUT of in-memory bytes sends the digests its caller computed (the
+    /// migration hashes each small file as it reads it) instead of hashing the
+    /// body again; the server still checks them: a wrong one is refused, never
+    /// stored. Digests that lack what the mode sends are computed by the store.
+    @Test(arguments: [(PayloadChecksum.sha256, "XAmzContentSHA256Mismatch"), (.crc32c, "BadDigest"), (.md5, "BadDigest")])
+    func aPutSendsTheCallersDigestsAndTheServerChecksThem(_ mode: PayloadChecksum, _ expected: String) async throws {
+        let store = try store(mode, retry: RetryPolicy(maxAttempts: 1))
+        let proxy = try ProxyControl()
+        let data = testData(5000, seed: 41), other = testData(5000, seed: 42)
+        func digests(_ d: Data) -> ContentDigests {
+            var crc = CRC32C(); crc.update(d)
+            return ContentDigests(sha256Hex: Digest.sha256(d).hexString, md5Base64: Digest.md5(d).base64EncodedString(),
+                                  crc32cBase64: crc.base64)
+        }
+        _ = try await store.put(key: "known.bin", body: .data(data), options: PutOptions(digests: digests(data)))
+        #expect(try await store.getData(key: "known.bin", limit: 10_000) == data)
+        // the digest the mode sends is wrong (the others are right): refused
+        var wrong = digests(data)
+        switch mode {
+        case .sha256: wrong.sha256Hex = digests(other).sha256Hex
+        case .crc32c: wrong.crc32cBase64 = digests(other).crc32cBase64
+        case .md5: wrong.md5Base64 = digests(other).md5Base64
+        }
+        do {
+            _ = try await store.put(key: "wrong.bin", body: .data(data), options: PutOptions(digests: wrong))
+            Issue.record("a PUT with a wrong digest was accepted")
+        } catch let e as CairnError {
+            #expect((e.cause as? S3ServiceError)?.code == expected)
+        }
+        #expect(try await store.head(key: "wrong.bin") == nil)
+        #expect(try await proxy.violations(containing: store.config.prefix + "wrong.bin").count == 1)
+        // digests without the MD5 and CRC32C: the store computes what its mode needs
+        _ = try await store.put(key: "partial.bin", body: .data(other), options: PutOptions(digests: ContentDigests(sha256Hex: digests(other).sha256Hex)))
+        #expect(try await store.getData(key: "partial.bin", limit: 10_000) == other)
+        #expect(try await proxy.violations(containing: store.config.prefix + "known.bin").isEmpty)
+        #expect(try await proxy.violations(containing: store.config.prefix + "partial.bin").isEmpty)
+        try await store.delete(keys: ["known.bin", "partial.bin"])
+    }
+
     @Test(arguments: [(PayloadChecksum.sha256, "XAmzContentSHA256Mismatch"), (.crc32c, "BadDigest"), (.md5, "BadDigest")])
     func aPartCorruptedOnItsWayIsRefused(_ mode: PayloadChecksum, _ expected: String) async throws {
         let store = try store(mode, retry: RetryPolicy(maxAttempts: 1))

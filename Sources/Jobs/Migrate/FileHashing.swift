@@ -1,5 +1,6 @@
 import Core
 import Crypto
+import ObjectStore
 import Foundation
 
 /// A file's identity for change detection: size and modification time.
@@ -43,13 +44,15 @@ struct HashedFile: Sendable {
     var stamp: FileStamp
     var sha256: String
     var md5: String?
+    /// Base64 of the CRC32C (only for kept bytes: what the PUT of `data` sends).
+    var crc32c: String?
     /// The bytes, for small files read into memory; nil when the upload reads the file itself.
     var data: Data?
 }
 
 enum FileHashing {
     /// Reads the open `file` from its start, hashing it (SHA-256, and MD5 when `md5`), keeping the
-    /// bytes when the file is at most `keepLimit` bytes. The size and mtime are taken from the open file before
+    /// bytes (and their CRC32C) when the file is at most `keepLimit` bytes. The size and mtime are taken from the open file before
     /// and after the read; a difference, or a byte count other than the size,
     /// throws `.changed`. Blocking.
     static func hash(_ file: OpenFile, md5 wantMD5: Bool, keepLimit: Int64, cancel: CancellationFlag?,
@@ -62,6 +65,7 @@ enum FileHashing {
         let sha = Hasher(.sha256)
         let md5 = wantMD5 ? Hasher(.md5) : nil
         var kept = keep ? Data(capacity: Int(before.size)) : nil
+        var crc = CRC32C()
         let bufSize = keep ? max(1, min(Int(before.size) + 1, 1 << 20)) : 1 << 20
         var buf = [UInt8](repeating: 0, count: bufSize)
         var total: Int64 = 0
@@ -76,7 +80,10 @@ enum FileHashing {
                 let chunk = UnsafeRawBufferPointer(rebasing: p[0..<n])
                 sha.update(chunk)
                 md5?.update(chunk)
-                kept?.append(contentsOf: chunk)
+                if keep {
+                    kept?.append(contentsOf: chunk)
+                    crc.update(chunk)
+                }
             }
             total += Int64(n)
             onBytes?(n)
@@ -87,7 +94,8 @@ enum FileHashing {
             throw FileProblem.changed(after.size != before.size || total != before.size
                                       ? "size \(before.size) → \(max(after.size, total)) bytes" : "modification time changed")
         }
-        return HashedFile(stamp: before, sha256: sha.finalize().hexString, md5: md5?.finalize().hexString, data: kept)
+        return HashedFile(stamp: before, sha256: sha.finalize().hexString, md5: md5?.finalize().hexString,
+                          crc32c: keep ? crc.base64 : nil, data: kept)
     }
 
     /// SHA-256 (hex) of a stream (a download), for `--verify --deep`.

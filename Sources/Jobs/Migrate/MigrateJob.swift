@@ -661,9 +661,12 @@ final class RunContext: Sendable {
         let contentType = job.mimeTypes.contentType(forPath: f.path)
         return try await slots.with {
             if stop.isSet { return .notStarted(size: f.size) }
-            let file = try await open(f)
-            let h = try await runBlockingCancellable { flag in
-                try FileHashing.hash(file, md5: true, keepLimit: keep, cancel: flag)
+            // Open and hash in one trip to a blocking thread (per small file, every
+            // thread hop costs two wake-ups: docs/BENCHMARKS.md, "Migration first run").
+            let root = self.root
+            let (file, h) = try await runBlockingCancellable { flag in
+                let file = try f.open(beneath: root)
+                return (file, try FileHashing.hash(file, md5: true, keepLimit: keep, cancel: flag))
             }
             let size = h.stamp.size
             var done = CheckpointFile(path: f.path, size: size, mtimeNs: h.stamp.mtimeNs, sha256: h.sha256, md5: h.md5,
@@ -675,9 +678,15 @@ final class RunContext: Sendable {
             }
             try await limiter?.acquire(size)
             let body: UploadBody = h.data.map { .data($0) } ?? .descriptor(file, offset: 0, length: size)
+            var putOptions = options(sha256: h.sha256, stamp: h.stamp, contentType: contentType)
+            if h.data != nil {
+                // The kept bytes were hashed as they were read: the store need not hash them again.
+                putOptions.digests = ContentDigests(sha256Hex: h.sha256, md5Base64: h.md5.flatMap { Data(hexString: $0)?.base64EncodedString() },
+                                                    crc32cBase64: h.crc32c)
+            }
             let info: ObjectInfo
             do {
-                info = try await store.put(key: key, body: body, options: options(sha256: h.sha256, stamp: h.stamp, contentType: contentType))
+                info = try await store.put(key: key, body: body, options: putOptions)
             } catch let e as CairnError where h.data == nil {
                 // A file read by the HTTP client that changed under it fails its Content-MD5 check.
                 if let now = try? await stamp(file), now != h.stamp { throw FileProblem.changed("size or mtime changed during the PUT") }
