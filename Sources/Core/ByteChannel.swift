@@ -198,35 +198,13 @@ public final class ByteChannel: @unchecked Sendable {
         for c in w { c.resume(returning: .retry) }
         r?.resume(returning: .retry)
     }
-
-    /// Reads up to `count` bytes exactly (fewer only at EOF), re-chunking.
-    /// Not thread-safe against other consumers (single consumer by contract).
-    public func read(exactly count: Int, carry: inout Data) async throws -> Data {
-        // Allocate the result once at its final size: growing a Data by
-        // appending can leave up to twice the capacity allocated.
-        var out = Data(capacity: count)
-        var pending = carry
-        carry = Data()
-        while true {
-            if !pending.isEmpty {
-                let take = Swift.min(count - out.count, pending.count)
-                out.append(pending.prefix(take))
-                if take < pending.count {
-                    carry = Data(pending.dropFirst(take))
-                    return out
-                }
-            }
-            if out.count == count { return out }
-            guard let d = try await receive() else { return out }
-            pending = d
-        }
-    }
 }
 
 extension ByteChannel {
-    /// `read(exactly:carry:)` into a buffer taken from `pool` (whose
-    /// `bufferSize` is at least `count`), handed out without a copy: the
-    /// buffer goes back to the pool when the returned `Data` is released.
+    /// Reads up to `count` bytes exactly (fewer only at EOF), re-chunking,
+    /// into a buffer taken from `pool` (whose `bufferSize` is at least
+    /// `count`), handed out without a copy: the buffer goes back to the pool
+    /// when the returned `Data` is released. Single consumer by contract.
     /// For a producer of large parts (the multipart uploader), which would
     /// otherwise map, fault in and unmap a fresh part-sized buffer per part.
     /// An empty result at the end of the stream holds no buffer.

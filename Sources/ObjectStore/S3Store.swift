@@ -155,9 +155,15 @@ public final class S3Store: ObjectStore {
     /// pass; only the requested ones are set.
     struct BodyDigests: Sendable { var sha256Hex: String?; var md5Base64: String?; var crc32cBase64: String? }
 
+    /// Which digests `mode` sends (SHA-256, MD5, CRC32C); nil = a control
+    /// body (SHA-256 + MD5).
+    static func wanted(_ mode: PayloadChecksum?) -> (sha256: Bool, md5: Bool, crc32c: Bool) {
+        (mode == nil || mode == .sha256, mode == nil || mode == .md5, mode?.carriesCRC32C ?? false)
+    }
+
     /// The digests a body needs: `mode` nil = a control body (SHA-256 + MD5).
     static func digests(of body: UploadBody, mode: PayloadChecksum?) async throws -> BodyDigests {
-        let wantSHA = mode == nil || mode == .sha256, wantMD5 = mode == nil || mode == .md5, wantCRC = mode?.carriesCRC32C ?? false
+        let (wantSHA, wantMD5, wantCRC) = wanted(mode)
         return try await runBlocking {
             let sha = wantSHA ? Hasher(.sha256) : nil, md5 = wantMD5 ? Hasher(.md5) : nil
             var crc = CRC32C()
@@ -198,7 +204,7 @@ public final class S3Store: ObjectStore {
     /// The caller's digests reduced to what `mode` sends, as `digests(of:mode:)`
     /// would compute them; nil when one it needs is missing (then the body is hashed).
     static func digests(_ d: ContentDigests, mode: PayloadChecksum?) -> BodyDigests? {
-        let wantSHA = mode == nil || mode == .sha256, wantMD5 = mode == nil || mode == .md5, wantCRC = mode?.carriesCRC32C ?? false
+        let (wantSHA, wantMD5, wantCRC) = wanted(mode)
         if wantMD5 && d.md5Base64 == nil || wantCRC && d.crc32cBase64 == nil { return nil }
         return BodyDigests(sha256Hex: wantSHA ? d.sha256Hex : nil, md5Base64: wantMD5 ? d.md5Base64 : nil,
                            crc32cBase64: wantCRC ? d.crc32cBase64 : nil)

@@ -476,7 +476,6 @@ public final class ChildProcess: @unchecked Sendable {
     /// fresh mmap and page faults per chunk).
     private func pumpStdout(_ fd: Int32, to channel: ByteChannel, chunkSize: Int) {
         let pool = BufferPool(bufferSize: chunkSize)
-        let halfPool = BufferPool(bufferSize: max(1, chunkSize / 2), maxFree: 4)
         var consumerGone = false
         var readError: String?
         var eof = false
@@ -513,20 +512,9 @@ public final class ChildProcess: @unchecked Sendable {
             }
             if filled == 0 { pool.give(buf); break }
             // A buffer less than half full is copied out and reused: the
-            // channel bounds the bytes it holds, not the buffers behind them,
-            // so every buffer sent on must be at least half full. A chunk of
-            // a quarter to a half goes into a half-size pooled buffer (a fresh
-            // allocation of that size is a fresh mapping, faulted in page by
-            // page), a smaller one into a fresh `Data` from malloc's heap.
+            // channel bounds the bytes it holds, not the buffers behind them.
             let chunk: Data
-            if filled >= chunkSize / 2 {
-                chunk = pool.data(buf, count: filled)
-            } else if filled >= chunkSize / 4 {
-                let half = halfPool.take()
-                half.copyMemory(from: buf, byteCount: filled)
-                chunk = halfPool.data(half, count: filled)
-                pool.give(buf)
-            } else {
+            if filled >= chunkSize / 2 { chunk = pool.data(buf, count: filled) } else {
                 chunk = Data(bytes: buf, count: filled)
                 pool.give(buf)
             }
