@@ -88,13 +88,15 @@ public struct BackupJob: Sendable {
         let connString = password.map { conninfo.with("password", $0).keywordString } ?? spec.database
 
         log.info("backup started", metadata: ["database": "\(conninfo["dbname"] ?? "?")"])
+        // `pg_dump --version` runs while the snapshot's connection is made.
+        async let versionRun = pgDumpVersion(binary: spec.pgDumpPath)
         let snapshot = try await DumpSnapshot.open(connString, countRows: rowCountSource == "database")
         progress?.estimate(databaseSize: snapshot.databaseSize)
         // Objects completed by this run: deleted again if the run fails before
         // its manifest is stored, so that a failed run leaves nothing behind.
         var completed: [String] = []
         do {
-            let dumpVersion = try await pgDumpVersion(binary: spec.pgDumpPath)
+            let dumpVersion = try await versionRun
             // Upper bound of the stream, so that 10,000 equal parts always
             // suffice: a text dump can be larger than the database on disk.
             let bound = snapshot.databaseSize * 2 + (256 << 20)

@@ -8,18 +8,42 @@ import Glibc
 public enum PostgresTools {
     /// The path of `program`: `configured` if given (it must be executable),
     /// else `program` in PATH, else the newest `/usr/lib/postgresql/*/bin/program`.
+    ///
+    /// A `program` in PATH that is Debian's `pg_wrapper` (postgresql-common)
+    /// is replaced by the newest `/usr/lib/postgresql/*/bin/program`: the
+    /// wrapper is a Perl script that costs ~35 ms of CPU and ~0.1 s per start,
+    /// and for a `--dbname` connection string it picks the version of the
+    /// local default cluster, not of the server Cairn connects to, which fails
+    /// when that server is newer. The newest client programs work with every
+    /// older server, which is the wrapper's own rule for `psql` and for an
+    /// explicit `--host`. Set `pg_dump_path` to choose a version.
     public static func locate(_ program: String, configured: String? = nil) throws -> String {
+        try locate(program, configured: configured, searchPath: ProcessInfo.processInfo.environment["PATH"] ?? "/usr/bin:/bin")
+    }
+
+    static func locate(_ program: String, configured: String?, searchPath: String, base: String = versionedBase) throws -> String {
         if let configured, !configured.isEmpty {
             guard access(configured, X_OK) == 0 else {
                 throw CairnError(.config, "\(program) not found or not executable at \(configured)")
             }
             return configured
         }
-        for dir in (ProcessInfo.processInfo.environment["PATH"] ?? "/usr/bin:/bin").split(separator: ":") {
+        let versioned = newestVersioned(program, base: base)
+        for dir in searchPath.split(separator: ":") {
             let p = "\(dir)/\(program)"
-            if access(p, X_OK) == 0 { return p }
+            if access(p, X_OK) == 0 {
+                if let versioned, isDebianWrapper(p) { return versioned }
+                return p
+            }
         }
-        let base = "/usr/lib/postgresql"
+        if let versioned { return versioned }
+        throw CairnError(.config, "\(program) not found in PATH nor in \(base)/*/bin")
+    }
+
+    static let versionedBase = "/usr/lib/postgresql"
+
+    /// The newest `/usr/lib/postgresql/<version>/bin/program`, if any.
+    static func newestVersioned(_ program: String, base: String = versionedBase) -> String? {
         let versions = ((try? FileManager.default.contentsOfDirectory(atPath: base)) ?? [])
             .compactMap { v -> (Double, String)? in Double(v).map { ($0, v) } }
             .sorted { $0.0 > $1.0 }
@@ -27,7 +51,15 @@ public enum PostgresTools {
             let p = "\(base)/\(v)/bin/\(program)"
             if access(p, X_OK) == 0 { return p }
         }
-        throw CairnError(.config, "\(program) not found in PATH nor in \(base)/*/bin")
+        return nil
+    }
+
+    /// Whether `path` resolves to Debian's `pg_wrapper` (e.g. `/usr/bin/pg_dump`
+    /// → `/usr/share/postgresql-common/pg_wrapper`).
+    static func isDebianWrapper(_ path: String) -> Bool {
+        guard let real = realpath(path, nil) else { return false }
+        defer { free(real) }
+        return String(cString: real).hasSuffix("/postgresql-common/pg_wrapper")
     }
 
     /// The environment of a PostgreSQL client program: `childEnvironment`
