@@ -77,9 +77,11 @@ public struct MultipartUploader: Sendable {
                         throw CairnError(.storage, "\(store.displayName)\(key): the stream needs more than 10,000 parts of \(partSize) bytes")
                     }
                     let n = number
-                    let store = self.store
+                    let store = self.store, logger = self.logger
                     group.addTask {
+                        let start = ContinuousClock.now
                         let p = try await store.uploadPart(key: key, uploadId: uploadId, partNumber: n, body: .data(data))
+                        logger.debug("part stored", metadata: ["part": "\(n)", "bytes": "\(data.count)", "seconds": "\(Self.seconds(since: start))"])
                         onPart(n, Int64(data.count))
                         return p
                     }
@@ -94,7 +96,7 @@ public struct MultipartUploader: Sendable {
                 for try await p in group { parts.append(p) }
                 return parts.sorted { $0.partNumber < $1.partNumber }
             }
-            let info = try await store.completeMultipartUpload(key: key, uploadId: uploadId, parts: parts)
+            let info = try await complete(key: key, uploadId: uploadId, parts: parts)
             let size = parts.reduce(Int64(0)) { $0 + $1.size }
             return Result(info: info, size: size, partCount: parts.count, partSize: partSize)
         } catch {
@@ -143,7 +145,7 @@ public struct MultipartUploader: Sendable {
                 for try await p in group { parts.append(p) }
                 return parts.sorted { $0.partNumber < $1.partNumber }
             }
-            let info = try await store.completeMultipartUpload(key: key, uploadId: uploadId, parts: parts)
+            let info = try await complete(key: key, uploadId: uploadId, parts: parts)
             return Result(info: info, size: size, partCount: parts.count, partSize: partSize)
         } catch {
             await abort(key: key, uploadId: uploadId)
@@ -164,6 +166,18 @@ public struct MultipartUploader: Sendable {
             throw CancellationError()
         }
         return uploadId
+    }
+
+    private func complete(key: String, uploadId: String, parts: [CompletedPart]) async throws -> ObjectInfo {
+        let start = ContinuousClock.now
+        let info = try await store.completeMultipartUpload(key: key, uploadId: uploadId, parts: parts)
+        logger.debug("multipart upload completed", metadata: ["key": "\(key)", "parts": "\(parts.count)", "seconds": "\(Self.seconds(since: start))"])
+        return info
+    }
+
+    static func seconds(since start: ContinuousClock.Instant) -> String {
+        let d = ContinuousClock.now - start
+        return String(format: "%.3f", Double(d.components.seconds) + Double(d.components.attoseconds) / 1e18)
     }
 
     /// Aborts an upload, even from a cancelled task (the abort must still go out).

@@ -8,7 +8,8 @@ ETag), without checking signatures, digests or checksums. Bodies are read
 into one reused buffer and discarded, so the server costs as little CPU
 per byte as Python allows: a client's run against it shows the client's
 own ceiling (scripts/bench/upload). Everything else: DELETE -> 204,
-HEAD/GET -> 404 NoSuchKey. Keep-alive and `Expect: 100-continue` work.
+ListObjectsV2 and ListMultipartUploads -> empty lists, other HEAD/GET ->
+404 NoSuchKey (enough for `cairn run` of a backup job). Keep-alive and `Expect: 100-continue` work.
 """
 import hashlib
 import http.server
@@ -104,6 +105,18 @@ class Handler(http.server.BaseHTTPRequestHandler):
         return self.reply(204)
 
     def do_GET(self):
+        path, _, query = self.path.partition("?")
+        params = dict(p.partition("=")[::2] for p in query.split("&") if p)
+        if self.command == "GET" and "uploads" in params:
+            # ListMultipartUploads: there are never any in progress
+            return self.reply(200, b'<?xml version="1.0" encoding="UTF-8"?>\n<ListMultipartUploadsResult '
+                              b'xmlns="http://s3.amazonaws.com/doc/2006-03-01/"><Bucket>b</Bucket>'
+                              b'<IsTruncated>false</IsTruncated></ListMultipartUploadsResult>')
+        if self.command == "GET" and params.get("list-type") == "2":
+            # ListObjectsV2: the bucket is always empty
+            return self.reply(200, b'<?xml version="1.0" encoding="UTF-8"?>\n<ListBucketResult '
+                              b'xmlns="http://s3.amazonaws.com/doc/2006-03-01/"><Name>b</Name><KeyCount>0</KeyCount>'
+                              b'<IsTruncated>false</IsTruncated></ListBucketResult>')
         return self.reply(404, b"<Error><Code>NoSuchKey</Code><Message>null-s3 stores nothing</Message></Error>")
 
     do_HEAD = do_GET
