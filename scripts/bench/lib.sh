@@ -28,6 +28,8 @@ bench_services() {
   local root; root="$(repo_root)"
   export CAIRN_SERVICES_DIR="${CAIRN_SERVICES_DIR:-/tmp/cairn-services-bench}"
   "$root/scripts/services" start >/dev/null
+  # BENCH_FRESH_MOTO=1: measure on a freshly started moto (it slows down as it ages)
+  if [ "${BENCH_FRESH_MOTO:-0}" = 1 ]; then "$root/scripts/services" restart-moto >/dev/null; fi
   eval "$("$root/scripts/services" env)"
   export AWS_ACCESS_KEY_ID="$CAIRN_TEST_AWS_ACCESS_KEY_ID" AWS_SECRET_ACCESS_KEY="$CAIRN_TEST_AWS_SECRET_ACCESS_KEY"
   export AWS_REGION=us-east-1 AWS_DEFAULT_REGION=us-east-1 AWS_EC2_METADATA_DISABLED=true
