@@ -47,7 +47,7 @@ public func withRetries<T: Sendable>(
             if error is CancellationError || Task.isCancelled { throw error }
             if let e = error as? CairnError, e.code == .cancelled { throw error }
             let elapsed = start.duration(to: .now)
-            let elapsedSeconds = Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18
+            let elapsedSeconds = elapsed.inSeconds
             guard classify(error) == .retry, attempt < policy.maxAttempts, elapsedSeconds < policy.maxElapsed else {
                 if attempt > 1, var e = error as? CairnError {
                     if classify(error) == .retry { e.message += " (gave up after \(attempt) attempts)" }

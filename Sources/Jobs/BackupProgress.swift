@@ -1,3 +1,4 @@
+import Core
 import Foundation
 
 /// Live counters of a running backup, read by progress reporters: bytes
@@ -64,7 +65,7 @@ public final class BackupProgress: @unchecked Sendable {
         lock.lock(); defer { lock.unlock() }
         let e = dumpStarted.map { ContinuousClock.now - $0 } ?? .zero
         return Snapshot(phase: _phase, dumped: _dumped, uploaded: _uploaded, parts: _parts, estimate: _estimate,
-                        elapsed: Double(e.components.seconds) + Double(e.components.attoseconds) / 1e18)
+                        elapsed: e.inSeconds)
     }
 }
 

@@ -19,9 +19,9 @@ extension JobRunner {
         let dir = prefix.isEmpty ? "" : prefix + "/"
         let clock = ContinuousClock(), began = clock.now
         defer {
-            let seconds = (clock.now - began).components
+            let seconds = (clock.now - began).inSeconds
             logger.info("checked for leftovers of interrupted runs", metadata: [
-                "job": "\(job)", "seconds": "\(String(format: "%.2f", Double(seconds.seconds) + Double(seconds.attoseconds) / 1e18))"])
+                "job": "\(job)", "seconds": "\(String(format: "%.2f", seconds))"])
         }
         do {
             let objects = try await store.list(prefix: dir)

@@ -1,3 +1,4 @@
+import Core
 import Foundation
 
 /// Progress of a byte stream against a known or estimated total, as one line
@@ -60,7 +61,7 @@ public struct ProgressLine: Sendable, Equatable {
     /// Seconds from `start` to now, for summaries.
     public static func seconds(since start: ContinuousClock.Instant) -> Double {
         let e = ContinuousClock.now - start
-        return Double(e.components.seconds) + Double(e.components.attoseconds) / 1e18
+        return e.inSeconds
     }
 
     /// "45s", "3m07s", "2h05m".

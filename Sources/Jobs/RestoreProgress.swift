@@ -1,3 +1,4 @@
+import Core
 import Foundation
 
 /// Live progress of a restore: ciphertext bytes read of the manifest's total
@@ -22,7 +23,7 @@ public final class RestoreProgress: @unchecked Sendable {
         lock.lock(); defer { lock.unlock() }
         let e = started.map { ContinuousClock.now - $0 } ?? .zero
         return ProgressLine(done: _read, total: total,
-                            elapsed: Double(e.components.seconds) + Double(e.components.attoseconds) / 1e18)
+                            elapsed: e.inSeconds)
     }
 }
 

@@ -176,8 +176,7 @@ public struct MultipartUploader: Sendable {
     }
 
     static func seconds(since start: ContinuousClock.Instant) -> String {
-        let d = ContinuousClock.now - start
-        return String(format: "%.3f", Double(d.components.seconds) + Double(d.components.attoseconds) / 1e18)
+        String(format: "%.3f", (ContinuousClock.now - start).inSeconds)
     }
 
     /// Aborts an upload, even from a cancelled task (the abort must still go out).

@@ -361,7 +361,7 @@ public final class ChildProcess: @unchecked Sendable {
         // its pid, and its process group id, cannot have been reused.
         _ = kill(-pid, SIGTERM)
         cond.unlock()
-        let seconds = Double(grace.components.seconds) + Double(grace.components.attoseconds) / 1e18
+        let seconds = grace.inSeconds
         startThread("\(name)-kill") { me in
             let deadline = Date().addingTimeInterval(seconds)
             me.cond.lock()

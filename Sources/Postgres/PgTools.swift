@@ -28,15 +28,14 @@ public enum PostgresTools {
             }
             return configured
         }
-        let versioned = newestVersioned(program, base: base)
         for dir in searchPath.split(separator: ":") {
             let p = "\(dir)/\(program)"
             if access(p, X_OK) == 0 {
-                if let versioned, isDebianWrapper(p) { return versioned }
+                if isDebianWrapper(p), let versioned = newestVersioned(program, base: base) { return versioned }
                 return p
             }
         }
-        if let versioned { return versioned }
+        if let versioned = newestVersioned(program, base: base) { return versioned }
         throw CairnError(.config, "\(program) not found in PATH nor in \(base)/*/bin")
     }
 

@@ -1,5 +1,6 @@
 import Alerts
 import Config
+import Core
 import Foundation
 import State
 
@@ -28,6 +29,6 @@ public enum AlertSetup {
     }
 
     static func seconds(_ d: Duration) -> TimeInterval {
-        Double(d.components.seconds) + Double(d.components.attoseconds) / 1e18
+        d.inSeconds
     }
 }

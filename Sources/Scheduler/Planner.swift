@@ -1,4 +1,5 @@
 import Config
+import Core
 import Cron
 import Jobs
 import Foundation
@@ -350,8 +351,7 @@ public struct Planner: Sendable {
 }
 
 func seconds(_ d: Duration) -> Double {
-    let c = d.components
-    return Double(c.seconds) + Double(c.attoseconds) / 1e18
+    d.inSeconds
 }
 
 /// A small seedable generator (SplitMix64), so tests can pin the jitter.

@@ -47,7 +47,7 @@ struct CronCommand: ParsableCommand {
             let elapsed = clock.measure {
                 while n < count, let d = expr.next(after: cursor, in: zone) { cursor = d; n += 1 }
             }
-            let secs = Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18
+            let secs = elapsed.inSeconds
             print("\(n) instants in \(String(format: "%.3f", secs)) s: \(Int(Double(n) / max(secs, 1e-9))) next() per second (last \(isoWithOffset(cursor, zone)))")
             return
         }

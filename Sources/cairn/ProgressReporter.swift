@@ -32,7 +32,7 @@ final class ProgressReporter: @unchecked Sendable {
                     FileHandle.standardError.write(Data(("\r" + text + "\u{1B}[K").utf8))
                 } else {
                     let e = ContinuousClock.now - start
-                    let elapsed = Double(e.components.seconds) + Double(e.components.attoseconds) / 1e18
+                    let elapsed = e.inSeconds
                     guard throttle.shouldLog(elapsed: elapsed, fraction: progress.fraction) else { continue }
                     FileHandle.standardError.write(Data("cairn: \(job): \(progress.line)\n".utf8))
                 }

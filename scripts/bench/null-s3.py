@@ -105,7 +105,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
         return self.reply(204)
 
     def do_GET(self):
-        path, _, query = self.path.partition("?")
+        query = self.path.partition("?")[2]
         params = dict(p.partition("=")[::2] for p in query.split("&") if p)
         if self.command == "GET" and "uploads" in params:
             # ListMultipartUploads: there are never any in progress

@@ -27,7 +27,7 @@ public final class BandwidthLimiter: @unchecked Sendable {
         lock.lock(); defer { lock.unlock() }
         let rate = Double(bytesPerSecond)
         let elapsed = now - last
-        let secs = Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18
+        let secs = elapsed.inSeconds
         tokens = min(rate, tokens + secs * rate)
         last = now
         tokens -= Double(bytes)

@@ -294,7 +294,7 @@ public struct MigrateJob: Sendable {
     private func finish(_ report: MigrateReport, t0: ContinuousClock.Instant, clock: ContinuousClock) -> MigrateReport {
         var report = report
         let d = clock.now - t0
-        report.duration = Double(d.components.seconds) + Double(d.components.attoseconds) / 1e18
+        report.duration = d.inSeconds
         progress.setPhase(report.stopReason == nil ? "done" : "stopped")
         return report
     }

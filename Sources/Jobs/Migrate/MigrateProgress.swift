@@ -1,3 +1,4 @@
+import Core
 import Foundation
 
 /// Live counters of a migration, read by the CLI's progress bar and the daemon's log.
@@ -33,7 +34,7 @@ public final class MigrateProgress: @unchecked Sendable {
         let e = transferStarted.map { ContinuousClock.now - $0 } ?? .zero
         return Snapshot(phase: _phase, totalFiles: _totalFiles, totalBytes: _totalBytes, doneFiles: _doneFiles,
                         doneBytes: _doneBytes, uploadedBytes: _uploadedBytes, failed: _failed,
-                        elapsed: Double(e.components.seconds) + Double(e.components.attoseconds) / 1e18)
+                        elapsed: e.inSeconds)
     }
 
     func setPhase(_ p: String) { lock.lock(); _phase = p; lock.unlock() }

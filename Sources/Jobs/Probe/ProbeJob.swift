@@ -32,7 +32,7 @@ public struct ProbeJob: Sendable {
     public init(name: String, spec: ProbeSpec) { self.name = name; self.spec = spec }
 
     public func run() async throws -> JobOutcome {
-        let timeout = Double(spec.requestTimeout.components.seconds) + Double(spec.requestTimeout.components.attoseconds) / 1e18
+        let timeout = spec.requestTimeout.inSeconds
         let client = HTTPClient(configuration: .init(connectTimeout: min(10, timeout), requestTimeout: timeout,
                                                      caBundle: spec.caFile, userAgent: "cairn-probe/\(CairnVersion.current)", maxIdleHandles: 0))
         let clock = ContinuousClock(), began = clock.now
@@ -47,7 +47,7 @@ public struct ProbeJob: Sendable {
                              cause: ProbeFailure.request(code: e.code, detail: e.message))
         }
         let d = clock.now - began
-        let latency = Double(d.components.seconds) + Double(d.components.attoseconds) / 1e18
+        let latency = d.inSeconds
         let ms = String(format: "%.0f ms", latency * 1000)
         guard response.status == spec.expectStatus else {
             let f = ProbeFailure.status(got: response.status, expected: spec.expectStatus)

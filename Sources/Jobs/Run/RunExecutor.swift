@@ -209,7 +209,7 @@ public struct RunExecutor: Sendable {
     }
 
     static func seconds(_ d: Duration) -> TimeInterval {
-        Double(d.components.seconds) + Double(d.components.attoseconds) / 1e18
+        d.inSeconds
     }
 }
 

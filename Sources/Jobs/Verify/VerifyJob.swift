@@ -88,7 +88,7 @@ public struct VerifyJob: Sendable {
             let t0 = clock.now
             let result = try await restore.run(to: .database(conninfo, create: false, jobs: spec.restoreJobs))
             let elapsed = clock.now - t0
-            restoreSeconds = Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18
+            restoreSeconds = elapsed.inSeconds
             let comparison = RowCountComparison(manifest: manifest.rowCounts, restored: result.rowCounts ?? [:])
             tables = comparison.tables
             checks = try await runChecks(conninfo)
