@@ -55,9 +55,18 @@ func waitUntil(_ timeout: Double, _ condition: () -> Bool) async -> Bool {
     }
 }
 
-@Suite struct ControlSocketTests {
+@Suite final class ControlSocketTests {
+    /// One directory per test, removed with the suite instance: the servers
+    /// create each socket's parent directory, and a test run used to leave
+    /// ~500 of them in /tmp.
+    let base = FileManager.default.temporaryDirectory.appendingPathComponent("cs-\(UUID().uuidString.prefix(8))")
+    var made = 0
+
+    deinit { try? FileManager.default.removeItem(at: base) }
+
     func tempPath() -> String {
-        FileManager.default.temporaryDirectory.appendingPathComponent("cs-\(UUID().uuidString.prefix(8))/cairn.sock").path
+        made += 1
+        return base.appendingPathComponent("\(made)/cairn.sock").path
     }
 
     @Test func roundTripModeAndPeerCredentials() async throws {
