@@ -1,4 +1,7 @@
 import Foundation
+#if canImport(Glibc)
+import Glibc
+#endif
 
 /// Who is running a run: this host's boot, a process id and that process's
 /// start time (clock ticks since boot, /proc/PID/stat field 22). Together
@@ -31,11 +34,33 @@ public struct ProcessIdentity: Sendable, Equatable, CustomStringConvertible {
         self.init(bootID: String(parts[0]), pid: pid, startTicks: ticks)
     }
 
-    /// True when this process still runs: same boot, and the pid's start time unchanged.
+    /// True when this process still runs: same boot, and the pid's start time
+    /// unchanged. A process this one may not see in /proc (another user's,
+    /// under systemd's `ProtectProc=invisible`, as the daemon runs) but that
+    /// `kill(pid, 0)` finds counts as alive: its start time cannot be read,
+    /// and a run is marked interrupted only when its process is known to be
+    /// gone (otherwise the job's lock settles it, `markInterrupted`).
     public var isAlive: Bool {
         guard let boot = Self.bootID else { return true }   // cannot tell: assume it does
         guard boot == bootID else { return false }
-        return Self.startTicks(pid: pid) == startTicks
+        let pid = self.pid
+        return Self.isAlive(recorded: startTicks, seen: Self.startTicks(pid: pid), probe: { Self.signalProbe(pid: pid) })
+    }
+
+    /// The decision, from what /proc shows (`seen`: the pid's start time, nil
+    /// when /proc has no entry for it) and, only when it shows nothing, what
+    /// `probe` (`kill(pid, 0)`: 0 or an errno) says.
+    static func isAlive(recorded: UInt64, seen: UInt64?, probe: () -> Int32) -> Bool {
+        if let seen { return seen == recorded }
+        // ESRCH: no such process. EPERM: it exists, and belongs to someone this
+        // process may not signal; 0 with no /proc entry: /proc hides it.
+        return probe() != ESRCH
+    }
+
+    /// `kill(pid, 0)`: 0 when a signal could be sent, else the errno.
+    static func signalProbe(pid: Int32) -> Int32 {
+        guard pid > 0 else { return ESRCH }
+        return kill(pid, 0) == 0 ? 0 : errno
     }
 
     static let bootID: String? = {

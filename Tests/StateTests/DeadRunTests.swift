@@ -30,6 +30,28 @@ import Testing
         #expect(ProcessIdentity("garbage") == nil)
     }
 
+    /// The daemon runs under `ProtectProc=invisible`: a root `cairn run` has no
+    /// /proc entry it can read, but is not gone.
+    @Test func aProcessHiddenFromProcIsNotTakenForGone() throws {
+        // What /proc shows decides when it shows the pid.
+        #expect(ProcessIdentity.isAlive(recorded: 7, seen: 7, probe: { Issue.record("probed"); return ESRCH }))
+        #expect(!ProcessIdentity.isAlive(recorded: 7, seen: 8, probe: { Issue.record("probed"); return 0 }))
+        // No /proc entry: kill(pid, 0) decides.
+        #expect(!ProcessIdentity.isAlive(recorded: 7, seen: nil, probe: { ESRCH }))
+        #expect(ProcessIdentity.isAlive(recorded: 7, seen: nil, probe: { EPERM }))   // another user's process, hidden
+        #expect(ProcessIdentity.isAlive(recorded: 7, seen: nil, probe: { 0 }))
+        // The real probe: this process exists, a reaped child does not.
+        #expect(ProcessIdentity.signalProbe(pid: getpid()) == 0)
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: "/bin/true")
+        try p.run()
+        let pid = p.processIdentifier
+        p.waitUntilExit()
+        #expect(ProcessIdentity.signalProbe(pid: pid) == ESRCH)
+        // pid 1 (init, root's): exists whatever this process may signal.
+        #expect(ProcessIdentity.signalProbe(pid: 1) != ESRCH)
+    }
+
     @Test func runsOfGoneProcessesAreMarkedInterruptedOnOpen() throws {
         let dir = tempDir()
         defer { try? FileManager.default.removeItem(atPath: dir) }
