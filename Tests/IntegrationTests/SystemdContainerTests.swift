@@ -7,9 +7,9 @@ import Testing
 /// the host's /usr read-only, the host network) into which scripts/install
 /// --destdir installs the built binary, the unit, the sysusers and tmpfiles
 /// snippets. The test then drives `systemctl start/reload/stop cairn`:
-/// Type=notify readiness, LoadCredential= secrets, a backup and a migration
-/// inside the unit's sandbox, the watchdog killing and restarting a hung
-/// daemon, and an orderly stop.
+/// Type=notify readiness, the lowered CPU and I/O priority, LoadCredential=
+/// secrets, a backup and a migration inside the unit's sandbox, the watchdog
+/// killing and restarting a hung daemon, and an orderly stop.
 ///
 /// It needs root, systemd-nspawn (Debian: systemd-container), systemd and
 /// nsenter. Where one is missing it is SKIPPED, and a skipped test is not a
@@ -152,6 +152,13 @@ import Testing
         for line in ["Uid:\t\(uid)\t", "CapEff:\t0000000000000000", "NoNewPrivs:\t1", "Seccomp:\t2"] {
             #expect(status.contains(line), "main process status lacks \(line)")
         }
+        // Nice=10, CPUSchedulingPolicy=batch (/proc/PID/stat fields 19 and 41;
+        // SCHED_BATCH = 3), IOSchedulingClass=best-effort, IOSchedulingPriority=7.
+        let stat = try await c.exec("cat", "/proc/\(mainPID)/stat").stdout
+        let fields = stat[stat.index(after: try #require(stat.lastIndex(of: ")")))...].split(separator: " ")
+        #expect(fields.count > 38 && fields[16] == "10" && fields[38] == "3", "nice, policy: \(stat)")
+        let ioprio = try await c.exec("ionice", "-p", mainPID).stdout
+        #expect(ioprio.trimmingCharacters(in: .whitespacesAndNewlines) == "best-effort: prio 7", "\(ioprio)")
         let mounts = try await c.exec("cat", "/proc/\(mainPID)/mountinfo").stdout.split(separator: "\n").map { l in
             let f = l.split(separator: " ")
             return (String(f[4]), String(f[5]).split(separator: ",").contains("ro"))
