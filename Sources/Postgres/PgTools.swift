@@ -169,9 +169,10 @@ public final class PgDump: Sendable {
         let info = try ConnInfo(conninfo)
         let path = try PostgresTools.locate("pg_dump", configured: options.binary)
         self.output = output
+        let command = PostgresTools.buffered(.output, executable: path,
+                                             arguments: Self.arguments(conninfo: info, snapshot: snapshot, extra: options.extraArguments))
         self.process = try ChildProcess(
-            name: "pg_dump", executable: path,
-            arguments: Self.arguments(conninfo: info, snapshot: snapshot, extra: options.extraArguments),
+            name: "pg_dump", executable: command.executable, arguments: command.arguments,
             environment: PostgresTools.environment(password: options.password ?? info.password),
             stdin: .null, stdout: .channel(output), chunkSize: options.chunkSize)
     }
@@ -263,11 +264,12 @@ public final class PgRestore: Sendable {
         }
         args += options.extraArguments
         let stdin: ChildProcess.Input
+        var command = (executable: path, arguments: args)
         switch source {
-        case .channel(let ch): stdin = .channel(ch)
-        case .file(let p): args.append(p); stdin = .null
+        case .channel(let ch): stdin = .channel(ch); command = PostgresTools.buffered(.input, executable: path, arguments: args)
+        case .file(let p): command.arguments.append(p); stdin = .null
         }
-        process = try ChildProcess(name: "pg_restore", executable: path, arguments: args,
+        process = try ChildProcess(name: "pg_restore", executable: command.executable, arguments: command.arguments,
                                    environment: PostgresTools.environment(password: password),
                                    stdin: stdin, stdout: .null)
     }

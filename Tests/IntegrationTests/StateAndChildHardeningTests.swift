@@ -109,6 +109,11 @@ func mode(_ path: String) -> mode_t? {
             #expect(env.contains { $0.hasPrefix("PATH=") })
             #expect(env.contains("PGCONNECT_TIMEOUT=17"))   // libpq's own variables pass
         }
+        // The dump itself ran under coreutils' stdbuf with a 1 MiB output buffer
+        // (`--version` did not: it has nothing to buffer).
+        if FileManager.default.isExecutableFile(atPath: "/usr/bin/stdbuf") {
+            #expect(dumps.filter { $0.contains("_STDBUF_O=1048576") && $0.contains { $0.hasPrefix("LD_PRELOAD=") && $0.hasSuffix("libstdbuf.so") } }.count == 1, "\(dumps)")
+        }
     }
 
     @Test func aRunCreatesOwnerOnlyStateFilesAndDirectories() async throws {
